@@ -1,0 +1,58 @@
+"""spate: real-time stream services on Kafka, NATS JetStream, Redis Streams, MQTT or an
+embedded broker — one program, every broker."""
+
+from __future__ import annotations
+
+from spate.brokers.base import (
+    Broker,
+    Capabilities,
+    Consumer,
+    PartitionLag,
+    Producer,
+    RebalanceListener,
+    TopicInfo,
+)
+from spate.brokers.registry import connect
+from spate.clock import Clock, ManualClock, SystemClock
+from spate.config import Settings, load_settings
+from spate.errors import (
+    BrokerError,
+    CapabilityError,
+    ConfigError,
+    DeserializationError,
+    FencedError,
+    SpateError,
+)
+from spate.record import Headers, Record, TopicPartition
+from spate.serde import Serde
+from spate.topic import Topic
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Broker",
+    "BrokerError",
+    "Capabilities",
+    "CapabilityError",
+    "Clock",
+    "ConfigError",
+    "Consumer",
+    "DeserializationError",
+    "FencedError",
+    "Headers",
+    "ManualClock",
+    "PartitionLag",
+    "Producer",
+    "RebalanceListener",
+    "Record",
+    "Serde",
+    "Settings",
+    "SpateError",
+    "SystemClock",
+    "Topic",
+    "TopicInfo",
+    "TopicPartition",
+    "__version__",
+    "connect",
+    "load_settings",
+]

@@ -1,0 +1,241 @@
+"""The broker contract every adapter implements (DESIGN §5).
+
+The runtime talks to brokers only through these classes and asks :class:`Capabilities`
+what a broker can do; it never checks which broker it has.
+
+Semantics every adapter keeps:
+
+* ``Producer.send`` only buffers (no ``await`` per record); ``flush`` waits until the
+  broker acknowledged everything sent so far, or raises :class:`PublishError`.
+* ``Consumer.fetch`` returns a *batch*. Rebalance callbacks of the listener run inside
+  ``fetch`` (as Kafka's ``poll`` does), so the runtime never races with them.
+* ``Consumer.commit(through)`` is cumulative: "every record up to and including this
+  offset in this partition is done". The stored position is ``through + 1``.
+* ``close`` of a consumer first calls ``on_revoked`` for what it still owns, so the
+  runtime can commit, then leaves the group.
+* Vendor exceptions never escape: adapters map them onto :mod:`spate.errors`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self
+
+from spate.errors import CapabilityError
+from spate.record import Headers, Record, TopicPartition
+
+OffsetReset = Literal["earliest", "latest"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Capabilities:
+    """What a broker can do; the runtime decides by these, never by broker type."""
+
+    native_groups: bool
+    """The broker assigns partitions itself (Kafka); otherwise spate's leases do."""
+    per_key_order: bool
+    replay: bool
+    """Records stay after consumption and can be re-read with ``seek``."""
+    transactions: bool
+    """Outputs and offset commits can be one atomic unit (exactly-once)."""
+    dedup_on_publish: bool
+    """The broker drops a re-published record carrying the same ``dedup_id``."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TopicInfo:
+    """A topic as the broker describes it."""
+
+    name: str
+    partitions: int
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PartitionLag:
+    """How far a group is behind in one partition.
+
+    ``committed`` is the next offset the group will read (None: nothing committed yet);
+    ``end_offset`` is the offset the next appended record will get.
+    """
+
+    topic: str
+    partition: int
+    committed: int | None
+    end_offset: int
+    lag: int
+
+
+class RebalanceListener(Protocol):
+    """Told when a consumer's partitions change. Called from inside ``fetch``/``close``."""
+
+    async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        """Partitions now owned; fetching them resumes from the committed offsets."""
+
+    async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        """Partitions about to go: commit and flush state before returning."""
+
+    async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
+        """Ownership is already gone: drop uncommitted work, never commit it."""
+
+
+class NullListener:
+    """A listener that does nothing, for consumers that do not care about rebalances."""
+
+    async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        return None
+
+    async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        return None
+
+    async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
+        return None
+
+
+class AsyncResource:
+    """``async with`` support for anything with ``start`` and ``close``."""
+
+    async def start(self) -> None:
+        """Acquire what the resource needs; idempotent."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release everything; idempotent."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class Producer(AsyncResource):
+    """Publishes records. ``send`` buffers; ``flush`` waits for acknowledgement."""
+
+    @abc.abstractmethod
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Headers = (),
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        dedup_id: str | None = None,
+    ) -> None:
+        """Buffer one record. ``partition=None`` uses :mod:`spate.partitioner`.
+
+        ``dedup_id`` lets a broker with ``dedup_on_publish`` drop a re-published copy;
+        other brokers ignore it.
+        """
+
+    @abc.abstractmethod
+    async def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until every buffered record is acknowledged; raise PublishError if not."""
+
+    async def begin_transaction(self) -> None:
+        """Start a transaction (only where ``Capabilities.transactions``)."""
+        raise CapabilityError(f"{type(self).__name__} has no transactions")
+
+    async def commit_transaction(
+        self, consumer: Consumer, offsets: Mapping[TopicPartition, int]
+    ) -> None:
+        """Atomically publish what was sent since ``begin_transaction`` and commit
+        ``offsets`` (each the last processed offset, as in :meth:`Consumer.commit`)
+        for ``consumer``'s group. Raises FencedError if ownership was lost."""
+        raise CapabilityError(f"{type(self).__name__} has no transactions")
+
+    async def abort_transaction(self) -> None:
+        """Drop everything sent since ``begin_transaction``."""
+        raise CapabilityError(f"{type(self).__name__} has no transactions")
+
+
+class Consumer(AsyncResource):
+    """Reads a group's share of some topics in batches."""
+
+    group: str
+
+    @abc.abstractmethod
+    async def fetch(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Up to ``max_records`` records, waiting at most ``timeout_s`` for the first."""
+
+    @abc.abstractmethod
+    async def commit(self, through: Mapping[TopicPartition, int]) -> None:
+        """Mark every record up to and including ``through[tp]`` as done.
+
+        Raises FencedError when a partition is no longer owned by this member.
+        """
+
+    @abc.abstractmethod
+    async def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Make the next fetch of ``tp`` start at ``offset`` (an owned partition)."""
+
+    @abc.abstractmethod
+    def assignment(self) -> frozenset[TopicPartition]:
+        """The partitions this member owns right now."""
+
+
+class Broker(AsyncResource):
+    """One connection to a messaging system: admin, producers and consumers."""
+
+    capabilities: Capabilities
+    url: str
+
+    @abc.abstractmethod
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        config: Mapping[str, str] | None = None,
+        *,
+        exist_ok: bool = False,
+    ) -> TopicInfo:
+        """Create a topic; with ``exist_ok`` an existing one is returned as it is."""
+
+    @abc.abstractmethod
+    async def describe_topic(self, name: str) -> TopicInfo:
+        """The topic's partition count and config; TopicNotFoundError if missing."""
+
+    @abc.abstractmethod
+    async def delete_topic(self, name: str) -> None:
+        """Delete a topic and its records; TopicNotFoundError if missing."""
+
+    @abc.abstractmethod
+    async def list_topics(self) -> list[TopicInfo]:
+        """Every topic, sorted by name."""
+
+    @abc.abstractmethod
+    def producer(self, *, transactional_id: str | None = None) -> Producer:
+        """A new producer; ``transactional_id`` makes it transactional (exactly-once)."""
+
+    @abc.abstractmethod
+    def consumer(
+        self,
+        topics: Sequence[str],
+        group: str,
+        listener: RebalanceListener | None = None,
+        *,
+        offset_reset: OffsetReset = "earliest",
+    ) -> Consumer:
+        """A group member reading ``topics``; a new group starts at ``offset_reset``."""
+
+    @abc.abstractmethod
+    async def lag(self, group: str, topics: Sequence[str] | None = None) -> list[PartitionLag]:
+        """Per-partition lag of ``group`` (all topics it committed on when None)."""
+
+    @abc.abstractmethod
+    async def groups(self) -> list[str]:
+        """Every group the broker knows, sorted."""
+
+
+BrokerOptions = Mapping[str, Any]

@@ -1,0 +1,120 @@
+"""Settings: arguments > ``SPATE_*`` environment variables > defaults.
+
+This module and the CLI are the only places that read the environment. Every value
+is validated when the settings are built, and a bad one raises ConfigError naming
+the field (or the variable it came from) and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal, cast, get_args
+
+from spate.errors import ConfigError
+
+Guarantee = Literal["at-least-once", "exactly-once"]
+OffsetResetSetting = Literal["earliest", "latest"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+DEFAULT_BROKER = "local://.spate"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Settings:
+    """Runtime settings shared by the App, the workers and the CLI."""
+
+    broker: str = DEFAULT_BROKER
+    processing_guarantee: Guarantee = "at-least-once"
+    batch_size: int = 1000
+    """Most records one fetch returns and one pipeline pass handles."""
+    fetch_timeout_s: float = 0.2
+    """How long an idle fetch waits for the first record."""
+    commit_interval_s: float = 1.0
+    """Longest time processed offsets wait before they are committed."""
+    offset_reset: OffsetResetSetting = "earliest"
+    """Where a group with no committed offset starts."""
+    workers: int = 1
+    log_level: LogLevel = "INFO"
+    metrics_port: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("processing_guarantee", self.processing_guarantee, Guarantee)
+        _check_choice("offset_reset", self.offset_reset, OffsetResetSetting)
+        _check_choice("log_level", self.log_level, LogLevel)
+        if not isinstance(self.broker, str) or not self.broker:
+            raise ConfigError("broker must be a URL such as local://.spate or kafka://host:9092")
+        _check_positive("batch_size", self.batch_size, int)
+        _check_positive("fetch_timeout_s", self.fetch_timeout_s, float)
+        _check_positive("commit_interval_s", self.commit_interval_s, float)
+        _check_positive("workers", self.workers, int)
+        if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
+            raise ConfigError(f"metrics_port={self.metrics_port!r} must be from 0 to 65535")
+
+
+def _check_choice(name: str, value: object, choices: Any) -> None:
+    allowed = get_args(choices)
+    if value not in allowed:
+        raise ConfigError(
+            f"{name}={value!r} is not valid; use one of {', '.join(map(repr, allowed))}"
+        )
+
+
+def _check_positive(name: str, value: object, kind: type) -> None:
+    ok_type = isinstance(value, int | float) if kind is float else isinstance(value, int)
+    if not ok_type or isinstance(value, bool) or cast(float, value) <= 0:
+        raise ConfigError(f"{name}={value!r} must be a positive {kind.__name__}")
+
+
+def _env_name(field_name: str) -> str:
+    return "SPATE_" + field_name.upper()
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "batch_size": int,
+    "fetch_timeout_s": float,
+    "commit_interval_s": float,
+    "workers": int,
+    "metrics_port": int,
+    "log_level": str.upper,
+}
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Settings from ``overrides`` (None values ignored), then ``SPATE_*``, then defaults."""
+    env = os.environ if environ is None else environ
+    known = {f.name for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    for name in known:
+        text = env.get(_env_name(name))
+        if text is None or text == "":
+            continue
+        parser = _PARSERS.get(name, str)
+        try:
+            values[name] = parser(text.strip())
+        except ValueError:
+            raise ConfigError(
+                f"environment variable {_env_name(name)}={text!r} is not a valid {name}"
+            ) from None
+    for name, value in (overrides or {}).items():
+        if name not in known:
+            raise ConfigError(
+                f"unknown setting {name!r}; known settings: {', '.join(sorted(known))}"
+            )
+        if value is not None:
+            values[name] = value
+    try:
+        return Settings(**values)
+    except ConfigError as exc:
+        origin = [
+            n
+            for n in values
+            if n in str(exc) and _env_name(n) in env and n not in (overrides or {})
+        ]
+        if origin:
+            raise ConfigError(f"{exc} (from environment variable {_env_name(origin[0])})") from None
+        raise

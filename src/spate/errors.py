@@ -1,0 +1,117 @@
+"""The one exception tree of spate.
+
+Every error spate raises, and every vendor error an adapter catches, ends up as one of
+these, so user code can handle broker trouble without importing any client library::
+
+    SpateError
+    ├── ConfigError               bad settings, URLs, arguments: says which field and the fix
+    ├── CapabilityError           the broker cannot give what was asked (e.g. exactly-once)
+    ├── BrokerError               the broker or its storage failed
+    │   ├── ConnectError          cannot reach / open the broker
+    │   ├── TopicNotFoundError    the topic does not exist
+    │   ├── TopicExistsError      the topic exists already
+    │   ├── PublishError          a record was not acknowledged
+    │   ├── CommitError           offsets were not committed
+    │   └── ClosedError           the resource was used after close()
+    ├── CoordinationError         group membership failed
+    │   ├── LeaseLost             this member no longer owns a partition
+    │   └── FencedError           a write carried a stale epoch: a newer owner exists
+    ├── ProcessingError           a record could not be processed
+    │   ├── SerdeError            a value could not be encoded or decoded
+    │   │   └── DeserializationError  a stored record did not decode; names its location
+    │   └── RetriesExhausted      user code kept failing after every retry
+    └── StateError                a state store failed
+        └── RecoveryError         a store could not be restored from its changelog
+
+Wrap with ``raise ... from exc`` so the original cause stays visible.
+"""
+
+from __future__ import annotations
+
+
+class SpateError(Exception):
+    """Base of every error spate raises."""
+
+
+class ConfigError(SpateError):
+    """A setting, URL or argument is wrong; the message names the field and the fix."""
+
+
+class CapabilityError(SpateError):
+    """The broker cannot provide a requested feature or guarantee."""
+
+
+class BrokerError(SpateError):
+    """The broker, or the storage behind it, failed."""
+
+
+class ConnectError(BrokerError):
+    """The broker cannot be reached or opened."""
+
+
+class TopicNotFoundError(BrokerError):
+    """The named topic does not exist."""
+
+
+class TopicExistsError(BrokerError):
+    """A topic of that name exists already."""
+
+
+class PublishError(BrokerError):
+    """A record was not acknowledged by the broker."""
+
+
+class CommitError(BrokerError):
+    """Offsets could not be committed."""
+
+
+class ClosedError(BrokerError):
+    """A producer, consumer or broker was used after it was closed."""
+
+
+class CoordinationError(SpateError):
+    """Group membership or partition assignment failed."""
+
+
+class LeaseLost(CoordinationError):
+    """This member no longer owns a partition it worked on."""
+
+
+class FencedError(CoordinationError):
+    """A write carried a stale epoch: another member owns the partition now."""
+
+
+class ProcessingError(SpateError):
+    """A record could not be processed."""
+
+
+class SerdeError(ProcessingError):
+    """A value could not be encoded, or bytes could not be decoded."""
+
+
+class DeserializationError(SerdeError):
+    """A record's bytes could not be decoded.
+
+    The message names topic, partition and offset so the record can be found again.
+    """
+
+    def __init__(self, message: str, *, topic: str, partition: int, offset: int) -> None:
+        super().__init__(
+            f"cannot decode record at topic={topic!r} partition={partition} offset={offset}: "
+            f"{message}"
+        )
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+
+
+class RetriesExhausted(ProcessingError):
+    """User code still failed after every retry attempt."""
+
+
+class StateError(SpateError):
+    """A state store failed."""
+
+
+class RecoveryError(StateError):
+    """A store could not be restored from its changelog."""

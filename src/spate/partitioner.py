@@ -1,0 +1,34 @@
+"""Key → partition, the same function on every broker.
+
+CRC32 of the key bytes modulo the partition count, like librdkafka's ``consistent``
+partitioner, so a key lands on the same partition number whichever broker runs it.
+Records without a key are spread round-robin per topic.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from collections.abc import Iterator
+
+
+def partition_for_key(key: bytes, partitions: int) -> int:
+    """The partition that ``key`` belongs to among ``partitions``."""
+    return zlib.crc32(key) % partitions
+
+
+class Partitioner:
+    """Chooses partitions for a producer: by key hash, or round-robin without a key."""
+
+    __slots__ = ("_round_robin",)
+
+    def __init__(self) -> None:
+        self._round_robin: dict[str, Iterator[int]] = {}
+
+    def choose(self, topic: str, key: bytes | None, partitions: int) -> int:
+        if key is not None:
+            return zlib.crc32(key) % partitions
+        counter = self._round_robin.get(topic)
+        if counter is None:
+            counter = self._round_robin[topic] = itertools.count()
+        return next(counter) % partitions

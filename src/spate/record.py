@@ -1,0 +1,46 @@
+"""Record: one event as a broker stores it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+Headers = tuple[tuple[str, bytes], ...]
+"""Ordered header pairs; a name may repeat, as on Kafka."""
+
+
+class TopicPartition(NamedTuple):
+    """One partition of one topic: the unit of ownership, ordering and commits."""
+
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One stored event.
+
+    ``offset`` grows strictly within a partition. On the embedded broker and on Kafka
+    without transactions offsets are dense; other brokers only promise that they grow.
+    ``value`` is always bytes here: decoding is the runtime's job, not the broker's.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+    timestamp_ms: int = 0
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+    def header(self, name: str) -> bytes | None:
+        """The last value of header ``name``, or None."""
+        found: bytes | None = None
+        for key, value in self.headers:
+            if key == name:
+                found = value
+        return found

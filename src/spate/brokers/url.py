@@ -6,10 +6,13 @@ because a typo in a URL is the most common first mistake.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
 
 from spate.errors import ConfigError
+
+_USERINFO_SECRET = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 KNOWN_SCHEMES = ("local", "memory", "kafka", "nats", "tls", "redis", "rediss", "mqtt", "mqtts")
 
@@ -35,7 +38,7 @@ class BrokerURL:
         """The URL with any password replaced, safe for logs and errors."""
         if self.password is None:
             return self.raw
-        return self.raw.replace(f":{self.password}@", ":***@", 1)
+        return _USERINFO_SECRET.sub(r"\1***@", self.raw, count=1)
 
 
 def _fail(raw: str, part: str, problem: str, fix: str) -> ConfigError:

@@ -1,0 +1,33 @@
+"""Settings: arguments beat SPATE_* variables beat defaults; bad values name the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from spate.config import DEFAULT_BROKER, load_settings
+from spate.errors import ConfigError
+
+
+def test_defaults() -> None:
+    settings = load_settings(environ={})
+    assert settings.broker == DEFAULT_BROKER
+    assert settings.processing_guarantee == "at-least-once"
+
+
+def test_environment_then_arguments() -> None:
+    env = {"SPATE_BROKER": "memory://", "SPATE_BATCH_SIZE": "50", "SPATE_LOG_LEVEL": "debug"}
+    settings = load_settings(environ=env)
+    assert (settings.broker, settings.batch_size, settings.log_level) == ("memory://", 50, "DEBUG")
+    settings = load_settings({"broker": "local://x", "batch_size": None}, environ=env)
+    assert (settings.broker, settings.batch_size) == ("local://x", 50)
+
+
+def test_bad_values_name_the_field_and_the_variable() -> None:
+    with pytest.raises(ConfigError, match="processing_guarantee='exactly_once'.*'exactly-once'"):
+        load_settings({"processing_guarantee": "exactly_once"}, environ={})
+    with pytest.raises(ConfigError, match="SPATE_BATCH_SIZE"):
+        load_settings(environ={"SPATE_BATCH_SIZE": "many"})
+    with pytest.raises(ConfigError, match=r"batch_size=0.*\(from environment variable"):
+        load_settings(environ={"SPATE_BATCH_SIZE": "0"})
+    with pytest.raises(ConfigError, match="unknown setting 'bach_size'"):
+        load_settings({"bach_size": 3}, environ={})

@@ -1,0 +1,73 @@
+"""Serdes round-trip and fail with SerdeError; the partitioner matches CRC32 % n."""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+
+import msgspec
+import pytest
+
+from spate.errors import ConfigError, SerdeError
+from spate.partitioner import Partitioner, partition_for_key
+from spate.serde import encode_key, serde_for
+from spate.topic import Topic
+
+
+class Order(msgspec.Struct):
+    id: int
+    amount: float
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+def test_json_default_round_trip() -> None:
+    serde = serde_for()
+    assert serde.decode(serde.encode({"a": [1, 2]})) == {"a": [1, 2]}
+    with pytest.raises(SerdeError, match="not valid JSON"):
+        serde.decode(b"{nope")
+
+
+def test_typed_json_decodes_into_the_type_and_validates() -> None:
+    serde = serde_for(Order)
+    assert serde.decode(b'{"id": 1, "amount": 2.5}') == Order(id=1, amount=2.5)
+    assert serde.decode(serde.encode(Order(id=2, amount=1.0))) == Order(id=2, amount=1.0)
+    with pytest.raises(SerdeError, match="Order"):
+        serde.decode(b'{"id": "x", "amount": 1}')
+    points = serde_for(Point)
+    assert points.decode(b'{"x": 1, "y": 2}') == Point(1, 2)
+
+
+def test_named_serdes() -> None:
+    assert serde_for(str).decode(b"h\xc3\xa9") == "hé"
+    assert serde_for(serde="raw").decode(b"\x00") == b"\x00"
+    with pytest.raises(SerdeError, match="UTF-8"):
+        serde_for(serde="str").decode(b"\xff")
+    with pytest.raises(ConfigError, match="serde 'yaml'"):
+        serde_for(serde="yaml")
+
+
+def test_keys_encode_the_same_everywhere() -> None:
+    assert encode_key("u1") == b"u1"
+    assert encode_key(7) == b"7"
+    assert encode_key(None) is None
+    assert encode_key({"a": 1}) == b'{"a":1}'
+
+
+def test_partitioner_is_crc32_modulo_and_round_robin() -> None:
+    assert partition_for_key(b"user-1", 4) == zlib.crc32(b"user-1") % 4
+    partitioner = Partitioner()
+    assert partitioner.choose("t", b"user-1", 4) == zlib.crc32(b"user-1") % 4
+    assert [partitioner.choose("t", None, 3) for _ in range(6)] == [0, 1, 2, 0, 1, 2]
+
+
+def test_topic_validation() -> None:
+    with pytest.raises(ConfigError, match="partitions=0"):
+        Topic.of("orders", partitions=0)
+    with pytest.raises(ConfigError, match="topic name 'bad name'"):
+        Topic.of("bad name")
+    assert Topic.of("orders").dead_letter_name == "orders.dlq"

@@ -23,7 +23,7 @@ def test_environment_then_arguments() -> None:
 
 
 def test_bad_values_name_the_field_and_the_variable() -> None:
-    with pytest.raises(ConfigError, match="processing_guarantee='exactly_once'.*'exactly-once'"):
+    with pytest.raises(ConfigError, match=r"processing_guarantee='exactly_once'.*'exactly-once'"):
         load_settings({"processing_guarantee": "exactly_once"}, environ={})
     with pytest.raises(ConfigError, match="SPATE_BATCH_SIZE"):
         load_settings(environ={"SPATE_BATCH_SIZE": "many"})

@@ -1,0 +1,318 @@
+"""App: topics, processors and their lifecycle (DESIGN §4, §6).
+
+An App is a declaration — topics and processors — until it runs. Running connects to
+the broker, creates missing topics, and starts one :class:`~spate.runtime.worker.Worker`
+per processor in this process; ``spate run --workers N`` starts N such processes and
+the broker's group protocol splits the partitions between them.
+
+Example::
+
+    from spate import App
+
+    app = App("shop")
+    orders = app.topic("orders", partitions=4, value_type=Order)
+    invoices = app.topic("invoices", value_type=Invoice)
+
+    @app.handler(orders, group="billing", output=invoices)
+    def bill(order: Order) -> Invoice | None:
+        return Invoice(order.id, order.amount) if order.amount else None
+
+    (app.stream(orders, group="big-orders")
+        .filter(lambda o: o.amount >= 100)
+        .key_by(lambda o: o.user)
+        .to(app.topic("big-orders", value_type=Order)))
+
+    if __name__ == "__main__":
+        app.run()
+
+A handler is sugar for ``app.stream(topic, group=group).map(fn).to(output)`` with one
+difference: it may return ``None`` (publish nothing), a value (publish it) or a
+``list`` (publish each element; to publish one JSON array value, return it inside a
+list). Outputs keep the key of the record they came from; ``key=`` (or ``key_by`` on
+a stream) gives them another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from spate.brokers.base import Broker
+from spate.brokers.registry import connect
+from spate.brokers.url import parse_broker_url
+from spate.config import Settings, load_settings
+from spate.errors import CapabilityError, ConfigError
+from spate.runtime.errors import OnError, error_policy
+from spate.runtime.stats import ProcessorStats
+from spate.runtime.worker import Worker
+from spate.serde import Serde
+from spate.streams.stream import Stream
+from spate.topic import Topic, validate_topic_name
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("spate.app")
+
+
+@dataclass(frozen=True, slots=True)
+class Processor:
+    """One registered piece of user logic: its stream and what to do when it fails."""
+
+    stream: Stream
+    on_error: OnError
+
+    @property
+    def name(self) -> str:
+        return self.stream.name
+
+    @property
+    def group(self) -> str:
+        return self.stream.group
+
+
+class App:
+    """A stream service: topics and processors, run with :meth:`run` or ``spate run``.
+
+    ``broker`` and ``processing_guarantee`` left as None come from ``SPATE_BROKER`` /
+    ``SPATE_PROCESSING_GUARANTEE`` or the defaults (``local://.spate``,
+    ``"at-least-once"``); other keyword arguments override the remaining
+    :class:`~spate.config.Settings` fields (``batch_size=``, ``commit_interval_s=``, …).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        broker: str | None = None,
+        processing_guarantee: str | None = None,
+        **settings_overrides: Any,
+    ) -> None:
+        if (
+            not isinstance(name, str)
+            or not name
+            or not name.replace("-", "").replace("_", "").replace(".", "").isalnum()
+        ):
+            raise ConfigError(
+                f"app name {name!r} is not valid; use letters, digits, '.', '_' or '-'"
+            )
+        self.name = name
+        self.settings: Settings = load_settings(
+            {"broker": broker, "processing_guarantee": processing_guarantee, **settings_overrides}
+        )
+        self.topics: dict[str, Topic[Any]] = {}
+        self.processors: list[Processor] = []
+        self.stats: dict[str, ProcessorStats] = {}
+        """Per-processor counters of the current run, by processor name."""
+
+    def __repr__(self) -> str:
+        return f"<App {self.name!r} broker={parse_broker_url(self.settings.broker).redacted!r}>"
+
+    def configure(self, **overrides: Any) -> None:
+        """Override settings after construction (``spate run`` flags win over the code)."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(changes) - {f.name for f in dataclasses.fields(Settings)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        self.settings = dataclasses.replace(self.settings, **changes)
+
+    # --- declaration --------------------------------------------------------------------
+
+    def topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        value_type: Any = None,
+        serde: Serde[Any] | str | None = None,
+        config: Mapping[str, str] | None = None,
+    ) -> Topic[Any]:
+        """Declare a topic; it is created on start if missing (an existing one is kept)."""
+        topic = Topic.of(
+            validate_topic_name(name),
+            partitions=partitions,
+            value_type=value_type,
+            serde=serde,
+            config=config,
+        )
+        known = self.topics.get(name)
+        if known is not None and known.partitions != topic.partitions:
+            raise ConfigError(
+                f"topic {name!r} declared twice with partitions={known.partitions} and "
+                f"partitions={topic.partitions}; declare it once and reuse the object"
+            )
+        self.topics[name] = topic
+        return topic
+
+    def stream(
+        self,
+        topic: Topic[Any] | Sequence[Topic[Any]],
+        group: str | None = None,
+        *,
+        name: str | None = None,
+        on_error: OnError = "stop",
+    ) -> Stream:
+        """A new processor reading ``topic`` (or several) as ``group``; chain operators on it.
+
+        ``group`` defaults to ``"<app>.<name>"``, ``name`` to the group.
+        """
+        topics = [topic] if isinstance(topic, Topic) else list(topic)
+        for t in topics:
+            if not isinstance(t, Topic):
+                raise ConfigError(f"app.stream() needs Topic objects from app.topic(), got {t!r}")
+        if name is None:
+            name = group if group is not None else f"{topics[0].name}-{len(self.processors)}"
+        stream = Stream(topics, group if group is not None else f"{self.name}.{name}", name)
+        self._register(Processor(stream, on_error))
+        return stream
+
+    def handler(
+        self,
+        topic: Topic[Any] | Sequence[Topic[Any]],
+        group: str | None = None,
+        output: Topic[Any] | None = None,
+        *,
+        on_error: OnError = "stop",
+        key: Callable[[Any], Any] | None = None,
+        name: str | None = None,
+    ) -> Callable[[F], F]:
+        """Decorate a function (``def`` or ``async def``) that handles each record's value.
+
+        Its result — None, a value, or a list of values — is published to ``output``
+        (or dropped without one), keyed like the input unless ``key(value)`` is given.
+        """
+
+        def register(fn: F) -> F:
+            if not callable(fn):
+                raise ConfigError(f"app.handler() decorates a function, got {fn!r}")
+            processor_name = name or getattr(fn, "__name__", None) or repr(fn)
+            stream = self.stream(topic, group, name=processor_name, on_error=on_error)
+            stream._emit(fn)
+            if key is not None:
+                stream.key_by(key)
+            if output is not None:
+                stream.to(output)
+            return fn
+
+        return register
+
+    def _register(self, processor: Processor) -> None:
+        error_policy(processor.on_error, processor.name)  # validates on_error now
+        for other in self.processors:
+            if other.name == processor.name:
+                raise ConfigError(
+                    f"app {self.name!r} has two processors named {processor.name!r}; "
+                    "pass name=... to tell them apart"
+                )
+            if other.group == processor.group:
+                raise ConfigError(
+                    f"processors {other.name!r} and {processor.name!r} share group "
+                    f"{processor.group!r}; each processor needs its own group"
+                )
+        for t in processor.stream.topics:
+            self.topics.setdefault(t.name, t)
+        self.processors.append(processor)
+
+    # --- running ------------------------------------------------------------------------
+
+    def connect(self) -> Broker:
+        """A (not yet started) broker for this App's settings."""
+        return connect(self.settings.broker)
+
+    async def prepare(self, broker: Broker) -> None:
+        """Check the guarantee against the broker and create every missing topic."""
+        guarantee = self.settings.processing_guarantee
+        if guarantee == "exactly-once" and not broker.capabilities.transactions:
+            raise CapabilityError(
+                f"app {self.name!r}: broker {parse_broker_url(broker.url).redacted!r} has no "
+                f"transactions, so processing_guarantee={guarantee!r} is not possible there; "
+                "use 'at-least-once' or a broker with transactions (local, memory, kafka)"
+            )
+        declared = dict(self.topics)
+        for processor in self.processors:
+            for t in processor.stream.output_topics:
+                declared.setdefault(t.name, t)
+        for t in declared.values():
+            await broker.create_topic(t.name, t.partitions, t.config, exist_ok=True)
+
+    async def run_async(self, stop: asyncio.Event | None = None) -> None:
+        """Run every processor until ``stop`` is set (or one fails), then drain.
+
+        Draining finishes the current batch, flushes, commits and releases the
+        partitions. If a processor fails, the others drain too and the error is raised.
+        """
+        if not self.processors:
+            raise ConfigError(
+                f"app {self.name!r} has no processors; add @app.handler(...) or app.stream(...)"
+            )
+        stop = stop or asyncio.Event()
+        async with self.connect() as broker:
+            await self.prepare(broker)
+            await self.run_processors(broker, stop)
+
+    async def run_processors(self, broker: Broker, stop: asyncio.Event) -> None:
+        """Run a Worker per processor on a started, prepared broker until ``stop``."""
+        workers = []
+        for p in self.processors:
+            stats = ProcessorStats(processor=p.name, group=p.group)
+            self.stats[p.name] = stats
+            workers.append(
+                Worker(self.name, p.stream, broker, self.settings, on_error=p.on_error, stats=stats)
+            )
+        log.info(
+            "event=app_start app=%s broker=%s guarantee=%s processors=%s pid=%d",
+            self.name,
+            parse_broker_url(broker.url).redacted,
+            self.settings.processing_guarantee,
+            ",".join(p.name for p in self.processors),
+            os.getpid(),
+        )
+        tasks = [asyncio.create_task(w.run(stop), name=f"spate:{w.stream.name}") for w in workers]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            stop.set()  # one processor failed (or we were cancelled): drain the others
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        log.info("event=app_stop app=%s", self.name)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                raise result
+
+    def run(self) -> None:
+        """Run until SIGINT/SIGTERM, then drain and return. A second signal exits at once."""
+        configure_logging(self.settings.log_level)
+        asyncio.run(self._run_with_signals())
+
+    async def _run_with_signals(self) -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await self.run_async(stop)
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """First SIGINT/SIGTERM sets ``stop`` (graceful drain); a second one exits now."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("event=forced_exit signal=%s", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("event=draining signal=%s", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+def configure_logging(level: str) -> None:
+    """One line per event on stderr, unless the program configured logging itself."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=level,
+            format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        )
+    logging.getLogger("spate").setLevel(level)

@@ -1,0 +1,179 @@
+"""Commit strategies: at-least-once and exactly-once (DESIGN §6).
+
+The worker runs every batch as ``begin_batch`` → pipeline (sends buffer in the
+producer) → ``end_batch`` (or ``abort_batch`` when the pipeline raised). The
+strategy decides how outputs and offsets become durable, and what a rebalance means
+for work that is not committed yet.
+
+* :class:`AtLeastOnce` flushes the producer, then commits the batch's offsets: an
+  offset is committed only after every output of its record was acknowledged. A
+  crash replays at most the uncommitted batch.
+* :class:`ExactlyOnce` wraps each batch in a producer transaction whose commit also
+  commits the offsets, atomically. A fenced or failed commit aborts: the outputs are
+  dropped and the partitions still owned are rewound to the batch's first records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from spate.brokers.base import Consumer, Producer
+from spate.errors import BrokerError, CommitError, FencedError, SpateError
+from spate.record import Record, TopicPartition
+from spate.runtime.stats import ProcessorStats
+
+log = logging.getLogger("spate.runtime")
+
+Offsets = Mapping[TopicPartition, int]
+
+
+class Delivery(Protocol):
+    """How a processor makes a batch's outputs and offsets durable."""
+
+    async def begin_batch(self) -> None: ...
+
+    async def end_batch(self, through: Offsets, records: Sequence[Record]) -> None:
+        """The pipeline finished ``records``; ``through`` is the last offset per partition."""
+        ...
+
+    async def abort_batch(self, records: Sequence[Record]) -> None:
+        """The pipeline raised: drop what is not durable yet and never commit it."""
+        ...
+
+    async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None: ...
+
+    async def on_lost(self, partitions: Sequence[TopicPartition]) -> None: ...
+
+
+def first_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
+    """The first offset of each partition in a batch (where to rewind to)."""
+    first: dict[TopicPartition, int] = {}
+    for record in records:
+        first.setdefault(TopicPartition(record.topic, record.partition), record.offset)
+    return first
+
+
+class AtLeastOnce:
+    """Flush, then commit: never an offset whose outputs are not acknowledged."""
+
+    def __init__(self, producer: Producer, consumer: Consumer, stats: ProcessorStats) -> None:
+        self.producer = producer
+        self.consumer = consumer
+        self.stats = stats
+        self._pending: dict[TopicPartition, int] = {}
+
+    async def begin_batch(self) -> None:
+        return None
+
+    async def end_batch(self, through: Offsets, records: Sequence[Record]) -> None:
+        await self.producer.flush()
+        self._pending.update(through)
+        await self._commit(self._pending)
+
+    async def abort_batch(self, records: Sequence[Record]) -> None:
+        return None
+
+    async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        await self._commit({tp: self._pending[tp] for tp in partitions if tp in self._pending})
+
+    async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
+        for tp in partitions:
+            self._pending.pop(tp, None)
+
+    async def _commit(self, offsets: Offsets) -> None:
+        if not offsets:
+            return
+        committing = dict(offsets)
+        try:
+            await self.consumer.commit(committing)
+        except FencedError as exc:
+            # Another member owns some of these partitions now; what it re-reads it
+            # re-publishes (at-least-once). Keeping the offsets would fail forever.
+            self.stats.commit_failures += 1
+            log.warning(
+                "event=commit_fenced processor=%s partitions=%s error=%s",
+                self.stats.processor,
+                _names(committing),
+                exc,
+            )
+            for tp in committing:
+                self._pending.pop(tp, None)
+            return
+        except CommitError as exc:
+            # Kept pending: the next batch's commit covers these offsets too.
+            self.stats.commit_failures += 1
+            log.warning(
+                "event=commit_failed processor=%s partitions=%s error=%s",
+                self.stats.processor,
+                _names(committing),
+                exc,
+            )
+            return
+        self.stats.commits += 1
+        for tp, offset in committing.items():
+            if self._pending.get(tp) == offset:
+                del self._pending[tp]
+
+
+class ExactlyOnce:
+    """One producer transaction per batch; its commit also commits the offsets."""
+
+    def __init__(self, producer: Producer, consumer: Consumer, stats: ProcessorStats) -> None:
+        self.producer = producer
+        self.consumer = consumer
+        self.stats = stats
+        self._open = False
+
+    async def begin_batch(self) -> None:
+        await self.producer.begin_transaction()
+        self._open = True
+
+    async def end_batch(self, through: Offsets, records: Sequence[Record]) -> None:
+        try:
+            await self.producer.commit_transaction(self.consumer, through)
+        except (FencedError, BrokerError) as exc:
+            self.stats.commit_failures += 1
+            log.warning(
+                "event=transaction_aborted processor=%s partitions=%s error=%s: %s",
+                self.stats.processor,
+                _names(through),
+                type(exc).__name__,
+                exc,
+            )
+            await self.abort_batch(records)
+            return
+        self._open = False
+        self.stats.commits += 1
+
+    async def abort_batch(self, records: Sequence[Record]) -> None:
+        if self._open:
+            self._open = False
+            try:
+                await self.producer.abort_transaction()
+            except SpateError as exc:
+                log.warning("event=abort_failed processor=%s error=%s", self.stats.processor, exc)
+        # The batch is not committed: partitions still owned must read it again.
+        owned = self.consumer.assignment()
+        for tp, offset in first_offsets(records).items():
+            if tp in owned:
+                try:
+                    await self.consumer.seek(tp, offset)
+                except SpateError as exc:
+                    log.info(
+                        "event=rewind_skipped processor=%s partition=%s error=%s",
+                        self.stats.processor,
+                        _names({tp: offset}),
+                        exc,
+                    )
+
+    async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        return None  # every finished batch is committed with its transaction
+
+    async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
+        return None  # nothing uncommitted survives a batch
+
+
+def _names(offsets: Mapping[TopicPartition, int] | Sequence[TopicPartition]) -> str:
+    return ",".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(offsets))

@@ -1,0 +1,106 @@
+"""What a processor does when a record fails (DESIGN §7).
+
+A processor has one :class:`ErrorPolicy`. The compiled pipeline calls
+:meth:`ErrorPolicy.record_failed` for a record whose user code raised, and the worker
+calls :meth:`ErrorPolicy.decode_failed` for bytes its topic's serde cannot decode.
+A policy either raises (the processor stops with that error) or returns (the record
+is dropped and processing moves on). Policies count what they dropped; the worker
+copies the counts into the processor's stats once per batch.
+
+Retries and dead letters plug in here: a retrying policy wraps the user functions
+before compiling, and a dead-letter policy returns after handing the record to the
+worker's producer, so the dead letter commits with the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal, Protocol
+
+from spate.errors import ConfigError, DeserializationError, ProcessingError
+from spate.record import Record
+
+OnError = Literal["stop", "skip"]
+
+log = logging.getLogger("spate.runtime")
+
+
+class ErrorPolicy(Protocol):
+    """Decides, per failed record, between stopping the processor and moving on."""
+
+    skipped: int
+    """Records dropped so far because their user code raised."""
+
+    def record_failed(self, record: Record, exc: Exception) -> None:
+        """User code raised for ``record``: raise to stop, return to drop the record."""
+        ...
+
+    def decode_failed(self, record: Record, exc: Exception) -> None:
+        """``record``'s bytes did not decode: raise to stop, return to drop the record."""
+        ...
+
+
+def _location(record: Record) -> str:
+    return f"topic={record.topic!r} partition={record.partition} offset={record.offset}"
+
+
+def _stop_on_decode(record: Record, exc: Exception) -> None:
+    raise DeserializationError(
+        str(exc), topic=record.topic, partition=record.partition, offset=record.offset
+    ) from exc
+
+
+class StopPolicy:
+    """``on_error="stop"``: the first failure stops the processor, naming the record.
+
+    The failed batch is not committed, so the record is read again after a fix.
+    """
+
+    def __init__(self, processor: str) -> None:
+        self.processor = processor
+        self.skipped = 0
+
+    def record_failed(self, record: Record, exc: Exception) -> None:
+        raise ProcessingError(
+            f"processor {self.processor!r} stopped: {type(exc).__name__}: {exc} "
+            f"(record at {_location(record)}; use on_error='skip' to drop failing records)"
+        ) from exc
+
+    def decode_failed(self, record: Record, exc: Exception) -> None:
+        _stop_on_decode(record, exc)
+
+
+class SkipPolicy:
+    """``on_error="skip"``: log the failure, count it and move on.
+
+    Bytes that do not decode still stop the processor: skipping them silently would
+    hide a producer bug (the dead-letter topic will take them instead).
+    """
+
+    def __init__(self, processor: str) -> None:
+        self.processor = processor
+        self.skipped = 0
+
+    def record_failed(self, record: Record, exc: Exception) -> None:
+        self.skipped += 1
+        log.warning(
+            "event=record_skipped processor=%s %s error=%s: %s",
+            self.processor,
+            _location(record),
+            type(exc).__name__,
+            exc,
+        )
+
+    def decode_failed(self, record: Record, exc: Exception) -> None:
+        _stop_on_decode(record, exc)
+
+
+def error_policy(on_error: str, processor: str) -> ErrorPolicy:
+    """The policy for an ``on_error`` setting."""
+    if on_error == "stop":
+        return StopPolicy(processor)
+    if on_error == "skip":
+        return SkipPolicy(processor)
+    raise ConfigError(
+        f"processor {processor!r}: on_error={on_error!r} is not valid; use 'stop' or 'skip'"
+    )

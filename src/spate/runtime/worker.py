@@ -1,0 +1,200 @@
+"""The batch loop of one processor in one process (DESIGN §2, §6, §10).
+
+fetch a batch → decode it with the topics' serdes → run the compiled pipeline (sinks
+buffer sends in the producer) → let the delivery strategy make outputs and offsets
+durable. Everything per record happens inside the pipeline's tight loops; the
+worker itself touches each record only to decode it and to find the batch's last
+offset per partition.
+
+The worker is the consumer's :class:`~spate.brokers.base.RebalanceListener`; the
+callbacks run inside ``fetch``/``close``, between batches, so they never race with
+one. Stopping (``stop`` set) ends the loop after the current batch; closing the
+consumer then calls ``on_revoked``, which commits what is pending, and releases the
+partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from spate.brokers.base import Broker
+from spate.config import Settings
+from spate.record import Record, TopicPartition
+from spate.runtime.delivery import AtLeastOnce, Delivery, ExactlyOnce
+from spate.runtime.errors import ErrorPolicy, error_policy
+from spate.runtime.stats import ProcessorStats
+from spate.serde import Serde
+from spate.streams.stream import Batch, Pipeline, Stream
+
+log = logging.getLogger("spate.runtime")
+
+
+def _partitions(tps: Sequence[TopicPartition] | frozenset[TopicPartition]) -> str:
+    return ",".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(tps)) or "-"
+
+
+class Worker:
+    """Runs one processor's stream against one broker until ``stop`` is set."""
+
+    def __init__(
+        self,
+        app_name: str,
+        stream: Stream,
+        broker: Broker,
+        settings: Settings,
+        *,
+        on_error: str = "stop",
+        stats: ProcessorStats | None = None,
+    ) -> None:
+        self.app_name = app_name
+        self.stream = stream
+        self.broker = broker
+        self.settings = settings
+        self.policy: ErrorPolicy = error_policy(on_error, stream.name)
+        self.stats = stats or ProcessorStats(processor=stream.name, group=stream.group)
+        self._delivery: Delivery | None = None
+        self._serdes: dict[str, Serde[Any]] = {t.name: t.serde for t in stream.topics}
+
+    # --- rebalance listener -----------------------------------------------------------
+
+    async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        self.stats.rebalances += 1
+        self.stats.assigned = self.stats.assigned | frozenset(partitions)
+        log.info(
+            "event=assigned app=%s processor=%s group=%s partitions=%s",
+            self.app_name,
+            self.stream.name,
+            self.stream.group,
+            _partitions(partitions),
+        )
+
+    async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        self.stats.rebalances += 1
+        self.stats.assigned = self.stats.assigned - frozenset(partitions)
+        log.info(
+            "event=revoked app=%s processor=%s group=%s partitions=%s",
+            self.app_name,
+            self.stream.name,
+            self.stream.group,
+            _partitions(partitions),
+        )
+        if self._delivery is not None:
+            await self._delivery.on_revoked(partitions)
+
+    async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
+        self.stats.rebalances += 1
+        self.stats.assigned = self.stats.assigned - frozenset(partitions)
+        log.warning(
+            "event=lost app=%s processor=%s group=%s partitions=%s",
+            self.app_name,
+            self.stream.name,
+            self.stream.group,
+            _partitions(partitions),
+        )
+        if self._delivery is not None:
+            await self._delivery.on_lost(partitions)
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def _transactional_id(self) -> str:
+        return f"{self.app_name}.{self.stream.name}.{socket.gethostname()}-{os.getpid()}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process batches until ``stop`` is set, then drain: finish, commit, release."""
+        settings = self.settings
+        exactly_once = settings.processing_guarantee == "exactly-once"
+        consumer = self.broker.consumer(
+            [t.name for t in self.stream.topics],
+            self.stream.group,
+            self,
+            offset_reset=settings.offset_reset,
+        )
+        producer = self.broker.producer(
+            transactional_id=self._transactional_id() if exactly_once else None
+        )
+        strategy = ExactlyOnce if exactly_once else AtLeastOnce
+        self._delivery = delivery = strategy(producer, consumer, self.stats)
+        pipeline = self.stream.compile(producer.send, self.policy.record_failed)
+        log.info(
+            "event=start app=%s processor=%s group=%s topics=%s guarantee=%s",
+            self.app_name,
+            self.stream.name,
+            self.stream.group,
+            ",".join(self._serdes),
+            settings.processing_guarantee,
+        )
+        self.stats.running = True
+        error: BaseException | None = None
+        try:
+            async with producer:
+                try:
+                    await consumer.start()
+                    while not stop.is_set():
+                        records = await consumer.fetch(
+                            settings.batch_size, settings.fetch_timeout_s
+                        )
+                        if records:
+                            await self._process(records, pipeline, delivery)
+                finally:
+                    await consumer.close()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.stats.running = False
+            self._delivery = None
+            log.log(
+                logging.ERROR if error is not None else logging.INFO,
+                "event=stop app=%s processor=%s consumed=%d produced=%d errors=%d%s",
+                self.app_name,
+                self.stream.name,
+                self.stats.consumed,
+                self.stats.produced,
+                self.stats.errors,
+                "" if error is None else f" error={type(error).__name__}: {error}",
+            )
+
+    async def _process(self, records: list[Record], pipeline: Pipeline, delivery: Delivery) -> None:
+        started = time.perf_counter()
+        skipped_before = self.policy.skipped
+        batch = self._decode(records)
+        await delivery.begin_batch()
+        try:
+            published = await pipeline.run(batch) if pipeline.is_async else pipeline.run_sync(batch)
+        except BaseException:
+            await delivery.abort_batch(records)
+            raise
+        # Offsets grow within a partition and a batch keeps their order: the last wins.
+        last = {(r.topic, r.partition): r.offset for r in records}
+        through = {TopicPartition(topic, part): offset for (topic, part), offset in last.items()}
+        await delivery.end_batch(through, records)
+        self.stats.record_batch(
+            len(records),
+            len(published),
+            self.policy.skipped - skipped_before,
+            time.perf_counter() - started,
+        )
+
+    def _decode(self, records: list[Record]) -> Batch:
+        """The batch as pipeline items; a record that does not decode goes to the policy."""
+        serdes = self._serdes
+        try:
+            if len(serdes) == 1:
+                decode = next(iter(serdes.values())).decode
+                return [(r, r.key, decode(r.value)) for r in records]
+            return [(r, r.key, serdes[r.topic].decode(r.value)) for r in records]
+        except Exception:
+            pass  # find the bad records one by one (decoding has no side effects)
+        batch: Batch = []
+        for r in records:
+            try:
+                batch.append((r, r.key, serdes[r.topic].decode(r.value)))
+            except Exception as exc:
+                self.policy.decode_failed(r, exc)
+        return batch

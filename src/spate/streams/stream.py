@@ -1,0 +1,511 @@
+"""The Stream DSL and the compiled pipeline it becomes (DESIGN §4, §10).
+
+A :class:`Stream` records operators; :meth:`Stream.compile` turns them into a flat
+tuple of :class:`Stage` functions, each taking the whole batch and returning the
+batch for the next stage. Python pays per record, so each stage is one tight loop
+over the batch: no ``await`` for plain functions, no dispatch per operator per
+record, no metric call per record. Whether a user function is a coroutine function
+is decided once, here, never per record.
+
+A batch item is ``(source, key, value)``: the record it came from (for error
+locations and, later, dead letters and deterministic ids), the key its outputs get
+(the source key unless :meth:`Stream.key_by` changed it) and the current value.
+
+Example::
+
+    (app.stream(orders, group="analytics")
+        .filter(lambda o: o["amount"] >= 10)
+        .map(lambda o: {**o, "big": o["amount"] > 100})
+        .key_by(lambda o: o["user"])
+        .to(big_orders))
+
+map, filter, flat_map and key_by functions should be free of side effects; use
+:meth:`Stream.peek` or :meth:`Stream.foreach` for side effects. Operators extend the
+stream in place and return it, so a chain reads top to bottom; a stream ends in at
+most one terminal (``to``, ``route`` or ``foreach``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from spate.errors import ConfigError
+from spate.record import Record
+from spate.serde import encode_key
+from spate.topic import Topic
+
+Item = tuple[Record, bytes | None, Any]
+"""One value in flight: (source record, output key, value)."""
+
+Batch = list[Item]
+Fail = Callable[[Record, Exception], None]
+"""Called when user code raised for one record: raise to stop, return to skip it."""
+
+
+class Send(Protocol):
+    """What a sink publishes with: :meth:`spate.brokers.base.Producer.send`."""
+
+    def __call__(self, topic: str, value: bytes, *, key: bytes | None = None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One compiled operator: ``run(batch)`` returns the next batch (awaitable if async).
+
+    A terminal stage returns the items it published, so the runtime counts outputs
+    without a counter call per record.
+    """
+
+    name: str
+    run: Callable[[Batch], Any]
+    is_async: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """A compiled stream: stages applied in order to each batch."""
+
+    stages: tuple[Stage, ...]
+
+    @property
+    def is_async(self) -> bool:
+        return any(stage.is_async for stage in self.stages)
+
+    def run_sync(self, batch: Batch) -> Batch:
+        """Run a pipeline with no async stage; returns the published items."""
+        for stage in self.stages:
+            batch = stage.run(batch)
+        return batch
+
+    async def run(self, batch: Batch) -> Batch:
+        """Run any pipeline, awaiting only the async stages."""
+        for stage in self.stages:
+            batch = await stage.run(batch) if stage.is_async else stage.run(batch)
+        return batch
+
+
+def is_async_callable(fn: Callable[..., Any]) -> bool:
+    """True for ``async def`` functions, partials of them and objects with ``async __call__``."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+# --- one builder per operator: (fn, fail) -> stage function ------------------------
+
+
+def _map(fn: Callable[[Any], Any], fail: Fail) -> Callable[[Batch], Batch]:
+    def run(batch: Batch) -> Batch:
+        out: Batch = []
+        append = out.append
+        for source, key, value in batch:
+            try:
+                append((source, key, fn(value)))
+            except Exception as exc:
+                fail(source, exc)
+        return out
+
+    return run
+
+
+def _amap(fn: Callable[[Any], Awaitable[Any]], fail: Fail) -> Callable[[Batch], Awaitable[Batch]]:
+    async def run(batch: Batch) -> Batch:
+        out: Batch = []
+        append = out.append
+        for source, key, value in batch:
+            try:
+                append((source, key, await fn(value)))
+            except Exception as exc:
+                fail(source, exc)
+        return out
+
+    return run
+
+
+def _filter(fn: Callable[[Any], Any], fail: Fail) -> Callable[[Batch], Batch]:
+    def run(batch: Batch) -> Batch:
+        out: Batch = []
+        append = out.append
+        for item in batch:
+            try:
+                if fn(item[2]):
+                    append(item)
+            except Exception as exc:
+                fail(item[0], exc)
+        return out
+
+    return run
+
+
+def _afilter(
+    fn: Callable[[Any], Awaitable[Any]], fail: Fail
+) -> Callable[[Batch], Awaitable[Batch]]:
+    async def run(batch: Batch) -> Batch:
+        out: Batch = []
+        append = out.append
+        for item in batch:
+            try:
+                if await fn(item[2]):
+                    append(item)
+            except Exception as exc:
+                fail(item[0], exc)
+        return out
+
+    return run
+
+
+def _flat_map(fn: Callable[[Any], Iterable[Any]], fail: Fail) -> Callable[[Batch], Batch]:
+    def run(batch: Batch) -> Batch:
+        out: Batch = []
+        extend = out.extend
+        for source, key, value in batch:
+            try:
+                extend([(source, key, result) for result in fn(value)])
+            except Exception as exc:
+                fail(source, exc)
+        return out
+
+    return run
+
+
+def _aflat_map(
+    fn: Callable[[Any], Awaitable[Iterable[Any]]], fail: Fail
+) -> Callable[[Batch], Awaitable[Batch]]:
+    async def run(batch: Batch) -> Batch:
+        out: Batch = []
+        extend = out.extend
+        for source, key, value in batch:
+            try:
+                extend([(source, key, result) for result in await fn(value)])
+            except Exception as exc:
+                fail(source, exc)
+        return out
+
+    return run
+
+
+def _emit_into(out: Batch, source: Record, key: bytes | None, result: Any) -> None:
+    """A handler's result: None publishes nothing, a list each element, anything else itself."""
+    if result is None:
+        return
+    if type(result) is list:
+        out.extend([(source, key, element) for element in result])
+    else:
+        out.append((source, key, result))
+
+
+def _emit(fn: Callable[[Any], Any], fail: Fail) -> Callable[[Batch], Batch]:
+    def run(batch: Batch) -> Batch:
+        out: Batch = []
+        append = out.append
+        for source, key, value in batch:
+            try:
+                result = fn(value)
+            except Exception as exc:
+                fail(source, exc)
+                continue
+            if result is None:
+                continue
+            if type(result) is list:
+                out.extend([(source, key, element) for element in result])
+            else:
+                append((source, key, result))
+        return out
+
+    return run
+
+
+def _aemit(fn: Callable[[Any], Awaitable[Any]], fail: Fail) -> Callable[[Batch], Awaitable[Batch]]:
+    async def run(batch: Batch) -> Batch:
+        out: Batch = []
+        for source, key, value in batch:
+            try:
+                result = await fn(value)
+            except Exception as exc:
+                fail(source, exc)
+                continue
+            _emit_into(out, source, key, result)
+        return out
+
+    return run
+
+
+def _key_by(fn: Callable[[Any], Any], fail: Fail) -> Callable[[Batch], Batch]:
+    def run(batch: Batch) -> Batch:
+        out: Batch = []
+        append = out.append
+        for source, _key, value in batch:
+            try:
+                append((source, encode_key(fn(value)), value))
+            except Exception as exc:
+                fail(source, exc)
+        return out
+
+    return run
+
+
+def _akey_by(
+    fn: Callable[[Any], Awaitable[Any]], fail: Fail
+) -> Callable[[Batch], Awaitable[Batch]]:
+    async def run(batch: Batch) -> Batch:
+        out: Batch = []
+        append = out.append
+        for source, _key, value in batch:
+            try:
+                append((source, encode_key(await fn(value)), value))
+            except Exception as exc:
+                fail(source, exc)
+        return out
+
+    return run
+
+
+def _peek(fn: Callable[[Any], Any], fail: Fail, *, keep: bool) -> Callable[[Batch], Batch]:
+    def run(batch: Batch) -> Batch:
+        out: Batch = []
+        append = out.append
+        for item in batch:
+            try:
+                fn(item[2])
+            except Exception as exc:
+                fail(item[0], exc)
+                continue
+            if keep:
+                append(item)
+        return out
+
+    return run
+
+
+def _apeek(
+    fn: Callable[[Any], Awaitable[Any]], fail: Fail, *, keep: bool
+) -> Callable[[Batch], Awaitable[Batch]]:
+    async def run(batch: Batch) -> Batch:
+        out: Batch = []
+        append = out.append
+        for item in batch:
+            try:
+                await fn(item[2])
+            except Exception as exc:
+                fail(item[0], exc)
+                continue
+            if keep:
+                append(item)
+        return out
+
+    return run
+
+
+def _to(topic: Topic[Any], send: Send, fail: Fail) -> Callable[[Batch], Batch]:
+    name = topic.name
+    encode = topic.serde.encode
+
+    def run(batch: Batch) -> Batch:
+        sent: Batch = []
+        append = sent.append
+        for item in batch:
+            try:
+                data = encode(item[2])
+            except Exception as exc:
+                fail(item[0], exc)
+                continue
+            send(name, data, key=item[1])
+            append(item)
+        return sent
+
+    return run
+
+
+def _route(
+    routes: Sequence[tuple[Callable[[Any], Any], Topic[Any]]],
+    default: Topic[Any] | None,
+    send: Send,
+    fail: Fail,
+) -> Callable[[Batch], Batch]:
+    table = [(pred, t.name, t.serde.encode) for pred, t in routes]
+    fallback = None if default is None else (default.name, default.serde.encode)
+
+    def run(batch: Batch) -> Batch:
+        sent: Batch = []
+        append = sent.append
+        for item in batch:
+            value = item[2]
+            try:
+                target = fallback
+                for pred, name, encode in table:
+                    if pred(value):
+                        target = (name, encode)
+                        break
+                if target is None:
+                    continue
+                data = target[1](value)
+            except Exception as exc:
+                fail(item[0], exc)
+                continue
+            send(target[0], data, key=item[1])
+            append(item)
+        return sent
+
+    return run
+
+
+_SYNC = {"map": _map, "filter": _filter, "flat_map": _flat_map, "emit": _emit, "key_by": _key_by}
+_ASYNC = {
+    "map": _amap,
+    "filter": _afilter,
+    "flat_map": _aflat_map,
+    "emit": _aemit,
+    "key_by": _akey_by,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Op:
+    kind: str
+    fn: Callable[..., Any] | None = None
+    topic: Topic[Any] | None = None
+    routes: tuple[tuple[Callable[[Any], Any], Topic[Any]], ...] = ()
+
+
+class Stream:
+    """A processor's pipeline: source topics, a group, operators, at most one terminal.
+
+    Build one with :meth:`spate.App.stream`; the App compiles and runs it.
+    """
+
+    def __init__(self, topics: Sequence[Topic[Any]], group: str, name: str) -> None:
+        if not topics:
+            raise ConfigError(f"stream {name!r} needs at least one source topic")
+        self.topics: tuple[Topic[Any], ...] = tuple(topics)
+        self.group = group
+        self.name = name
+        self._ops: list[_Op] = []
+        self._terminal: str | None = None
+
+    def __repr__(self) -> str:
+        chain = ".".join(op.kind for op in self._ops)
+        sources = ",".join(t.name for t in self.topics)
+        return f"<Stream {self.name!r} {sources} group={self.group!r} {chain}>"
+
+    def _add(self, op: _Op) -> Stream:
+        if self._terminal is not None:
+            raise ConfigError(
+                f"stream {self.name!r} already ends in .{self._terminal}(); "
+                f"start a new app.stream(...) for the .{op.kind}() branch"
+            )
+        if op.fn is not None and not callable(op.fn):
+            raise ConfigError(f"stream {self.name!r}: .{op.kind}() needs a function")
+        self._ops.append(op)
+        return self
+
+    # --- operators --------------------------------------------------------------
+
+    def map(self, fn: Callable[[Any], Any]) -> Stream:
+        """Replace each value with ``fn(value)``."""
+        return self._add(_Op("map", fn))
+
+    def filter(self, fn: Callable[[Any], Any]) -> Stream:
+        """Keep the values for which ``fn(value)`` is true."""
+        return self._add(_Op("filter", fn))
+
+    def flat_map(self, fn: Callable[[Any], Iterable[Any]]) -> Stream:
+        """Replace each value with every element of ``fn(value)`` (zero or more)."""
+        return self._add(_Op("flat_map", fn))
+
+    def key_by(self, fn: Callable[[Any], Any]) -> Stream:
+        """Give outputs the key ``fn(value)`` (str, bytes, int or JSON-able), which
+        also picks their partition. Without it, outputs keep their source record's key."""
+        return self._add(_Op("key_by", fn))
+
+    def peek(self, fn: Callable[[Any], Any]) -> Stream:
+        """Call ``fn(value)`` for its side effect and pass the value on unchanged."""
+        return self._add(_Op("peek", fn))
+
+    def foreach(self, fn: Callable[[Any], Any]) -> Stream:
+        """Terminal: call ``fn(value)`` for its side effect; publish nothing."""
+        self._add(_Op("foreach", fn))
+        self._terminal = "foreach"
+        return self
+
+    def to(self, topic: Topic[Any]) -> Stream:
+        """Terminal: publish every value to ``topic``, encoded with its serde."""
+        _check_topic(self.name, "to", topic)
+        self._add(_Op("to", topic=topic))
+        self._terminal = "to"
+        return self
+
+    def route(
+        self,
+        *routes: tuple[Callable[[Any], Any], Topic[Any]],
+        default: Topic[Any] | None = None,
+    ) -> Stream:
+        """Terminal: publish each value to the topic of the first predicate it matches,
+        else to ``default`` (dropped when there is no default)."""
+        if not routes and default is None:
+            raise ConfigError(f"stream {self.name!r}: .route() needs (predicate, topic) pairs")
+        for pair in routes:
+            if not (isinstance(pair, tuple) and len(pair) == 2 and callable(pair[0])):
+                raise ConfigError(
+                    f"stream {self.name!r}: .route() takes (predicate, topic) pairs, got {pair!r}"
+                )
+            _check_topic(self.name, "route", pair[1])
+        if default is not None:
+            _check_topic(self.name, "route", default)
+        self._add(_Op("route", topic=default, routes=tuple(routes)))
+        self._terminal = "route"
+        return self
+
+    def _emit(self, fn: Callable[[Any], Any]) -> Stream:
+        """A handler's function: None -> nothing, list -> each element, else the value."""
+        return self._add(_Op("emit", fn))
+
+    # --- compiling ----------------------------------------------------------------
+
+    @property
+    def output_topics(self) -> tuple[Topic[Any], ...]:
+        """Every topic this stream publishes to (the App creates them on start)."""
+        found: list[Topic[Any]] = []
+        for op in self._ops:
+            found.extend(t for _, t in op.routes)
+            if op.topic is not None:
+                found.append(op.topic)
+        return tuple(found)
+
+    def compile(self, send: Send, fail: Fail) -> Pipeline:
+        """The pipeline for one worker: sinks publish with ``send``; a user function
+        that raises for a record calls ``fail(record, exc)``."""
+        stages: list[Stage] = []
+        for op in self._ops:
+            if op.kind == "to":
+                assert op.topic is not None
+                stages.append(Stage(f"to {op.topic.name}", _to(op.topic, send, fail), False))
+            elif op.kind == "route":
+                stages.append(Stage("route", _route(op.routes, op.topic, send, fail), False))
+            else:
+                assert op.fn is not None
+                is_async = is_async_callable(op.fn)
+                if op.kind in ("peek", "foreach"):
+                    keep = op.kind == "peek"
+                    run = (_apeek if is_async else _peek)(op.fn, fail, keep=keep)
+                else:
+                    run = (_ASYNC if is_async else _SYNC)[op.kind](op.fn, fail)
+                stages.append(Stage(op.kind, run, is_async))
+        if self._terminal is None:
+            stages.append(Stage("end", _discard, False))
+        return Pipeline(tuple(stages))
+
+
+def _discard(batch: Batch) -> Batch:
+    """A stream without a terminal publishes nothing."""
+    return []
+
+
+def _check_topic(stream: str, operator: str, topic: object) -> None:
+    if not isinstance(topic, Topic):
+        raise ConfigError(
+            f"stream {stream!r}: .{operator}() needs a Topic from app.topic(...), got {topic!r}"
+        )

@@ -1,0 +1,180 @@
+"""``spate consume TOPIC``: print records as JSON lines.
+
+Where it starts and when it stops (documented in docs/cli.md):
+
+* Without ``--group`` it reads as an anonymous member of a fresh group that never
+  commits, so looking at a topic never moves anyone's offsets.
+* ``--from-beginning`` starts a reader with no committed offset at the start of each
+  partition; otherwise it starts at the end and waits for new records, like
+  ``tail -f``. A named group that has committed resumes where it stopped.
+* It stops after ``--limit`` records; with ``--from-beginning`` and no ``--follow`` it
+  also stops once it has read everything that was in the topic when it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+import spate
+from spate.brokers.base import OffsetReset
+from spate.cli.common import BrokerOption, missing_topic_hint, stdout
+from spate.config import DEFAULT_BROKER
+from spate.errors import ConfigError, TopicNotFoundError
+from spate.record import Record, TopicPartition
+
+FETCH_MAX = 500
+FETCH_TIMEOUT_S = 0.5
+IDLE_FETCHES_AT_END = 2
+
+
+def decode_value(data: bytes) -> Any:
+    """JSON when the bytes are JSON, else UTF-8 text (undecodable bytes escaped)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data.decode("utf-8", errors="backslashreplace")
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="backslashreplace")
+
+
+def record_to_json(record: Record) -> dict[str, Any]:
+    """One record as a readable JSON object; a repeated header becomes a list."""
+    headers: dict[str, Any] = {}
+    for name, raw in record.headers:
+        text = _text(raw)
+        if name not in headers:
+            headers[name] = text
+        elif isinstance(headers[name], list):
+            headers[name].append(text)
+        else:
+            headers[name] = [headers[name], text]
+    stamp = datetime.fromtimestamp(record.timestamp_ms / 1000, tz=UTC)
+    return {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": None if record.key is None else _text(record.key),
+        "value": decode_value(record.value),
+        "headers": headers,
+        "timestamp": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+
+
+class CatchUp:
+    """Knows when a reader has seen every record that existed when it started."""
+
+    def __init__(self, end_offsets: Mapping[TopicPartition, int]) -> None:
+        self._remaining = {tp: end for tp, end in end_offsets.items() if end > 0}
+
+    def start_at(self, tp: TopicPartition, position: int) -> None:
+        """The reader resumes ``tp`` at ``position``: nothing before it is awaited."""
+        if self._remaining.get(tp, 0) <= position:
+            self._remaining.pop(tp, None)
+
+    def seen(self, record: Record) -> None:
+        tp = record.topic_partition
+        if self._remaining.get(tp, 0) <= record.offset + 1:
+            self._remaining.pop(tp, None)
+
+    @property
+    def done(self) -> bool:
+        return not self._remaining
+
+
+def _emit(record: Record, pretty: bool) -> None:
+    line = orjson.dumps(record_to_json(record)).decode()
+    if pretty:
+        stdout.print_json(line, indent=None)
+    else:
+        sys.stdout.write(line + "\n")
+
+
+async def _consume(
+    broker_url: str,
+    topic: str,
+    group: str | None,
+    from_beginning: bool,
+    limit: int | None,
+    follow: bool,
+) -> None:
+    pretty = stdout.is_terminal
+    stop_when_caught_up = from_beginning and not follow
+    async with spate.connect(broker_url) as broker:
+        try:
+            info = await broker.describe_topic(topic)
+        except TopicNotFoundError:
+            raise TopicNotFoundError(
+                f"topic {topic!r} does not exist; {missing_topic_hint(topic)}"
+            ) from None
+        member_group = group or f"spate-cli-{secrets.token_hex(4)}"
+        lags = await broker.lag(member_group, [topic])
+        catch_up = CatchUp({TopicPartition(x.topic, x.partition): x.end_offset for x in lags})
+        for x in lags:
+            if x.committed is not None:
+                catch_up.start_at(TopicPartition(x.topic, x.partition), x.committed)
+        reset: OffsetReset = "earliest" if from_beginning else "latest"
+        printed = idle_fetches = 0
+        async with broker.consumer([topic], member_group, offset_reset=reset) as consumer:
+            while limit is None or printed < limit:
+                if stop_when_caught_up and catch_up.done:
+                    break
+                want = FETCH_MAX if limit is None else min(FETCH_MAX, limit - printed)
+                batch = await consumer.fetch(want, FETCH_TIMEOUT_S)
+                # Retention may have removed the records up to an end offset; then the
+                # end is reached when every partition is owned and nothing more comes.
+                owns_all = len(consumer.assignment()) == info.partitions
+                idle_fetches = idle_fetches + 1 if owns_all and not batch else 0
+                if stop_when_caught_up and idle_fetches >= IDLE_FETCHES_AT_END:
+                    break
+                through: dict[TopicPartition, int] = {}
+                for record in batch[:want]:
+                    _emit(record, pretty)
+                    catch_up.seen(record)
+                    through[record.topic_partition] = record.offset
+                    printed += 1
+                sys.stdout.flush()
+                if group is not None and through:
+                    await consumer.commit(through)
+
+
+def consume(
+    topic: Annotated[str, typer.Argument(help="Topic to read.")],
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            "-g",
+            help="Read as this consumer group and commit what was printed "
+            "(default: an anonymous reader that commits nothing).",
+        ),
+    ] = None,
+    from_beginning: Annotated[
+        bool,
+        typer.Option(
+            "--from-beginning",
+            help="Start at the first record (where the group has no committed offset) and "
+            "stop at the end unless --follow.",
+        ),
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", help="Stop after this many records.")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-F", help="Keep waiting for new records.")
+    ] = False,
+    broker: BrokerOption = DEFAULT_BROKER,
+) -> None:
+    """Print records as JSON lines: topic, partition, offset, key, value, headers, timestamp."""
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit {limit} must be 1 or more")
+    asyncio.run(_consume(broker, topic, group, from_beginning, limit, follow))

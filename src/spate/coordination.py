@@ -13,10 +13,18 @@ JetStream key-value bucket, Redis keys); the membership loop is written once her
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from spate.record import TopicPartition
+
+
+def new_member_id() -> str:
+    """A member id unique across hosts and processes, readable in ``spate groups``."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def assign(

@@ -1,0 +1,343 @@
+"""Lease-based group membership, shared by every broker without a group protocol.
+
+:class:`GroupMember` runs the protocol of :mod:`spate.coordination` over any
+:class:`~spate.coordination.LeaseStore`: a background task heartbeats every
+``heartbeat_s``, computes the assignment from the live members, renews the leases it
+holds, notes which ones it lost, which it should hand back and which it took.
+It never calls user code: :class:`LeasedConsumer` turns those notes into
+``on_lost`` / ``on_revoked`` / ``on_assigned`` calls *inside* ``fetch`` (and ``close``),
+so the runtime never races with a rebalance, and releases a revoked partition only
+after ``on_revoked`` returned (the runtime committed by then).
+
+A broker subclasses :class:`LeasedConsumer` and provides four storage hooks:
+``_partitions``, ``_initial_positions``, ``_read`` and ``_write_commit`` (which must
+check the epochs atomically with the write and raise FencedError when one is stale).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from spate.brokers.base import (
+    Consumer,
+    NullListener,
+    OffsetReset,
+    RebalanceListener,
+)
+from spate.clock import SYSTEM_CLOCK, Clock
+from spate.coordination import LeaseStore, assign, new_member_id
+from spate.errors import ClosedError, ConfigError, FencedError, LeaseLost, SpateError
+from spate.record import Record, TopicPartition
+
+log = logging.getLogger("spate.coordination")
+
+DEFAULT_LEASE_TTL_S = 10.0
+ACQUIRE_RETRY_S = 0.2
+"""How soon a member asks again for partitions it should own but another still holds."""
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChanges:
+    """What happened to a member's partitions since the consumer last looked."""
+
+    lost: tuple[TopicPartition, ...] = ()
+    """Leases already gone (taken over, or not renewed within the ttl)."""
+    revoke: tuple[TopicPartition, ...] = ()
+    """Still owned but assigned elsewhere: commit, then :meth:`GroupMember.release`."""
+    assigned: tuple[TopicPartition, ...] = ()
+    """Newly acquired."""
+
+
+class GroupMember:
+    """One member of a group: heartbeats, leases and epochs over a LeaseStore."""
+
+    def __init__(
+        self,
+        store: LeaseStore,
+        group: str,
+        member_id: str,
+        *,
+        partitions: Callable[[], Awaitable[Sequence[TopicPartition]]],
+        ttl_s: float = DEFAULT_LEASE_TTL_S,
+        heartbeat_s: float | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        if ttl_s <= 0:
+            raise ConfigError(f"lease ttl_s={ttl_s!r} must be > 0")
+        self.heartbeat_s = ttl_s / 3 if heartbeat_s is None else heartbeat_s
+        if not 0 < self.heartbeat_s < ttl_s:
+            raise ConfigError(
+                f"heartbeat_s={self.heartbeat_s!r} must be > 0 and below the lease ttl {ttl_s}"
+            )
+        self.store = store
+        self.group = group
+        self.member_id = member_id
+        self.ttl_s = ttl_s
+        self._partitions = partitions
+        self._clock = clock
+        self._owned: dict[TopicPartition, int] = {}
+        self._assigned: list[TopicPartition] = []
+        self._lost: set[TopicPartition] = set()
+        self._revoke: set[TopicPartition] = set()
+        self._renewed_at: float | None = None
+        self._wanting = False
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.changed = asyncio.Event()
+        """Set whenever :meth:`take_changes` has something to report."""
+
+    def epoch(self, tp: TopicPartition) -> int | None:
+        """The epoch at which this member holds ``tp``, or None."""
+        return self._owned.get(tp)
+
+    async def start(self) -> None:
+        """Join: one heartbeat round now (so a lone member owns everything at once),
+        then keep heartbeating in the background."""
+        if self._task is not None:
+            return
+        await self.tick()
+        self._task = asyncio.get_running_loop().create_task(
+            self._heartbeat_loop(), name=f"spate-lease-{self.group}-{self.member_id}"
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await self._clock.sleep(
+                min(self.heartbeat_s, ACQUIRE_RETRY_S) if self._wanting else self.heartbeat_s
+            )
+            try:
+                await self.tick()
+            except SpateError as exc:
+                log.warning(
+                    "group %s member %s: heartbeat failed: %s", self.group, self.member_id, exc
+                )
+
+    async def tick(self) -> None:
+        """One round of the protocol: heartbeat, renew, note revocations, acquire."""
+        async with self._lock:
+            started = self._clock.monotonic()
+            live = await self.store.heartbeat(self.group, self.member_id, self.ttl_s)
+            wanted = set(assign(live, await self._partitions()).get(self.member_id, ()))
+            if self._owned:
+                held = await self.store.renew(
+                    self.group, dict(self._owned), self.member_id, self.ttl_s
+                )
+                for tp in set(self._owned) - held:
+                    del self._owned[tp]
+                    self._lost.add(tp)
+            self._renewed_at = started
+            self._revoke = set(self._owned) - wanted
+            for tp in sorted(wanted - set(self._owned)):
+                epoch = await self.store.acquire(self.group, tp, self.member_id, self.ttl_s)
+                if epoch is not None:
+                    self._owned[tp] = epoch
+                    self._assigned.append(tp)
+            self._wanting = not wanted <= set(self._owned)
+            if self._lost or self._revoke or self._assigned:
+                self.changed.set()
+
+    def take_changes(self) -> MembershipChanges:
+        """Hand over what changed; leases not renewed within the ttl count as lost."""
+        if (
+            self._owned
+            and self._renewed_at is not None
+            and self._clock.monotonic() - self._renewed_at > self.ttl_s
+        ):
+            self._lost.update(self._owned)
+            self._owned.clear()
+        lost = tuple(sorted(self._lost))
+        assigned = tuple(tp for tp in self._assigned if tp in self._owned)
+        revoke = tuple(sorted(tp for tp in self._revoke if tp in self._owned))
+        self._lost.clear()
+        self._assigned.clear()
+        self.changed.clear()
+        return MembershipChanges(lost=lost, revoke=revoke, assigned=assigned)
+
+    async def release(self, tps: Sequence[TopicPartition]) -> None:
+        """Give ``tps`` back so their new owner can take them without waiting."""
+        async with self._lock:
+            leases = {tp: self._owned.pop(tp) for tp in tps if tp in self._owned}
+            self._revoke.difference_update(tps)
+            if leases:
+                await self.store.release(self.group, leases, self.member_id)
+
+    async def close(self) -> None:
+        """Stop heartbeating, release every lease and leave the group."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.release(list(self._owned))
+        await self.store.leave(self.group, self.member_id)
+
+
+class LeasedConsumer(Consumer):
+    """The Consumer of every lease-based broker; subclasses supply storage hooks."""
+
+    def __init__(
+        self,
+        topics: Sequence[str],
+        group: str,
+        listener: RebalanceListener | None,
+        *,
+        store: LeaseStore,
+        offset_reset: OffsetReset = "earliest",
+        member_id: str | None = None,
+        ttl_s: float = DEFAULT_LEASE_TTL_S,
+        heartbeat_s: float | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        if not topics:
+            raise ConfigError("a consumer needs at least one topic")
+        if not group:
+            raise ConfigError("a consumer needs a group name")
+        self.topics = tuple(dict.fromkeys(topics))
+        self.group = group
+        self.offset_reset: OffsetReset = offset_reset
+        self._listener: RebalanceListener = listener or NullListener()
+        self.member = GroupMember(
+            store,
+            group,
+            member_id or new_member_id(),
+            partitions=self._partitions,
+            ttl_s=ttl_s,
+            heartbeat_s=heartbeat_s,
+            clock=clock,
+        )
+        self._positions: dict[TopicPartition, int] = {}
+        self._started = False
+        self._closed = False
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _partitions(self) -> Sequence[TopicPartition]:
+        """Every partition of the subscribed topics that exists right now."""
+
+    @abc.abstractmethod
+    async def _initial_positions(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where to start reading each newly owned partition: the group's committed
+        offset, else ``self.offset_reset``'s end of the log."""
+
+    @abc.abstractmethod
+    async def _read(
+        self, positions: Mapping[TopicPartition, int], max_records: int, timeout_s: float
+    ) -> list[Record]:
+        """Up to ``max_records`` records at or after ``positions``, in offset order per
+        partition, waiting up to ``timeout_s`` for the first one."""
+
+    @abc.abstractmethod
+    async def _write_commit(
+        self, through: Mapping[TopicPartition, int], epochs: Mapping[TopicPartition, int]
+    ) -> None:
+        """Store ``through[tp] + 1`` per partition, atomically refusing the whole commit
+        with FencedError if any lease is no longer held at ``epochs[tp]``."""
+
+    # -- Consumer ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._check_open()
+        if not self._started:
+            self._started = True
+            await self.member.start()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"consumer of group {self.group!r} is closed")
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return frozenset(self._positions)
+
+    def epochs(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The lease epoch of each of ``tps``, for a fenced write; FencedError if one
+        is not owned by this member any more."""
+        epochs: dict[TopicPartition, int] = {}
+        for tp in tps:
+            epoch = self.member.epoch(tp)
+            if epoch is None or tp not in self._positions:
+                raise FencedError(
+                    f"group {self.group!r}: {tp.topic}[{tp.partition}] is not owned by "
+                    f"member {self.member.member_id}"
+                )
+            epochs[tp] = epoch
+        return epochs
+
+    async def _apply_changes(self) -> None:
+        changes = self.member.take_changes()
+        if changes.lost:
+            for tp in changes.lost:
+                self._positions.pop(tp, None)
+            log.warning(
+                "group %s member %s lost %s", self.group, self.member.member_id, changes.lost
+            )
+            await self._listener.on_lost(list(changes.lost))
+        if changes.revoke:
+            try:
+                await self._listener.on_revoked(list(changes.revoke))
+            finally:
+                for tp in changes.revoke:
+                    self._positions.pop(tp, None)
+                await self.member.release(changes.revoke)
+        if changes.assigned:
+            self._positions.update(await self._initial_positions(changes.assigned))
+            log.info(
+                "group %s member %s assigned %s",
+                self.group,
+                self.member.member_id,
+                changes.assigned,
+            )
+            await self._listener.on_assigned(list(changes.assigned))
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[Record]:
+        self._check_open()
+        if not self._started:
+            await self.start()
+        await self._apply_changes()
+        if not self._positions:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout_s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.member.changed.wait(), timeout_s)
+            await self._apply_changes()
+            if not self._positions:
+                return []
+            timeout_s = max(deadline - loop.time(), 0.0)
+        records = await self._read(dict(self._positions), max_records, timeout_s)
+        positions = self._positions
+        for record in records:
+            positions[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        return records
+
+    async def commit(self, through: Mapping[TopicPartition, int]) -> None:
+        self._check_open()
+        if through:
+            await self._write_commit(through, self.epochs(list(through)))
+
+    async def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._check_open()
+        if tp not in self._positions:
+            raise LeaseLost(
+                f"group {self.group!r}: cannot seek {tp.topic}[{tp.partition}]: "
+                "it is not assigned to this member"
+            )
+        self._positions[tp] = offset
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._started:
+            return
+        owned = sorted(self._positions)
+        try:
+            if owned:
+                await self._listener.on_revoked(owned)
+        finally:
+            self._positions.clear()
+            await self.member.close()

@@ -1,0 +1,278 @@
+"""LocalBroker: the embedded, serverless broker on SQLite (``local://PATH``, ``memory://``).
+
+``local://PATH`` keeps everything in ``PATH/spate.db`` (default ``.spate``); several
+processes may share the directory. ``memory://[NAME]`` is the same code on an
+in-memory database that lives as long as a broker of this process has it open.
+
+URL query options (also accepted as keyword options of ``spate.connect``):
+
+``synchronous=full|normal``
+    ``full`` (default): a flush or commit that returned survives power loss.
+    ``normal``: faster commits in WAL mode; a power loss or OS crash may undo the
+    last commits (never corrupts the database; a crash of the process alone loses
+    nothing). Use it when replaying a few seconds of input is acceptable.
+``lease_ttl_s`` (default 10)
+    How long a member that stopped heartbeating (killed, paused) keeps its partitions.
+``heartbeat_s`` (default ``lease_ttl_s / 3``)
+``busy_timeout_s`` (default 30)
+    How long a statement waits for another process's write lock before failing.
+``retention_check_s`` (default 30)
+    How often retention (``retention.ms``, ``retention.bytes``) is enforced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+from spate.brokers.base import (
+    Broker,
+    Capabilities,
+    Consumer,
+    OffsetReset,
+    PartitionLag,
+    Producer,
+    RebalanceListener,
+    TopicInfo,
+)
+from spate.brokers.leased import DEFAULT_LEASE_TTL_S
+from spate.brokers.local import log, retention
+from spate.brokers.local.consumer import LocalConsumer
+from spate.brokers.local.producer import LocalProducer
+from spate.brokers.local.storage import (
+    Database,
+    Synchronous,
+    acquire_database,
+    release_database,
+    write_transaction,
+)
+from spate.brokers.url import BrokerURL
+from spate.clock import SYSTEM_CLOCK, Clock
+from spate.errors import ConfigError, ConnectError, SpateError
+from spate.record import TopicPartition
+from spate.topic import validate_topic_name
+
+logger = logging.getLogger("spate.brokers.local")
+
+DEFAULT_PATH = ".spate"
+_FLOAT_OPTIONS = ("lease_ttl_s", "heartbeat_s", "busy_timeout_s", "retention_check_s")
+
+
+class LocalBroker(Broker):
+    """The embedded broker. Use as ``async with LocalBroker(...) as broker``."""
+
+    capabilities = Capabilities(
+        native_groups=False,
+        per_key_order=True,
+        replay=True,
+        transactions=True,
+        dedup_on_publish=False,
+    )
+
+    def __init__(
+        self,
+        path: str | Path | None = DEFAULT_PATH,
+        *,
+        memory_name: str = "",
+        synchronous: Synchronous = "full",
+        lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
+        heartbeat_s: float | None = None,
+        busy_timeout_s: float = 30.0,
+        retention_check_s: float = 30.0,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        if synchronous not in ("full", "normal"):
+            raise ConfigError(f"synchronous={synchronous!r} is not valid; use full or normal")
+        for name, value in (
+            ("lease_ttl_s", lease_ttl_s),
+            ("busy_timeout_s", busy_timeout_s),
+            ("retention_check_s", retention_check_s),
+        ):
+            if value <= 0:
+                raise ConfigError(f"local broker option {name}={value!r} must be > 0")
+        if heartbeat_s is not None and not 0 < heartbeat_s < lease_ttl_s:
+            raise ConfigError(
+                f"heartbeat_s={heartbeat_s!r} must be > 0 and below lease_ttl_s={lease_ttl_s}"
+            )
+        self.path = None if path is None else Path(path)
+        self.memory_name = memory_name
+        self.url = f"memory://{memory_name}" if self.path is None else f"local://{self.path}"
+        self.synchronous: Synchronous = synchronous
+        self.lease_ttl_s = lease_ttl_s
+        self.heartbeat_s = heartbeat_s
+        self.busy_timeout_s = busy_timeout_s
+        self.retention_check_s = retention_check_s
+        self.clock = clock
+        self._db: Database | None = None
+        self._children: set[LocalProducer | LocalConsumer] = set()
+        self._retention_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, parsed: BrokerURL, options: dict[str, Any]) -> Self:
+        """Build from ``local://PATH?opt=…`` or ``memory://NAME``; see the module doc."""
+        merged: dict[str, Any] = dict(parsed.query)
+        merged.update(options)
+        kwargs: dict[str, Any] = {}
+        for key, value in merged.items():
+            if key in _FLOAT_OPTIONS:
+                try:
+                    kwargs[key] = float(value)
+                except (TypeError, ValueError):
+                    raise ConfigError(
+                        f"broker URL {parsed.redacted!r}: option {key}={value!r} must be a "
+                        "number of seconds"
+                    ) from None
+            elif key == "synchronous":
+                kwargs[key] = str(value).lower()
+            elif key == "clock":
+                kwargs[key] = value
+            else:
+                raise ConfigError(
+                    f"broker URL {parsed.redacted!r}: unknown option {key!r}; the local "
+                    f"broker knows synchronous, {', '.join(_FLOAT_OPTIONS)}"
+                )
+        if parsed.scheme == "memory":
+            return cls(None, memory_name=parsed.path, **kwargs)
+        return cls(parsed.path or DEFAULT_PATH, **kwargs)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def db(self) -> Database:
+        """The open database; ConnectError before ``start`` or after ``close``."""
+        if self._db is None:
+            raise ConnectError(
+                f"broker {self.url} is not started; use `async with spate.connect(url) as broker`"
+            )
+        return self._db
+
+    async def start(self) -> None:
+        if self._closed:
+            raise ConnectError(f"broker {self.url} is closed")
+        if self._db is not None:
+            return
+        self._db = await acquire_database(
+            self.path,
+            name=self.memory_name,
+            synchronous=self.synchronous,
+            busy_timeout_s=self.busy_timeout_s,
+        )
+        self._retention_task = asyncio.get_running_loop().create_task(
+            self._retention_loop(), name=f"spate-retention-{self.url}"
+        )
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        task, self._retention_task = self._retention_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            for child in list(self._children):
+                with contextlib.suppress(SpateError):
+                    await child.close()
+        finally:
+            db, self._db = self._db, None
+            if db is not None:
+                await release_database(db)
+
+    def forget(self, child: LocalProducer | LocalConsumer) -> None:
+        """Called by a producer or consumer when it closes."""
+        self._children.discard(child)
+
+    # -- admin ---------------------------------------------------------------------------
+
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        config: Mapping[str, str] | None = None,
+        *,
+        exist_ok: bool = False,
+    ) -> TopicInfo:
+        validate_topic_name(name)
+        if not isinstance(partitions, int) or partitions < 1:
+            raise ConfigError(f"topic {name!r}: partitions={partitions!r} must be an integer >= 1")
+        settings = {str(k): str(v) for k, v in (config or {}).items()}
+        retention.validate_config(name, settings)
+        now = self.clock.time_ms()
+
+        def run(conn: sqlite3.Connection) -> TopicInfo:
+            with write_transaction(conn):
+                return log.create_topic(conn, name, partitions, settings, now, exist_ok)
+
+        return await self.db.run(run)
+
+    async def describe_topic(self, name: str) -> TopicInfo:
+        return await self.db.run(lambda conn: log.describe_topic(conn, name))
+
+    async def delete_topic(self, name: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            with write_transaction(conn):
+                log.delete_topic(conn, name)
+
+        await self.db.run(run)
+
+    async def list_topics(self) -> list[TopicInfo]:
+        return await self.db.run(log.list_topics)
+
+    async def lag(self, group: str, topics: Sequence[str] | None = None) -> list[PartitionLag]:
+        return await self.db.run(lambda conn: log.group_lag(conn, group, topics))
+
+    async def groups(self) -> list[str]:
+        return await self.db.run(log.groups)
+
+    async def records_lost(self, group: str) -> dict[TopicPartition, int]:
+        """Records retention deleted before ``group`` committed them, per partition."""
+        return await self.db.run(lambda conn: retention.records_lost(conn, group))
+
+    # -- clients -------------------------------------------------------------------------
+
+    def producer(self, *, transactional_id: str | None = None) -> Producer:
+        producer = LocalProducer(self, transactional_id)
+        self._children.add(producer)
+        return producer
+
+    def consumer(
+        self,
+        topics: Sequence[str],
+        group: str,
+        listener: RebalanceListener | None = None,
+        *,
+        offset_reset: OffsetReset = "earliest",
+    ) -> Consumer:
+        consumer = LocalConsumer(self, self.db, topics, group, listener, offset_reset=offset_reset)
+        self._children.add(consumer)
+        return consumer
+
+    # -- retention -----------------------------------------------------------------------
+
+    async def enforce_retention(self) -> list[retention.Loss]:
+        """Apply ``retention.ms`` / ``retention.bytes`` now (the background task calls it)."""
+        now = self.clock.time_ms()
+
+        def run(conn: sqlite3.Connection) -> list[retention.Loss]:
+            topics = {info.name: dict(info.config) for info in log.list_topics(conn)}
+            return retention.enforce(conn, topics, now)
+
+        return await self.db.run(run)
+
+    async def _retention_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.retention_check_s)
+            try:
+                await self.enforce_retention()
+            except SpateError as exc:
+                logger.warning("%s: retention failed: %s", self.url, exc)
+
+
+__all__ = ["LocalBroker"]

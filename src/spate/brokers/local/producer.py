@@ -1,0 +1,142 @@
+"""The embedded broker's producer: buffers sends, appends them as batches per flush.
+
+A transactional producer keeps everything sent since ``begin_transaction`` in memory
+and writes it together with the consumer's offset commit, after checking the
+consumer's lease epochs, in ONE SQLite transaction: either all of it becomes visible
+or none of it, and a fenced member can neither publish nor commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from spate.brokers.base import Consumer, Producer
+from spate.brokers.local import log
+from spate.brokers.local.consumer import LocalConsumer
+from spate.brokers.local.storage import write_transaction
+from spate.errors import CapabilityError, ClosedError, CommitError, PublishError
+from spate.partitioner import Partitioner
+from spate.record import Headers, TopicPartition
+
+if TYPE_CHECKING:
+    from spate.brokers.local.broker import LocalBroker
+
+
+class LocalProducer(Producer):
+    """Producer of the embedded broker. ``flush`` returns once the batch is committed
+    to SQLite (with ``synchronous=FULL``: on disk)."""
+
+    def __init__(self, broker: LocalBroker, transactional_id: str | None) -> None:
+        self._broker = broker
+        self._db = broker.db
+        self.transactional_id = transactional_id
+        self._buffer: list[log.Send] = []
+        self._partitioner = Partitioner()
+        self._lock = asyncio.Lock()
+        self._in_transaction = False
+        self._closed = False
+        self._now_ms = broker.clock.time_ms
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Headers = (),
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        dedup_id: str | None = None,
+    ) -> None:
+        if self._closed:
+            raise ClosedError("producer is closed")
+        if self.transactional_id is not None and not self._in_transaction:
+            raise PublishError(
+                f"transactional producer {self.transactional_id!r}: call "
+                "begin_transaction() before send()"
+            )
+        self._buffer.append(
+            (
+                topic,
+                partition,
+                key,
+                value,
+                headers,
+                self._now_ms() if timestamp_ms is None else timestamp_ms,
+            )
+        )
+
+    async def flush(self, timeout_s: float | None = None) -> None:
+        """Append everything buffered. Inside a transaction records stay buffered until
+        :meth:`commit_transaction`. ``timeout_s`` is not needed: SQLite's busy timeout
+        bounds the wait for the write lock."""
+        if self._closed:
+            raise ClosedError("producer is closed")
+        if self._in_transaction:
+            return
+        async with self._lock:
+            sends, self._buffer = self._buffer, []
+            if not sends:
+                return
+            db = self._db
+            partitioner = self._partitioner
+
+            def run(conn: sqlite3.Connection) -> None:
+                with write_transaction(conn):
+                    log.append(conn, sends, partitioner)
+
+            await db.run(run, PublishError)
+            db.notify()
+
+    async def begin_transaction(self) -> None:
+        if self.transactional_id is None:
+            raise CapabilityError("begin_transaction needs producer(transactional_id=...)")
+        if self._in_transaction:
+            raise PublishError(f"transaction of {self.transactional_id!r} is already open")
+        self._in_transaction = True
+
+    async def commit_transaction(
+        self, consumer: Consumer, offsets: Mapping[TopicPartition, int]
+    ) -> None:
+        if not self._in_transaction:
+            raise PublishError("commit_transaction without begin_transaction")
+        db = self._db
+        if not isinstance(consumer, LocalConsumer) or consumer.db is not db:
+            raise CapabilityError(
+                "commit_transaction needs a consumer of the same local broker database"
+            )
+        sends, self._buffer = self._buffer, []
+        self._in_transaction = False
+        epochs = consumer.epochs(list(offsets))
+        group, member, partitioner = consumer.group, consumer.member.member_id, self._partitioner
+
+        def run(conn: sqlite3.Connection) -> None:
+            with write_transaction(conn):
+                if sends:
+                    log.append(conn, sends, partitioner)
+                log.commit_offsets(conn, group, member, offsets, epochs)
+
+        async with self._lock:
+            await db.run(run, CommitError)
+        db.notify()
+
+    async def abort_transaction(self) -> None:
+        if not self._in_transaction:
+            raise PublishError("abort_transaction without begin_transaction")
+        self._buffer = []
+        self._in_transaction = False
+
+    async def close(self) -> None:
+        """Flush what is buffered (an open transaction is aborted), then close."""
+        if self._closed:
+            return
+        try:
+            if self._in_transaction:
+                await self.abort_transaction()
+            await self.flush()
+        finally:
+            self._closed = True
+            self._broker.forget(self)

@@ -1,0 +1,143 @@
+"""Retention by age and size, as Kafka names it: ``retention.ms``, ``retention.bytes``.
+
+Policy (per partition, whole batches, oldest first, keeping the log contiguous):
+
+* a topic without those keys (or with ``-1``) keeps every record: the embedded broker
+  never deletes anything on its own, consumed or not;
+* ``retention.ms``: a batch whose newest record is older than that is deleted;
+* ``retention.bytes``: oldest batches are deleted while the partition holds more.
+
+Retention wins over consumers: records a group has not committed yet are deleted when
+retention says so. Each such record is counted in that group's ``records_lost`` for
+the partition (see :meth:`LocalBroker.records_lost`) and logged as a warning; the
+group then resumes at the first record still stored. Groups that never committed on
+a partition are not counted: they have no position there to lose.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+
+from spate.brokers.local.storage import write_transaction
+from spate.errors import ConfigError
+from spate.record import TopicPartition
+
+log = logging.getLogger("spate.brokers.local")
+
+RETENTION_KEYS = ("retention.ms", "retention.bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class Loss:
+    """Records deleted by retention before ``group`` committed them."""
+
+    group: str
+    tp: TopicPartition
+    records: int
+
+
+def validate_config(topic: str, config: dict[str, str]) -> None:
+    """Reject retention values that are not integers, naming the key."""
+    for key in RETENTION_KEYS:
+        if key in config:
+            try:
+                int(config[key])
+            except ValueError:
+                raise ConfigError(
+                    f"topic {topic!r}: {key}={config[key]!r} must be an integer "
+                    "(-1 keeps everything)"
+                ) from None
+
+
+def _limit(config: dict[str, str], key: str) -> int | None:
+    value = int(config.get(key, "-1"))
+    return None if value < 0 else value
+
+
+def enforce(conn: sqlite3.Connection, topics: dict[str, dict[str, str]], now_ms: int) -> list[Loss]:
+    """Delete what retention allows in ``topics`` (name → config); return the losses."""
+    losses: list[Loss] = []
+    with write_transaction(conn):
+        for topic, config in topics.items():
+            max_age_ms = _limit(config, "retention.ms")
+            max_bytes = _limit(config, "retention.bytes")
+            if max_age_ms is None and max_bytes is None:
+                continue
+            rows = conn.execute(
+                "SELECT partition, start_offset FROM partitions WHERE topic = ?", (topic,)
+            ).fetchall()
+            for partition, start in rows:
+                new_start = _new_start(conn, topic, partition, now_ms, max_age_ms, max_bytes)
+                if new_start is not None and new_start > start:
+                    losses.extend(_delete(conn, TopicPartition(topic, partition), start, new_start))
+    for loss in losses:
+        log.warning(
+            "retention deleted %d records of %s[%d] that group %r had not committed",
+            loss.records,
+            loss.tp.topic,
+            loss.tp.partition,
+            loss.group,
+        )
+    return losses
+
+
+def _new_start(
+    conn: sqlite3.Connection,
+    topic: str,
+    partition: int,
+    now_ms: int,
+    max_age_ms: int | None,
+    max_bytes: int | None,
+) -> int | None:
+    """The first offset to keep, or None if nothing goes."""
+    batches = conn.execute(
+        "SELECT last_offset, max_timestamp_ms, size FROM batches "
+        "WHERE topic = ? AND partition = ? ORDER BY last_offset",
+        (topic, partition),
+    ).fetchall()
+    total = sum(size for _, _, size in batches)
+    keep_from: int | None = None
+    for last_offset, max_ts, size in batches:
+        too_old = max_age_ms is not None and max_ts < now_ms - max_age_ms
+        too_big = max_bytes is not None and total > max_bytes
+        if not (too_old or too_big):
+            break
+        total -= size
+        keep_from = last_offset + 1
+    return keep_from
+
+
+def _delete(conn: sqlite3.Connection, tp: TopicPartition, start: int, new_start: int) -> list[Loss]:
+    conn.execute(
+        "DELETE FROM batches WHERE topic = ? AND partition = ? AND last_offset < ?",
+        (tp.topic, tp.partition, new_start),
+    )
+    conn.execute(
+        "UPDATE partitions SET start_offset = ? WHERE topic = ? AND partition = ?",
+        (new_start, tp.topic, tp.partition),
+    )
+    behind = conn.execute(
+        "SELECT grp, next_offset FROM offsets WHERE topic = ? AND partition = ? "
+        "AND next_offset < ?",
+        (tp.topic, tp.partition, new_start),
+    ).fetchall()
+    losses = []
+    for group, position in behind:
+        lost = new_start - max(position, start)
+        conn.execute(
+            "UPDATE offsets SET records_lost = records_lost + ? "
+            "WHERE grp = ? AND topic = ? AND partition = ?",
+            (lost, group, tp.topic, tp.partition),
+        )
+        losses.append(Loss(group, tp, lost))
+    return losses
+
+
+def records_lost(conn: sqlite3.Connection, group: str) -> dict[TopicPartition, int]:
+    rows = conn.execute(
+        "SELECT topic, partition, records_lost FROM offsets WHERE grp = ? AND records_lost > 0",
+        (group,),
+    )
+    return {TopicPartition(topic, partition): lost for topic, partition, lost in rows}

@@ -107,7 +107,7 @@ class App:
         self.topics: dict[str, Topic[Any]] = {}
         self.processors: list[Processor] = []
         self.stats: dict[str, ProcessorStats] = {}
-        """Per-processor counters of the current run, by processor name."""
+        """Per-processor counters of every run in this process, by processor name."""
 
     def __repr__(self) -> str:
         return f"<App {self.name!r} broker={parse_broker_url(self.settings.broker).redacted!r}>"
@@ -215,6 +215,7 @@ class App:
         for t in processor.stream.topics:
             self.topics.setdefault(t.name, t)
         self.processors.append(processor)
+        self.stats[processor.name] = ProcessorStats(processor=processor.name, group=processor.group)
 
     # --- running ------------------------------------------------------------------------
 
@@ -253,20 +254,25 @@ class App:
             await self.prepare(broker)
             await self.run_processors(broker, stop)
 
-    async def run_processors(self, broker: Broker, stop: asyncio.Event) -> None:
-        """Run a Worker per processor on a started, prepared broker until ``stop``."""
+    async def run_processors(
+        self, broker: Broker, stop: asyncio.Event, settings: Settings | None = None
+    ) -> None:
+        """Run a Worker per processor on a started, prepared broker until ``stop``.
+
+        ``settings`` replaces the App's own for this run (TestApp shortens idle fetches).
+        """
+        settings = settings or self.settings
         workers = []
         for p in self.processors:
-            stats = ProcessorStats(processor=p.name, group=p.group)
-            self.stats[p.name] = stats
+            stats = self.stats[p.name]
             workers.append(
-                Worker(self.name, p.stream, broker, self.settings, on_error=p.on_error, stats=stats)
+                Worker(self.name, p.stream, broker, settings, on_error=p.on_error, stats=stats)
             )
         log.info(
             "event=app_start app=%s broker=%s guarantee=%s processors=%s pid=%d",
             self.name,
             parse_broker_url(broker.url).redacted,
-            self.settings.processing_guarantee,
+            settings.processing_guarantee,
             ",".join(p.name for p in self.processors),
             os.getpid(),
         )

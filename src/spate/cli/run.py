@@ -1,0 +1,55 @@
+"""``spate run MODULE:APP``: run an App's processors until SIGINT/SIGTERM.
+
+Flags override what the App's code and the ``SPATE_*`` environment set. With
+``--workers 1`` the App runs in this process; with more, this process supervises
+that many worker processes (see :mod:`spate.runtime.supervisor`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from spate.app import configure_logging
+from spate.runtime.supervisor import load_app, run_workers
+
+
+def run_command(
+    target: Annotated[str, typer.Argument(help="The App to run, as MODULE:ATTRIBUTE (shop:app).")],
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            "--broker",
+            "-b",
+            envvar="SPATE_BROKER",
+            show_envvar=True,
+            help="Broker URL; default: the App's, else local://.spate.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Worker processes in the group.")
+    ] = 1,
+    guarantee: Annotated[
+        str | None,
+        typer.Option("--guarantee", "-g", help="at-least-once or exactly-once."),
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")
+    ] = None,
+) -> None:
+    """Run an App: every processor, until Ctrl-C/SIGTERM, then drain and exit 0."""
+    overrides = {
+        "broker": broker,
+        "processing_guarantee": guarantee,
+        "log_level": log_level.upper() if log_level else None,
+    }
+    app = load_app(target)
+    app.configure(**overrides)
+    if workers == 1:
+        app.run()
+        return
+    configure_logging(app.settings.log_level)
+    code = run_workers(target, {k: v for k, v in overrides.items() if v is not None}, workers)
+    if code:
+        raise typer.Exit(code)

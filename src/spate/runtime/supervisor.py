@@ -1,0 +1,165 @@
+"""``spate run --workers N``: N worker processes forming one group per processor.
+
+The parent starts each worker as a fresh interpreter running this module's hidden
+entry point (``python -m spate.runtime.supervisor MODULE:APP SETTINGS_JSON``), so a
+worker never inherits the parent's state. Workers run in their own session: a
+terminal's Ctrl-C reaches only the parent, which forwards one SIGTERM to each worker
+— a worker seeing two signals would force-exit instead of draining.
+
+* first SIGINT/SIGTERM to the parent: forward SIGTERM, wait for the workers to drain,
+  exit 0 if every worker did;
+* a second one: SIGKILL the workers and exit at once;
+* a worker that dies on its own is logged and not replaced: its partitions move to
+  the others when its leases expire (or the broker's group protocol notices);
+* a worker whose parent disappears drains and exits, so no orphan keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from spate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from spate.app import App
+
+log = logging.getLogger("spate.supervisor")
+
+PARENT_CHECK_S = 0.5
+
+
+def load_app(target: str) -> App:
+    """The App named by ``MODULE:ATTRIBUTE`` (``shop:app``; a ``.py`` path also works)."""
+    from spate.app import App
+
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ConfigError(f"app {target!r} must look like MODULE:APP, e.g. shop:app")
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        sys.path.insert(0, str(path.parent.resolve()))
+        module_name = path.stem
+    elif "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise ConfigError(
+            f"app {target!r}: no module {module_name!r} (run from the folder that holds it)"
+        ) from exc
+    app = getattr(module, attribute, None)
+    if not isinstance(app, App):
+        raise ConfigError(
+            f"app {target!r}: {module_name}.{attribute} is {type(app).__name__}, not a spate App"
+        )
+    return app
+
+
+def run_workers(target: str, overrides: dict[str, Any], workers: int) -> int:
+    """Start ``workers`` processes running ``target`` and supervise them; the exit code."""
+    load_app(target)  # fail here, once, on a bad target rather than in every worker
+    command = [
+        sys.executable,
+        "-m",
+        "spate.runtime.supervisor",
+        target,
+        orjson.dumps({**overrides, "workers": 1}).decode(),
+    ]
+    children = [subprocess.Popen(command, start_new_session=True) for _ in range(workers)]
+    log.info(
+        "event=workers_started target=%s workers=%d pids=%s",
+        target,
+        workers,
+        ",".join(str(c.pid) for c in children),
+    )
+    signals_seen = 0
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        forward = signal.SIGTERM if signals_seen == 1 else signal.SIGKILL
+        log.info(
+            "event=%s signal=%s",
+            "draining" if signals_seen == 1 else "forced_exit",
+            signal.Signals(signum).name,
+        )
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(forward)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes: dict[int, int] = {}
+        while len(codes) < len(children):
+            for child in children:
+                if child.pid in codes:
+                    continue
+                code = child.poll()
+                if code is not None:
+                    codes[child.pid] = code
+                    if code != 0 and signals_seen == 0:
+                        log.warning("event=worker_died pid=%d exit_code=%d", child.pid, code)
+            time.sleep(0.05)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if signals_seen > 1:
+        return 128 + signal.SIGKILL
+    return 0 if all(code == 0 for code in codes.values()) else 1
+
+
+async def _watch_parent(stop: asyncio.Event, parent: int) -> None:
+    while not stop.is_set():
+        if os.getppid() != parent:
+            log.warning("event=parent_gone pid=%d", os.getpid())
+            stop.set()
+            return
+        await asyncio.sleep(PARENT_CHECK_S)
+
+
+async def _worker_main(app: App, parent: int) -> None:
+    from spate.app import install_stop_signals
+
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    watcher = asyncio.create_task(_watch_parent(stop, parent))
+    try:
+        await app.run_async(stop)
+    finally:
+        watcher.cancel()
+
+
+def worker_entry(argv: list[str]) -> int:
+    """The hidden worker command: run one App in this process until signalled."""
+    from spate.app import configure_logging
+    from spate.errors import SpateError
+
+    parent = os.getppid()
+    target, settings_json = argv
+    try:
+        app = load_app(target)
+        app.configure(**orjson.loads(settings_json))
+        configure_logging(app.settings.log_level)
+        asyncio.run(_worker_main(app, parent))
+    except SpateError as exc:
+        sys.stderr.write(f"error: worker {os.getpid()}: {' '.join(str(exc).split())}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(worker_entry(sys.argv[1:]))

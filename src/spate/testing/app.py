@@ -1,0 +1,252 @@
+"""TestApp: drive an App on the in-memory broker, deterministically.
+
+It runs the real runtime — the same workers, pipelines, delivery strategies and
+commits as production — on a real ``memory://`` broker (the embedded broker on an
+in-memory database). Only the clock of waiting changes: instead of running until a
+signal, :meth:`TestApp.run_until_idle` runs until every processor has consumed and
+committed everything there is, including what other processors published meanwhile.
+
+Synchronous tests::
+
+    def test_billing():
+        with TestApp(app) as t:
+            t.send(orders, {"id": 1, "amount": 30}, key="ann")
+            t.run_until_idle()
+            assert t.outputs(invoices) == [{"order": 1, "total": 30}]
+
+Async tests use ``async with TestApp(app) as t`` and the ``*_async`` methods;
+:meth:`TestApp.send` only buffers, so it is the same in both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+from types import TracebackType
+from typing import Any, Self
+
+from spate.app import App
+from spate.brokers.base import Broker, Consumer, Producer
+from spate.brokers.registry import connect
+from spate.errors import ConfigError
+from spate.record import Headers, Record
+from spate.serde import encode_key
+from spate.topic import Topic
+
+IDLE_POLL_S = 0.005
+READ_FETCH_TIMEOUT_S = 0.01
+
+
+class TestApp:
+    """Runs ``app``'s processors on a fresh ``memory://`` broker (or ``broker``).
+
+    The App's own settings apply (guarantee, batch size, …) except the broker and a
+    short idle fetch, so stopping and idling are quick.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, app: App, *, broker: str | None = None, timeout_s: float = 10.0) -> None:
+        broker = broker or f"memory://testapp-{secrets.token_hex(4)}"
+        self.app = app
+        self.timeout_s = timeout_s
+        self.settings = dataclasses.replace(app.settings, broker=broker, fetch_timeout_s=0.02)
+        self._broker_url = broker
+        self._broker: Broker | None = None
+        self._producer: Producer | None = None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._error_seen = False
+        self._readers: dict[str, Consumer] = {}
+        self._read: dict[str, list[Record]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, create the App's topics and start every processor."""
+        broker = connect(self._broker_url)
+        await broker.start()
+        self._broker = broker
+        await self.app.prepare(broker)
+        self._producer = broker.producer()
+        await self._producer.start()
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(
+            self.app.run_processors(broker, self._stop, self.settings), name="spate-testapp"
+        )
+
+    async def close(self) -> None:
+        """Drain the processors (finish, commit, release) and close everything.
+
+        Raises a processor's error unless :meth:`run_until_idle` already raised it.
+        """
+        error: BaseException | None = None
+        self._stop.set()
+        if self._task is not None:
+            try:
+                await self._task
+            except Exception as exc:
+                error = exc
+        for reader in self._readers.values():
+            await reader.close()
+        if self._producer is not None:
+            await self._producer.close()
+        if self._broker is not None:
+            await self._broker.close()
+        if error is not None and not self._error_seen:
+            raise error
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self._error_seen = True
+        await self.close()
+
+    def __enter__(self) -> Self:
+        self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(self.start())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self._error_seen = True
+        try:
+            self._sync(self.close())
+        finally:
+            assert self._loop is not None
+            self._loop.close()
+            self._loop = None
+
+    def _sync(self, coro: Any) -> Any:
+        if self._loop is None:
+            coro.close()
+            raise ConfigError("use `with TestApp(app) as t:` for the synchronous methods")
+        return self._loop.run_until_complete(coro)
+
+    def _started(self) -> tuple[Broker, Producer]:
+        if self._broker is None or self._producer is None:
+            raise ConfigError("TestApp is not started; use `with TestApp(app) as t:`")
+        return self._broker, self._producer
+
+    # --- input ------------------------------------------------------------------------------
+
+    def _topic(self, topic: Topic[Any] | str) -> Topic[Any]:
+        if isinstance(topic, Topic):
+            return topic
+        try:
+            return self.app.topics[topic]
+        except KeyError:
+            raise ConfigError(f"topic {topic!r} is not declared on app {self.app.name!r}") from None
+
+    def send(
+        self,
+        topic: Topic[Any] | str,
+        value: Any,
+        key: Any = None,
+        headers: Headers = (),
+        *,
+        partition: int | None = None,
+    ) -> None:
+        """Publish ``value`` (encoded with the topic's serde) with ``key`` (any key type)."""
+        t = self._topic(topic)
+        self._started()[1].send(
+            t.name, t.serde.encode(value), key=encode_key(key), headers=headers, partition=partition
+        )
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def run_until_idle_async(self) -> None:
+        """Wait until every processor has committed everything in its topics, twice in a
+        row with no new record anywhere; raise a processor's error if one stopped."""
+        broker, producer = self._started()
+        await producer.flush()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        previous: tuple[int, ...] | None = None
+        behind: list[str] = []
+        while True:
+            self._raise_if_failed()
+            ends: list[int] = []
+            behind = []
+            for processor in self.app.processors:
+                lags = await broker.lag(processor.group, [t.name for t in processor.stream.topics])
+                for lag in lags:
+                    ends.append(lag.end_offset)
+                    if lag.lag:
+                        behind.append(
+                            f"{processor.name}: {lag.topic}[{lag.partition}] lag {lag.lag}"
+                        )
+            signature = tuple(ends)
+            if not behind and signature == previous:
+                return
+            previous = signature
+            if loop.time() > deadline:
+                raise TimeoutError(
+                    f"processors not idle after {self.timeout_s}s: {'; '.join(behind) or 'busy'}"
+                )
+            await asyncio.sleep(IDLE_POLL_S)
+
+    def _raise_if_failed(self) -> None:
+        task = self._task
+        if task is not None and task.done():
+            self._error_seen = True
+            error = task.exception()
+            if error is not None:
+                raise error
+            raise ConfigError("the App's processors stopped before they were idle")
+
+    def run_until_idle(self) -> None:
+        """Synchronous :meth:`run_until_idle_async`."""
+        self._sync(self.run_until_idle_async())
+
+    # --- output -----------------------------------------------------------------------------
+
+    async def records_async(self, topic: Topic[Any] | str) -> list[Record]:
+        """Every record in ``topic`` so far, in partition then offset order."""
+        broker = self._started()[0]
+        name = self._topic(topic).name if not isinstance(topic, str) else topic
+        reader = self._readers.get(name)
+        if reader is None:
+            reader = broker.consumer([name], f"spate-testapp-{secrets.token_hex(4)}")
+            await reader.start()
+            self._readers[name] = reader
+            self._read[name] = []
+        info = await broker.describe_topic(name)
+        seen = self._read[name]
+        while True:
+            batch = await reader.fetch(10_000, READ_FETCH_TIMEOUT_S)
+            seen.extend(batch)
+            if not batch and len(reader.assignment()) == info.partitions:
+                break
+        seen.sort(key=lambda r: (r.partition, r.offset))
+        return list(seen)
+
+    def records(self, topic: Topic[Any] | str) -> list[Record]:
+        """Synchronous :meth:`records_async`."""
+        result: list[Record] = self._sync(self.records_async(topic))
+        return result
+
+    async def outputs_async(self, topic: Topic[Any] | str) -> list[Any]:
+        """The decoded values of :meth:`records_async`."""
+        decode = self._topic(topic).serde.decode
+        return [decode(r.value) for r in await self.records_async(topic)]
+
+    def outputs(self, topic: Topic[Any] | str) -> list[Any]:
+        """Synchronous :meth:`outputs_async`."""
+        result: list[Any] = self._sync(self.outputs_async(topic))
+        return result

@@ -3,6 +3,7 @@ embedded broker — one program, every broker."""
 
 from __future__ import annotations
 
+from spate.app import App
 from spate.brokers.base import (
     Broker,
     Capabilities,
@@ -30,6 +31,7 @@ from spate.topic import Topic
 __version__ = "0.1.0"
 
 __all__ = [
+    "App",
     "Broker",
     "BrokerError",
     "Capabilities",

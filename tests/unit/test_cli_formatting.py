@@ -143,5 +143,5 @@ def test_render_shows_counts_and_alerts() -> None:
     console = Console(record=True, width=200, file=io.StringIO())
     console.print(render(snap, stats))
     text = console.export_text()
-    for expected in ("spate demo", "/api/orders", "p95 ms", "firing", "31.0%", "lag demo-parser"):
+    for expected in ("spate demo", "/api/orders", "p95 ms", "firing", "31.0%", "lag parser"):
         assert expected in text

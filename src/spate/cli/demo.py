@@ -96,6 +96,10 @@ async def run_demo(
             await asyncio.gather(generator, return_exceptions=True)
             await pipeline
         snap.lag = await _total_lag(broker)
+    # The summary shows averages over the whole run rather than the last seconds.
+    snap.produced = produced[0]
+    snap.input_rate = produced[0] / duration_s
+    snap.processed_rate = stats.lines / max(loop.time() - started, duration_s)
     snap.done = True
     return snap, stats
 

@@ -91,12 +91,12 @@ def _progress(total: int | None) -> Progress:
 async def _produce(
     broker_url: str,
     topic: str,
-    value: str | None,
-    file: Path | None,
+    source: str | tuple[BinaryIO, int | None],
     key: str | None,
     key_field: KeyExtractor | None,
     headers: Headers,
 ) -> int:
+    """Publish ``source`` (one value, or a stream and its size); returns the count."""
     async with spate.connect(broker_url) as broker:
         try:
             await broker.describe_topic(topic)
@@ -106,21 +106,26 @@ async def _produce(
             ) from None
         async with broker.producer() as producer:
             fixed_key = encode_key(key)
-            if value is not None:
-                line = value.encode()
+            if isinstance(source, str):
+                line = source.encode()
                 record_key = key_field.key(line, 1) if key_field else fixed_key
                 producer.send(topic, line, key=record_key, headers=headers)
                 await producer.flush()
                 return 1
-            with ExitStack() as stack:
-                stream, size = _open_input(file, stack)
-                progress = stack.enter_context(_progress(size))
+            stream, size = source
+            with _progress(size) as progress:
                 task = progress.add_task("produce", total=size, records=0, rate=0.0)
                 loop = asyncio.get_running_loop()
                 started = loop.time()
                 sent = 0
                 for number, line in iter_lines(stream):
-                    record_key = key_field.key(line, number) if key_field else fixed_key
+                    try:
+                        record_key = key_field.key(line, number) if key_field else fixed_key
+                    except ConfigError as exc:
+                        await producer.flush()
+                        raise ConfigError(
+                            f"{exc}; the {sent} record(s) before it were sent"
+                        ) from None
                     producer.send(topic, line, key=record_key, headers=headers)
                     sent += 1
                     if sent % FLUSH_EVERY == 0:
@@ -164,5 +169,7 @@ def produce(
     headers: Headers = tuple(
         (name, text.encode()) for name, text in parse_pairs(header or [], "--header")
     )
-    sent = asyncio.run(_produce(broker, topic, value, file, key, extractor, headers))
+    with ExitStack() as stack:
+        source = value if value is not None else _open_input(file, stack)
+        sent = asyncio.run(_produce(broker, topic, source, key, extractor, headers))
     stderr.print(f"sent {sent} record{'s' if sent != 1 else ''} to {topic!r}")

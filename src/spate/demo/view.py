@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from rich.columns import Columns
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -46,14 +47,14 @@ class Snapshot:
 
 def _pipeline_table(snap: Snapshot, stats: Stats) -> Table:
     table = Table("pipeline", "", title="throughput", title_justify="left")
-    table.add_row("lines produced", f"{snap.produced:,}")
-    table.add_row("input rate", f"{snap.input_rate:,.0f} lines/s")
-    table.add_row("lines parsed", f"{stats.lines:,}")
-    table.add_row("processing rate", f"{snap.processed_rate:,.0f} lines/s")
-    table.add_row("malformed (dropped)", f"{stats.malformed:,}")
-    table.add_row("requests counted", f"{stats.requests:,}")
+    table.add_row("produced", f"{snap.produced:,}")
+    table.add_row("input rate", f"{snap.input_rate:,.0f}/s")
+    table.add_row("parsed", f"{stats.lines:,}")
+    table.add_row("parse rate", f"{snap.processed_rate:,.0f}/s")
+    table.add_row("malformed", f"{stats.malformed:,} dropped")
+    table.add_row("requests", f"{stats.requests:,}")
     for group, lag in sorted(snap.lag.items()):
-        table.add_row(f"lag {group}", f"{lag:,}")
+        table.add_row(f"lag {group.removeprefix('demo-')}", f"{lag:,}")
     return table
 
 
@@ -101,6 +102,5 @@ def render(snap: Snapshot, stats: Stats) -> RenderableType:
         f"{state}: {min(snap.elapsed_s, snap.duration_s):.1f} s of {snap.duration_s:g} s "
         f"on {snap.broker}",
     )
-    side_by_side = Table.grid(padding=(0, 2))
-    side_by_side.add_row(_pipeline_table(snap, stats), _status_table(stats), _path_table(stats))
-    return Group(header, side_by_side, _alerts_table(stats))
+    tables = [_pipeline_table(snap, stats), _status_table(stats), _path_table(stats)]
+    return Group(header, Columns(tables, padding=(0, 2)), _alerts_table(stats))

@@ -1,0 +1,216 @@
+"""Every CLI command end to end through the real ``spate`` entry point, in a subprocess,
+on a ``local://`` broker in a temporary directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SPATE = [str(Path(sys.executable).with_name("spate"))]
+"""The console script pip installed next to this interpreter: the real entry point."""
+
+
+def spate(
+    *args: str, broker: str | None, stdin: str | None = None, timeout_s: float = 30
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SPATE_BROKER"}
+    if broker is not None:
+        env["SPATE_BROKER"] = broker
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [*SPATE, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> None:
+    """A user mistake: the exit code, one line on stderr that says what to do, no traceback."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def records(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> str:
+    return f"local://{tmp_path / 'broker'}"
+
+
+def test_topics_create_list_describe_delete(broker: str) -> None:
+    ok(
+        spate(
+            "topics",
+            "create",
+            "orders",
+            "--partitions",
+            "3",
+            "-c",
+            "retention.ms=60000",
+            broker=broker,
+        )
+    )
+    listing = ok(spate("topics", "list", broker=broker))
+    assert "orders" in listing
+    assert "3" in listing
+    described = ok(spate("topics", "describe", "orders", "--broker", broker, broker=None))
+    assert "orders" in described
+    assert "retention.ms=60000" in described
+    one_line_error(spate("topics", "create", "orders", broker=broker), 1, "orders")
+    ok(spate("topics", "create", "orders", "--partitions", "3", "--exist-ok", broker=broker))
+    assert "deleted" in ok(spate("topics", "delete", "orders", broker=broker))
+    one_line_error(spate("topics", "describe", "orders", broker=broker), 1, "orders")
+    assert "no topics" in ok(spate("topics", "list", broker=broker))
+
+
+def test_produce_every_way_then_consume(broker: str, tmp_path: Path) -> None:
+    ok(spate("topics", "create", "events", "--partitions", "2", broker=broker))
+    ok(
+        spate(
+            "produce",
+            "events",
+            '{"id": 1}',
+            "--key",
+            "k1",
+            "--header",
+            "source=cli",
+            "--header",
+            "team=a",
+            broker=broker,
+        )
+    )
+    lines = tmp_path / "events.jsonl"
+    lines.write_text('{"id": 2, "user": "ann"}\n\n{"id": 3, "user": "bob"}\n{"id": 4, "user": 7}\n')
+    sent = spate("produce", "events", "--file", str(lines), "--key-field", "user", broker=broker)
+    ok(sent)
+    assert "sent 3 records" in sent.stderr
+    ok(spate("produce", "events", broker=broker, stdin="plain text\nmore text\n"))
+
+    out = records(ok(spate("consume", "events", "--from-beginning", broker=broker)))
+    assert len(out) == 6
+    by_value = {json.dumps(r["value"], sort_keys=True): r for r in out}
+    first = by_value[json.dumps({"id": 1})]
+    assert first["key"] == "k1"
+    assert first["headers"] == {"source": "cli", "team": "a"}
+    assert first["topic"] == "events"
+    assert first["partition"] in (0, 1)
+    assert first["timestamp"].endswith("Z")
+    assert by_value[json.dumps({"id": 2, "user": "ann"})]["key"] == "ann"
+    assert by_value[json.dumps({"id": 4, "user": 7})]["key"] == "7"
+    assert {r["value"] for r in out if isinstance(r["value"], str)} == {"plain text", "more text"}
+    for partition in (0, 1):
+        offsets = [r["offset"] for r in out if r["partition"] == partition]
+        assert offsets == sorted(offsets)
+
+    limited = records(
+        ok(spate("consume", "events", "--from-beginning", "--limit", "2", broker=broker))
+    )
+    assert len(limited) == 2
+
+
+def test_consume_group_commits_and_groups_show_lag(broker: str) -> None:
+    ok(spate("topics", "create", "jobs", "--partitions", "2", broker=broker))
+    ok(spate("produce", "jobs", broker=broker, stdin="".join(f"job {i}\n" for i in range(6))))
+    first = records(
+        ok(
+            spate(
+                "consume",
+                "jobs",
+                "--group",
+                "workers",
+                "--from-beginning",
+                "--limit",
+                "4",
+                broker=broker,
+            )
+        )
+    )
+    assert len(first) == 4
+
+    groups = ok(spate("groups", "list", broker=broker))
+    assert "workers" in groups
+    assert "jobs" in groups
+    lag = ok(spate("groups", "lag", "workers", broker=broker))
+    assert "committed" in lag
+    assert "total" in lag
+    total_line = next(line for line in lag.splitlines() if "total" in line)
+    assert total_line.replace("│", " ").split()[-1] == "2"
+
+    rest = records(
+        ok(spate("consume", "jobs", "--group", "workers", "--from-beginning", broker=broker))
+    )
+    assert len(rest) == 2
+    assert {r["value"] for r in first + rest} == {f"job {i}" for i in range(6)}
+    lag_after = ok(spate("groups", "lag", broker=broker))
+    total_after = next(line for line in lag_after.splitlines() if "total" in line)
+    assert total_after.replace("│", " ").split()[-1] == "0"
+    one_line_error(spate("groups", "lag", "nobody", broker=broker), 2, "nobody", "workers")
+
+
+def test_user_mistakes_give_one_line_and_an_exit_code(broker: str, tmp_path: Path) -> None:
+    one_line_error(spate("topics", "list", broker="kafka://localhost:99999"), 2, "port '99999'")
+    one_line_error(spate("topics", "list", "--broker", "foo://x", broker=None), 2, "scheme 'foo'")
+    one_line_error(spate("topics", "list", broker="localhost:9092"), 2, "scheme")
+    one_line_error(
+        spate("topics", "create", "t", "--config", "oops", broker=broker),
+        2,
+        "--config 'oops'",
+        "KEY=VALUE",
+    )
+    one_line_error(spate("topics", "create", "bad name", broker=broker), 2, "topic name")
+    one_line_error(
+        spate("produce", "missing", "x", broker=broker),
+        1,
+        "topic 'missing' does not exist",
+        "spate topics create missing --partitions N",
+    )
+    one_line_error(
+        spate("consume", "missing", broker=broker), 1, "spate topics create missing --partitions N"
+    )
+    one_line_error(
+        spate("produce", "t", "--file", str(tmp_path / "nope.txt"), broker=broker),
+        2,
+        "nope.txt",
+        "cannot be read",
+    )
+    one_line_error(spate("produce", "t", "v", "--file", "x", broker=broker), 2, "not both")
+    ok(spate("topics", "create", "t", broker=broker))
+    one_line_error(
+        spate(
+            "produce", "t", "--key-field", "user", broker=broker, stdin='{"user": 1}\nnot json\n'
+        ),
+        2,
+        "line 2 is not JSON",
+        "1 record(s) before it were sent",
+    )
+
+
+def test_demo_runs_without_a_terminal() -> None:
+    result = spate("demo", "--duration", "3", "--rate", "300", broker=None, timeout_s=60)
+    out = ok(result)
+    assert "done:" in out
+    assert "malformed" in out
+    assert "/api/orders" in out
+    assert "firing" in out  # the incident inside every run raises an alert

@@ -15,6 +15,7 @@ from spate.cli.common import fail
 from spate.cli.consume import consume
 from spate.cli.demo import demo
 from spate.cli.produce import produce
+from spate.cli.run import run_command
 from spate.errors import SpateError
 
 app = typer.Typer(
@@ -24,11 +25,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(topics.app, name="topics")
-app.add_typer(groups.app, name="groups")
+app.command("demo")(demo)
+app.command("run")(run_command)
 app.command("produce")(produce)
 app.command("consume")(consume)
-app.command("demo")(demo)
+app.add_typer(topics.app, name="topics")
+app.add_typer(groups.app, name="groups")
 
 
 def _version(value: bool) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spate.app import App
+from spate import App
 from spate.demo.analysis import ErrorRateAlert, Request, Stats
 
 LOGS_TOPIC = "demo-access-logs"

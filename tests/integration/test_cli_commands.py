@@ -214,3 +214,32 @@ def test_demo_runs_without_a_terminal() -> None:
     assert "malformed" in out
     assert "/api/orders" in out
     assert "firing" in out  # the incident inside every run raises an alert
+
+
+def test_consume_without_from_beginning_waits_for_new_records(broker: str) -> None:
+    ok(spate("topics", "create", "feed", broker=broker))
+    ok(spate("produce", "feed", "old", broker=broker))
+    env = {**os.environ, "SPATE_BROKER": broker}
+    tail = subprocess.Popen(
+        [*SPATE, "consume", "feed", "--limit", "1"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    follow = subprocess.Popen(
+        [*SPATE, "consume", "feed", "--from-beginning", "--follow", "--limit", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The readers join in the background: keep publishing until both have ended.
+        for _ in range(100):
+            if tail.poll() is not None and follow.poll() is not None:
+                break
+            ok(spate("produce", "feed", "new", broker=broker))
+        tail_out, _ = tail.communicate(timeout=10)
+        follow_out, _ = follow.communicate(timeout=10)
+    finally:
+        tail.kill()
+        follow.kill()
+    assert [r["value"] for r in records(tail_out)] == ["new"]
+    assert [r["value"] for r in records(follow_out)] == ["old", "new"]
+    assert tail.returncode == follow.returncode == 0

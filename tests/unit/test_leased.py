@@ -1,0 +1,101 @@
+"""GroupMember and LeasedConsumer over the embedded broker's lease store, on a manual
+clock: joins, hand-overs, expiry and fencing without sleeping through a ttl."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from spate.brokers.leased import GroupMember
+from spate.brokers.local import LocalBroker
+from spate.brokers.local.leases import SqliteLeaseStore
+from spate.clock import ManualClock
+from spate.errors import FencedError
+from spate.record import TopicPartition
+from spate.testing.contract import RecordingListener
+
+TTL_S = 10.0
+PARTITIONS = [TopicPartition("t", p) for p in range(4)]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def broker(clock: ManualClock) -> AsyncIterator[LocalBroker]:
+    async with LocalBroker(
+        None, memory_name=uuid.uuid4().hex, lease_ttl_s=TTL_S, clock=clock
+    ) as broker:
+        await broker.create_topic("t", 4)
+        yield broker
+
+
+def member(broker: LocalBroker, clock: ManualClock, name: str) -> GroupMember:
+    async def partitions() -> list[TopicPartition]:
+        return PARTITIONS
+
+    store = SqliteLeaseStore(broker.db, clock)
+    return GroupMember(store, "g", name, partitions=partitions, ttl_s=TTL_S, clock=clock)
+
+
+async def test_hand_over_to_a_joining_member(broker: LocalBroker, clock: ManualClock) -> None:
+    a, b = member(broker, clock, "a"), member(broker, clock, "b")
+    await a.tick()
+    assert a.take_changes().assigned == tuple(PARTITIONS)
+    await b.tick()
+    assert b.take_changes().assigned == ()
+    await a.tick()
+    changes = a.take_changes()
+    assert changes.revoke == (PARTITIONS[1], PARTITIONS[3])
+    await a.release(changes.revoke)
+    await b.tick()
+    assert b.take_changes().assigned == (PARTITIONS[1], PARTITIONS[3])
+    assert b.epoch(PARTITIONS[1]) == 2
+    assert a.epoch(PARTITIONS[0]) == 1
+    assert a.epoch(PARTITIONS[1]) is None
+
+
+async def test_expired_member_loses_everything(broker: LocalBroker, clock: ManualClock) -> None:
+    a, b = member(broker, clock, "a"), member(broker, clock, "b")
+    await a.tick()
+    a.take_changes()
+    clock.advance(TTL_S + 1)
+    await b.tick()
+    assert b.take_changes().assigned == tuple(PARTITIONS)
+    assert all(b.epoch(tp) == 2 for tp in PARTITIONS)
+    assert a.take_changes().lost == tuple(PARTITIONS)
+    await a.tick()
+    assert a.take_changes().assigned == ()
+
+
+async def test_zombie_consumer_is_fenced(broker: LocalBroker, clock: ManualClock) -> None:
+    zombie_listener = RecordingListener()
+    zombie = broker.consumer(["t"], "g", zombie_listener)
+    await zombie.fetch(10, 0.01)
+    assert zombie.assignment() == frozenset(PARTITIONS)
+    task = zombie.member._task
+    assert task is not None
+    task.cancel()
+    clock.advance(TTL_S + 1)
+    successor = broker.consumer(["t"], "g")
+    await successor.fetch(10, 0.01)
+    assert successor.assignment() == frozenset(PARTITIONS)
+    with pytest.raises(FencedError):
+        await zombie.commit({PARTITIONS[0]: 5})
+    await zombie.fetch(10, 0.01)
+    assert zombie_listener.partitions("lost") == set(PARTITIONS)
+    assert zombie.assignment() == frozenset()
+    await successor.commit({PARTITIONS[0]: 0})
+    await successor.close()
+
+
+async def test_lone_member_owns_all_partitions_at_once(broker: LocalBroker) -> None:
+    listener = RecordingListener()
+    async with broker.consumer(["t"], "g", listener) as consumer:
+        assert await consumer.fetch(10, 0.01) == []
+        assert consumer.assignment() == frozenset(PARTITIONS)
+    assert listener.events == [("assigned", tuple(PARTITIONS)), ("revoked", tuple(PARTITIONS))]

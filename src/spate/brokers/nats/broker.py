@@ -1,0 +1,236 @@
+"""``nats://`` and ``tls://``: spate on NATS JetStream (DESIGN §5, docs/nats.md).
+
+Ties together the connection (:mod:`.client`), topics (:mod:`.admin`), publishing
+(:mod:`.producer`), group leases (:mod:`.leases`), reading and committing
+(:mod:`.consumer`) and committed offsets (:mod:`.offsets`). NATS has neither
+partitions nor consumer groups; spate builds both: a partition is a stream, a group
+member owns partitions by leases in a key-value bucket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from spate.brokers.base import (
+    Broker,
+    Capabilities,
+    Consumer,
+    OffsetReset,
+    PartitionLag,
+    Producer,
+    RebalanceListener,
+    TopicInfo,
+)
+from spate.brokers.leased import DEFAULT_LEASE_TTL_S
+from spate.brokers.nats import offsets
+from spate.brokers.nats.admin import TopicAdmin
+from spate.brokers.nats.client import connect_options, open_connection
+from spate.brokers.nats.consumer import NatsConsumer
+from spate.brokers.nats.errors import nats_errors
+from spate.brokers.nats.leases import NatsLeaseStore
+from spate.brokers.nats.producer import NatsProducer
+from spate.brokers.url import BrokerURL
+from spate.clock import SYSTEM_CLOCK, Clock
+from spate.errors import CapabilityError, ClosedError, ConfigError, ConnectError, SpateError
+
+_FLOAT_OPTIONS = ("lease_ttl_s", "heartbeat_s", "ack_wait_s", "request_timeout_s")
+_INT_OPTIONS = ("max_ack_pending",)
+
+
+class NatsBroker(Broker):
+    """JetStream as a spate broker. Use as ``async with spate.connect("nats://…") as b``."""
+
+    capabilities = Capabilities(
+        native_groups=False,
+        per_key_order=True,
+        replay=True,
+        transactions=False,
+        dedup_on_publish=True,
+    )
+
+    def __init__(
+        self,
+        url: str,
+        connect_kwargs: Mapping[str, Any],
+        *,
+        lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
+        heartbeat_s: float | None = None,
+        ack_wait_s: float = 300.0,
+        max_ack_pending: int = 100_000,
+        request_timeout_s: float = 10.0,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        for name, value in (
+            ("lease_ttl_s", lease_ttl_s),
+            ("ack_wait_s", ack_wait_s),
+            ("request_timeout_s", request_timeout_s),
+            ("max_ack_pending", max_ack_pending),
+        ):
+            if value <= 0:
+                raise ConfigError(f"NATS broker option {name}={value!r} must be > 0")
+        self.url = url
+        self.lease_ttl_s = lease_ttl_s
+        self.heartbeat_s = heartbeat_s
+        self.ack_wait_s = ack_wait_s
+        self.max_ack_pending = max_ack_pending
+        self.request_timeout_s = request_timeout_s
+        self.clock = clock
+        self._connect_kwargs = dict(connect_kwargs)
+        self._client: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._admin: TopicAdmin | None = None
+        self._leases: NatsLeaseStore | None = None
+        self._children: set[NatsProducer | NatsConsumer] = set()
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, parsed: BrokerURL, options: dict[str, Any]) -> Self:
+        """Build from ``nats://host:port[,…][?…]``; see :mod:`spate.brokers.nats.client`."""
+        spate_options: dict[str, Any] = {}
+        query = dict(parsed.query)
+        for source in (query, options):
+            for name in [*_FLOAT_OPTIONS, *_INT_OPTIONS, "clock"]:
+                if name in source:
+                    spate_options[name] = source.pop(name)
+        for name in _FLOAT_OPTIONS:
+            if name in spate_options:
+                spate_options[name] = _number(parsed, name, spate_options[name], float)
+        for name in _INT_OPTIONS:
+            if name in spate_options:
+                spate_options[name] = _number(parsed, name, spate_options[name], int)
+        stripped = BrokerURL(
+            raw=parsed.raw,
+            scheme=parsed.scheme,
+            hosts=parsed.hosts,
+            username=parsed.username,
+            password=parsed.password,
+            path=parsed.path,
+            query=query,
+        )
+        return cls(parsed.redacted, connect_options(stripped, options), **spate_options)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            raise ConnectError(
+                f"broker {self.url} is not started; use `async with spate.connect(url) as broker`"
+            )
+        return self._client
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise ConnectError(f"broker {self.url} is not started")
+        return self._js
+
+    @property
+    def admin(self) -> TopicAdmin:
+        if self._admin is None:
+            raise ConnectError(f"broker {self.url} is not started")
+        return self._admin
+
+    @property
+    def leases(self) -> NatsLeaseStore:
+        if self._leases is None:
+            raise ConnectError(f"broker {self.url} is not started")
+        return self._leases
+
+    def _is_closed(self) -> bool:
+        return self._closed
+
+    async def start(self) -> None:
+        if self._closed:
+            raise ClosedError(f"broker {self.url} is closed")
+        if self._client is not None:
+            return
+        self._client, self._js = await open_connection(
+            self._connect_kwargs, self.url, self.request_timeout_s
+        )
+        self._admin = TopicAdmin(self._js)
+        self._leases = NatsLeaseStore(self._js, self.clock)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for child in list(self._children):
+                with contextlib.suppress(SpateError):
+                    await child.close()
+        finally:
+            client, self._client = self._client, None
+            if client is not None and not client.is_closed:
+                with contextlib.suppress(SpateError), nats_errors("close the connection"):
+                    await client.close()
+
+    def forget(self, child: NatsProducer | NatsConsumer) -> None:
+        self._children.discard(child)
+
+    # -- admin ---------------------------------------------------------------------------
+
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        config: Mapping[str, str] | None = None,
+        *,
+        exist_ok: bool = False,
+    ) -> TopicInfo:
+        return await self.admin.create(name, partitions, config or {}, exist_ok)
+
+    async def describe_topic(self, name: str) -> TopicInfo:
+        return await self.admin.describe(name)
+
+    async def delete_topic(self, name: str) -> None:
+        await self.admin.delete(name)
+
+    async def list_topics(self) -> list[TopicInfo]:
+        return await self.admin.list()
+
+    async def lag(self, group: str, topics: Sequence[str] | None = None) -> list[PartitionLag]:
+        return await offsets.lag(self.js, self.admin, group, topics)
+
+    async def groups(self) -> list[str]:
+        return sorted(await offsets.groups(self.js) | set(await self.leases.groups()))
+
+    # -- clients -------------------------------------------------------------------------
+
+    def producer(self, *, transactional_id: str | None = None) -> Producer:
+        if transactional_id is not None:
+            raise CapabilityError(
+                "NATS JetStream has no transactions; use processing_guarantee='at-least-once' "
+                "(outputs carry Nats-Msg-Id, so re-published copies are dropped)"
+            )
+        producer = NatsProducer(self.client, self.admin, self._is_closed)
+        self._children.add(producer)
+        return producer
+
+    def consumer(
+        self,
+        topics: Sequence[str],
+        group: str,
+        listener: RebalanceListener | None = None,
+        *,
+        offset_reset: OffsetReset = "earliest",
+    ) -> Consumer:
+        if self._closed:
+            raise ClosedError(f"broker {self.url} is closed")
+        consumer = NatsConsumer(self, topics, group, listener, offset_reset=offset_reset)
+        self._children.add(consumer)
+        return consumer
+
+
+def _number(parsed: BrokerURL, name: str, value: Any, kind: type[float] | type[int]) -> float:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"broker URL {parsed.redacted!r}: option {name}={value!r} must be a number"
+        ) from None

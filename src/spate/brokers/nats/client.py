@@ -1,0 +1,131 @@
+"""The NATS connection: options from the URL and ``spate.connect(**options)``.
+
+Options pass through to ``nats.connect`` untouched, so every authentication method
+nats-py knows works: ``token=``, ``user=``/``password=``, ``nkeys_seed=`` (a seed
+file), ``nkeys_seed_str=``, ``user_credentials=`` (a ``.creds`` file), ``tls=`` (an
+``ssl.SSLContext``), ``tls_hostname=``. The URL may carry the common ones too::
+
+    nats://user:secret@host:4222            user and password
+    nats://s3cr3t@host:4222                 a token (user part without a password)
+    tls://host:4222?tls_ca=ca.pem&tls_cert=c.pem&tls_key=k.pem
+    nats://h1:4222,h2:4222?creds=/etc/app.creds&nkey_seed=/etc/app.nk&name=billing
+
+Explicit keyword options win over the URL. Unlike nats-py's default, spate keeps
+reconnecting forever (``max_reconnect_attempts=-1``): a worker should survive a broker
+restart by itself; pass another value to give up sooner.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from spate.brokers.nats.errors import nats_errors
+from spate.brokers.url import BrokerURL
+from spate.errors import ConfigError, ConnectError
+
+log = logging.getLogger("spate.nats")
+
+DEFAULT_PORT = 4222
+
+_QUERY_OPTIONS = {
+    "token": "token",
+    "creds": "user_credentials",
+    "nkey_seed": "nkeys_seed",
+    "name": "name",
+    "tls_hostname": "tls_hostname",
+}
+_TLS_QUERY = ("tls_ca", "tls_cert", "tls_key")
+_NATS_CONNECT_OPTIONS = frozenset(inspect.signature(Client.connect).parameters) - {"self"}
+
+
+def _tls_context(query: Mapping[str, str]) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=query.get("tls_ca") or None)
+    cert, key = query.get("tls_cert"), query.get("tls_key")
+    if bool(cert) != bool(key):
+        raise ConfigError("NATS URL: give tls_cert and tls_key together (client certificate)")
+    if cert and key:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+def connect_options(parsed: BrokerURL, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for ``nats.connect`` from the URL and explicit options."""
+    scheme = "tls" if parsed.scheme == "tls" else "nats"
+    servers = [f"{scheme}://{host}:{port}" for host, port in parsed.host_list(DEFAULT_PORT)]
+    result: dict[str, Any] = {
+        "servers": servers,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "connect_timeout": 2,
+        "error_cb": _log_error,
+        "disconnected_cb": _log_disconnected,
+        "reconnected_cb": _log_reconnected,
+    }
+    if parsed.username is not None and parsed.password is None:
+        result["token"] = parsed.username
+    elif parsed.username is not None:
+        result["user"] = parsed.username
+        result["password"] = parsed.password
+    for query_name, value in parsed.query.items():
+        if query_name in _QUERY_OPTIONS:
+            result[_QUERY_OPTIONS[query_name]] = value
+        elif query_name not in _TLS_QUERY:
+            known = ", ".join(sorted([*_QUERY_OPTIONS, *_TLS_QUERY]))
+            raise ConfigError(
+                f"NATS URL {parsed.redacted!r}: unknown option {query_name!r}; known: {known} "
+                "(pass anything else as a keyword to spate.connect)"
+            )
+    if any(name in parsed.query for name in _TLS_QUERY):
+        result["tls"] = _tls_context(parsed.query)
+    for name, value in options.items():
+        if name not in _NATS_CONNECT_OPTIONS:
+            raise ConfigError(
+                f"NATS option {name!r} is neither a nats.connect() argument nor a spate option "
+                "(lease_ttl_s, heartbeat_s, ack_wait_s, max_ack_pending, request_timeout_s); "
+                "check the spelling"
+            )
+        result[name] = value
+    return result
+
+
+async def _log_error(exc: Exception) -> None:
+    log.debug("NATS client error: %s", exc)
+
+
+async def _log_disconnected() -> None:
+    log.info("NATS connection lost (reconnecting unless closed)")
+
+
+async def _log_reconnected() -> None:
+    log.warning("NATS connection re-established")
+
+
+async def open_connection(
+    options: Mapping[str, Any], redacted_url: str, timeout_s: float
+) -> tuple[Client, JetStreamContext]:
+    """Connect and check that JetStream is enabled; ConnectError otherwise."""
+    try:
+        client = await nats.connect(**options)
+    except Exception as exc:
+        raise ConnectError(
+            f"NATS: cannot connect to {redacted_url}: {exc or type(exc).__name__}"
+        ) from exc
+    js = client.jetstream(timeout=timeout_s)
+    try:
+        with nats_errors(f"reach JetStream at {redacted_url}", ConnectError):
+            await js.account_info()
+    except ConnectError as exc:
+        await client.close()
+        raise ConnectError(
+            f"NATS server at {redacted_url} has no JetStream (or this account may not use it); "
+            "spate needs JetStream: start nats-server with -js or a jetstream {} block"
+        ) from exc
+    return client, js

@@ -1,0 +1,76 @@
+"""nats-py exceptions mapped onto :mod:`spate.errors`, in one place.
+
+Every call into nats-py from this package runs inside :func:`nats_errors`, so no
+``nats`` exception reaches user code: connection trouble becomes ConnectError,
+everything else the error class the caller names, with the original as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import nats.errors
+import nats.js.errors
+
+from spate.errors import BrokerError, ConnectError, SpateError
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    nats.errors.ConnectionClosedError,
+    nats.errors.NoServersError,
+    nats.errors.StaleConnectionError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.AuthorizationError,
+    nats.errors.SecureConnFailedError,
+    nats.errors.SecureConnRequiredError,
+    nats.errors.SecureConnWantedError,
+    nats.errors.InvalidUserCredentialsError,
+    OSError,
+)
+
+# JetStream API error codes spate reacts to (nats-server's JSErrCodes).
+STREAM_NOT_FOUND = 10059
+CONSUMER_NOT_FOUND = 10014
+WRONG_LAST_SEQUENCE = 10071
+STREAM_NAME_IN_USE = 10058
+SUBJECTS_OVERLAP = 10065
+
+
+def api_code(exc: BaseException) -> int | None:
+    """The JetStream ``err_code`` of an API error, if it is one."""
+    if isinstance(exc, nats.js.errors.APIError):
+        code = getattr(exc, "err_code", None)
+        return int(code) if code is not None else None
+    return None
+
+
+def describe(exc: BaseException) -> str:
+    """A short readable description of a nats-py error."""
+    if isinstance(exc, nats.js.errors.APIError):
+        text = getattr(exc, "description", None) or type(exc).__name__
+        return f"{text} (code {getattr(exc, 'err_code', None)})"
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def translate(exc: BaseException, what: str, default: type[SpateError]) -> SpateError:
+    """The spate error for ``exc``, raised while doing ``what``."""
+    if isinstance(exc, SpateError):
+        return exc
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return ConnectError(f"NATS: cannot {what}: {describe(exc)}")
+    if isinstance(exc, nats.js.errors.NoStreamResponseError | nats.errors.NoRespondersError):
+        return default(f"NATS: cannot {what}: no JetStream stream answered (is the topic there?)")
+    if isinstance(exc, TimeoutError):
+        return default(f"NATS: cannot {what}: timed out")
+    return default(f"NATS: cannot {what}: {describe(exc)}")
+
+
+@contextmanager
+def nats_errors(what: str, default: type[SpateError] = BrokerError) -> Iterator[None]:
+    """Re-raise any nats-py (or socket/timeout) error as a spate error."""
+    try:
+        yield
+    except (TimeoutError, nats.errors.Error, OSError) as exc:
+        raise translate(exc, what, default) from exc

@@ -309,9 +309,11 @@ class LeasedConsumer(Consumer):
                 return []
             timeout_s = max(deadline - loop.time(), 0.0)
         records = await self._read(dict(self._positions), max_records, timeout_s)
-        positions = self._positions
+        last: dict[tuple[str, int], int] = {}
         for record in records:
-            positions[TopicPartition(record.topic, record.partition)] = record.offset + 1
+            last[record.topic, record.partition] = record.offset
+        for (topic, partition), offset in last.items():
+            self._positions[TopicPartition(topic, partition)] = offset + 1
         return records
 
     async def commit(self, through: Mapping[TopicPartition, int]) -> None:

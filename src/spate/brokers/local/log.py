@@ -30,14 +30,17 @@ from spate.record import Headers, Record, TopicPartition
 MAX_BATCH_RECORDS = 1000
 """Largest batch row, so a fetch never decodes far more than it returns."""
 
-Send = tuple[str, int | None, bytes | None, bytes, Headers, int]
-"""A buffered record: topic, partition (None: partitioner), key, value, headers, timestamp."""
+Send = tuple[str, int | None, bytes | None, bytes, Headers, int | None]
+"""A buffered record: topic, partition (None: partitioner), key, value, headers, timestamp
+(None: the time of the flush, read once per batch rather than once per record)."""
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[Record])
 
 
-def encode_batch(topic: str, partition: int, base_offset: int, sends: Sequence[Send]) -> bytes:
+def encode_batch(
+    topic: str, partition: int, base_offset: int, sends: Sequence[Send], now_ms: int
+) -> bytes:
     """Encode records that will get offsets ``base_offset``, ``base_offset + 1``, …"""
     return _encoder.encode(
         [
@@ -48,7 +51,7 @@ def encode_batch(topic: str, partition: int, base_offset: int, sends: Sequence[S
                 "key": send[2],
                 "value": send[3],
                 "headers": send[4],
-                "timestamp_ms": send[5],
+                "timestamp_ms": now_ms if send[5] is None else send[5],
             }
             if send[4]
             else {
@@ -57,7 +60,7 @@ def encode_batch(topic: str, partition: int, base_offset: int, sends: Sequence[S
                 "offset": offset,
                 "key": send[2],
                 "value": send[3],
-                "timestamp_ms": send[5],
+                "timestamp_ms": now_ms if send[5] is None else send[5],
             }
             for offset, send in enumerate(sends, base_offset)
         ]
@@ -139,7 +142,9 @@ def partition_counts(conn: sqlite3.Connection, names: Iterable[str]) -> dict[str
 # -- appending and reading ---------------------------------------------------------------
 
 
-def append(conn: sqlite3.Connection, sends: Sequence[Send], partitioner: Partitioner) -> None:
+def append(
+    conn: sqlite3.Connection, sends: Sequence[Send], partitioner: Partitioner, now_ms: int
+) -> None:
     """Append ``sends`` in order; call inside a write transaction."""
     counts = partition_counts(conn, {send[0] for send in sends})
     by_partition: dict[tuple[str, int], list[Send]] = {}
@@ -166,9 +171,9 @@ def append(conn: sqlite3.Connection, sends: Sequence[Send], partitioner: Partiti
         ).fetchone()
         for start in range(0, len(items), MAX_BATCH_RECORDS):
             chunk = items[start : start + MAX_BATCH_RECORDS]
-            payload = encode_batch(topic, partition, next_offset, chunk)
+            payload = encode_batch(topic, partition, next_offset, chunk, now_ms)
             last = next_offset + len(chunk) - 1
-            max_ts = max(send[5] for send in chunk)
+            max_ts = max(now_ms if send[5] is None else send[5] for send in chunk)
             rows.append((topic, partition, next_offset, last, max_ts, len(payload), payload))
             next_offset = last + 1
         ends.append((next_offset, topic, partition))

@@ -58,16 +58,7 @@ class LocalProducer(Producer):
                 f"transactional producer {self.transactional_id!r}: call "
                 "begin_transaction() before send()"
             )
-        self._buffer.append(
-            (
-                topic,
-                partition,
-                key,
-                value,
-                headers,
-                self._now_ms() if timestamp_ms is None else timestamp_ms,
-            )
-        )
+        self._buffer.append((topic, partition, key, value, headers, timestamp_ms))
 
     async def flush(self, timeout_s: float | None = None) -> None:
         """Append everything buffered. Inside a transaction records stay buffered until
@@ -84,9 +75,11 @@ class LocalProducer(Producer):
             db = self._db
             partitioner = self._partitioner
 
+            now = self._now_ms()
+
             def run(conn: sqlite3.Connection) -> None:
                 with write_transaction(conn):
-                    log.append(conn, sends, partitioner)
+                    log.append(conn, sends, partitioner, now)
 
             await db.run(run, PublishError)
             db.notify()
@@ -112,11 +105,12 @@ class LocalProducer(Producer):
         self._in_transaction = False
         epochs = consumer.epochs(list(offsets))
         group, member, partitioner = consumer.group, consumer.member.member_id, self._partitioner
+        now = self._now_ms()
 
         def run(conn: sqlite3.Connection) -> None:
             with write_transaction(conn):
                 if sends:
-                    log.append(conn, sends, partitioner)
+                    log.append(conn, sends, partitioner, now)
                 log.commit_offsets(conn, group, member, offsets, epochs)
 
         async with self._lock:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +245,20 @@ def test_consume_without_from_beginning_waits_for_new_records(broker: str) -> No
     assert [r["value"] for r in records(tail_out)] == ["new"]
     assert [r["value"] for r in records(follow_out)] == ["old", "new"]
     assert tail.returncode == follow.returncode == 0
+
+
+def test_demo_interrupted_ends_early_with_a_summary() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SPATE_BROKER"}
+    demo = subprocess.Popen(
+        [*SPATE, "demo", "--duration", "60", "--rate", "200"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    demo.send_signal(signal.SIGINT)
+    out, err = demo.communicate(timeout=20)
+    assert demo.returncode == 0, err
+    assert "done:" in out
+    assert "Traceback" not in err

@@ -9,6 +9,7 @@ temporary directory (``local://<tmp>/spate-demo-…``) that is removed at the en
 from __future__ import annotations
 
 import asyncio
+import signal
 import tempfile
 from contextlib import ExitStack
 from typing import Annotated
@@ -33,24 +34,51 @@ DRAIN_TIMEOUT_S = 5.0
 """How long the pipeline may take, after the generator stops, to catch up."""
 
 
-async def _generate(
-    broker: Broker, rate: int, duration_s: float, counter: list[int], seed: int | None
-) -> None:
-    """Publish ``rate`` lines a second for ``duration_s``; ``counter[0]`` counts them."""
-    generator = AccessLogGenerator(Incident.within(duration_s), seed=seed)
-    clock = SystemClock()
-    started = clock.monotonic()
-    async with broker.producer() as producer:
-        while (elapsed := clock.monotonic() - started) < duration_s:
-            due = int(elapsed * rate) - counter[0]
-            if due > 0:
-                lines = generator.lines(due, elapsed_s=elapsed, timestamp_ms=clock.time_ms())
-                for line in lines:
-                    client = line.split(" ", 1)[0]
-                    producer.send(LOGS_TOPIC, line.encode(), key=client.encode())
-                await producer.flush()
-                counter[0] += due
-            await asyncio.sleep(TICK_S)
+class LogFeed:
+    """Publishes ``rate`` generated lines a second for ``duration_s``, in small batches."""
+
+    def __init__(self, rate: int, duration_s: float, seed: int | None) -> None:
+        self.rate = rate
+        self.duration_s = duration_s
+        self.produced = 0
+        self.elapsed_s = 0.0
+        self._generator = AccessLogGenerator(Incident.within(duration_s), seed=seed)
+
+    async def run(self, broker: Broker, finish: asyncio.Event) -> None:
+        """Publish until ``duration_s`` has passed or ``finish`` is set."""
+        clock = SystemClock()
+        started = clock.monotonic()
+        async with broker.producer() as producer:
+            while (
+                not finish.is_set() and (elapsed := clock.monotonic() - started) < self.duration_s
+            ):
+                self.elapsed_s = elapsed
+                due = int(elapsed * self.rate) - self.produced
+                if due > 0:
+                    lines = self._generator.lines(
+                        due, elapsed_s=elapsed, timestamp_ms=clock.time_ms()
+                    )
+                    for line in lines:
+                        client = line.split(" ", 1)[0]
+                        producer.send(LOGS_TOPIC, line.encode(), key=client.encode())
+                    await producer.flush()
+                    self.produced += due
+                await asyncio.sleep(TICK_S)
+
+
+def _finish_on_signals(finish: asyncio.Event) -> None:
+    """The first Ctrl-C (or SIGTERM) ends the run early, still with a drain and a
+    summary; after it, the signals act as usual again, so a second one stops at once."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_signal() -> None:
+        finish.set()
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal)
 
 
 async def _total_lag(broker: Broker) -> dict[str, int]:
@@ -64,22 +92,23 @@ async def run_demo(
     stats = Stats()
     app = build_app(broker_url, stats, ErrorRateAlert())
     snap = Snapshot(broker=broker_url, elapsed_s=0.0, duration_s=duration_s)
-    produced = [0]
-    stop = asyncio.Event()
+    feed = LogFeed(rate, duration_s, seed)
+    stop, finish = asyncio.Event(), asyncio.Event()
+    _finish_on_signals(finish)
     input_meter, processed_meter = RateMeter(), RateMeter()
     loop = asyncio.get_running_loop()
     async with spate.connect(broker_url) as broker:
         await app.prepare(broker)
         pipeline = asyncio.create_task(app.run_processors(broker, stop))
-        generator = asyncio.create_task(_generate(broker, rate, duration_s, produced, seed))
+        generator = asyncio.create_task(feed.run(broker, finish))
         started = loop.time()
         drain_deadline: float | None = None
         try:
             while not pipeline.done():
                 now = loop.time()
                 snap.elapsed_s = now - started
-                snap.produced = produced[0]
-                snap.input_rate = input_meter.update(now, produced[0])
+                snap.produced = feed.produced
+                snap.input_rate = input_meter.update(now, feed.produced)
                 snap.processed_rate = processed_meter.update(now, stats.lines)
                 snap.lag = await _total_lag(broker)
                 if live is not None:
@@ -97,9 +126,9 @@ async def run_demo(
             await pipeline
         snap.lag = await _total_lag(broker)
     # The summary shows averages over the whole run rather than the last seconds.
-    snap.produced = produced[0]
-    snap.input_rate = produced[0] / duration_s
-    snap.processed_rate = stats.lines / max(loop.time() - started, duration_s)
+    snap.produced = feed.produced
+    snap.input_rate = feed.produced / max(feed.elapsed_s, TICK_S)
+    snap.processed_rate = stats.lines / max(loop.time() - started, TICK_S)
     snap.done = True
     return snap, stats
 

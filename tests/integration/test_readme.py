@@ -1,0 +1,24 @@
+"""The README shows the example service as it is in examples/, and its Quickstart has
+the exact commands for a fresh machine."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_service_is_the_example_that_the_tests_run() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## A service", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S)
+    assert block is not None
+    service = (ROOT / "examples" / "stream-python-local-logs" / "service.py").read_text()
+    assert block.group(1).strip() in service
+
+
+def test_readme_quickstart_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "python -m pip install -e . && spate demo" in readme
+    assert 'python -m pip install -e ".[all,test]" && python -m pytest' in readme

@@ -80,6 +80,7 @@ def test_topics_create_list_describe_delete(broker: str) -> None:
     described = ok(spate("topics", "describe", "orders", "--broker", broker, broker=None))
     assert "orders" in described
     assert "retention.ms=60000" in described
+    assert "end offset" in described
     one_line_error(spate("topics", "create", "orders", broker=broker), 1, "orders")
     ok(spate("topics", "create", "orders", "--partitions", "3", "--exist-ok", broker=broker))
     assert "deleted" in ok(spate("topics", "delete", "orders", broker=broker))

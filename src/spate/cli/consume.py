@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -109,6 +110,10 @@ async def _consume(
 ) -> None:
     pretty = stdout.is_terminal
     stop_when_caught_up = from_beginning and not follow
+    # SIGTERM (a script stopping a follower) leaves the group cleanly, as Ctrl-C does.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     async with spate.connect(broker_url) as broker:
         try:
             info = await broker.describe_topic(topic)
@@ -177,4 +182,7 @@ def consume(
     """Print records as JSON lines: topic, partition, offset, key, value, headers, timestamp."""
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit {limit} must be 1 or more")
-    asyncio.run(_consume(broker, topic, group, from_beginning, limit, follow))
+    try:
+        asyncio.run(_consume(broker, topic, group, from_beginning, limit, follow))
+    except asyncio.CancelledError:
+        raise typer.Exit(128 + signal.SIGTERM) from None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 import spate
-from spate.brokers.base import TopicInfo
+from spate.brokers.base import PartitionLag, TopicInfo
 from spate.cli.common import BrokerOption, parse_pairs, stdout
 from spate.config import DEFAULT_BROKER
 from spate.errors import ConfigError
@@ -76,15 +77,19 @@ def describe(
     name: Annotated[str, typer.Argument(help="Topic name.")],
     broker: BrokerOption = DEFAULT_BROKER,
 ) -> None:
-    """Show a topic's partitions and config."""
+    """Show a topic's config and the end offset of each partition."""
 
-    async def body() -> TopicInfo:
+    async def body() -> tuple[TopicInfo, list[PartitionLag]]:
         async with spate.connect(broker) as b:
-            return await b.describe_topic(name)
+            info = await b.describe_topic(name)
+            # The lag of a group that never commits is the plain end offset per partition.
+            return info, await b.lag(f"spate-cli-{secrets.token_hex(4)}", [name])
 
-    info = asyncio.run(body())
-    table = Table("topic", "partitions", "config")
-    table.add_row(info.name, str(info.partitions), _config_text(info))
+    info, ends = asyncio.run(body())
+    stdout.print(f"topic {info.name}: {info.partitions} partition(s), config {_config_text(info)}")
+    table = Table("partition", "end offset")
+    for item in sorted(ends, key=lambda x: x.partition):
+        table.add_row(str(item.partition), str(item.end_offset))
     stdout.print(table)
 
 

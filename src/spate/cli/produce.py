@@ -67,6 +67,8 @@ def iter_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
 def _open_input(file: Path | None, stack: ExitStack) -> tuple[BinaryIO, int | None]:
     """The input stream and its size in bytes when known (for the progress bar)."""
     if file is None or str(file) == "-":
+        if sys.stdin.isatty():
+            stderr.print("reading records from stdin, one per line; end with Ctrl-D")
         return sys.stdin.buffer, None
     try:
         stream = stack.enter_context(file.open("rb"))

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
+import pytest_asyncio
 
 from spate.brokers.base import Broker
 from spate.brokers.local import LocalBroker
@@ -16,7 +16,7 @@ LEASE_TTL_S = 1.0
 
 
 class TestMemoryBroker(BrokerContract):
-    @pytest.fixture
+    @pytest_asyncio.fixture
     async def broker(self) -> AsyncIterator[Broker]:
         async with LocalBroker(
             None, memory_name=f"contract-{uuid.uuid4().hex}", lease_ttl_s=LEASE_TTL_S
@@ -25,7 +25,7 @@ class TestMemoryBroker(BrokerContract):
 
 
 class TestLocalBroker(BrokerContract):
-    @pytest.fixture
+    @pytest_asyncio.fixture
     async def broker(self, tmp_path: Path) -> AsyncIterator[Broker]:
         async with LocalBroker(
             tmp_path / "broker", lease_ttl_s=LEASE_TTL_S, synchronous="normal"

@@ -116,6 +116,10 @@ class GroupMember:
                 log.warning(
                     "group %s member %s: heartbeat failed: %s", self.group, self.member_id, exc
                 )
+            except Exception:
+                # A bug must not silently stop the heartbeat: the leases would expire
+                # while this member keeps working. Log it and try again next round.
+                log.exception("group %s member %s: heartbeat failed", self.group, self.member_id)
 
     async def tick(self) -> None:
         """One round of the protocol: heartbeat, renew, note revocations, acquire."""

@@ -5,7 +5,7 @@ yields a *started* broker; the suite runs UNCHANGED on every adapter and skips o
 what the broker's :class:`~spate.brokers.base.Capabilities` say it cannot do::
 
     class TestMyBroker(BrokerContract):
-        @pytest.fixture
+        @pytest_asyncio.fixture
         async def broker(self) -> AsyncIterator[Broker]:
             async with MyBroker(...) as broker:
                 yield broker
@@ -39,8 +39,6 @@ from spate.errors import (
 )
 from spate.partitioner import partition_for_key
 from spate.record import Record, TopicPartition
-
-pytestmark = pytest.mark.asyncio
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -76,6 +74,8 @@ class RecordingListener:
 
 class BrokerContract:
     """Behaviour every broker adapter keeps. Subclass it and provide ``broker``."""
+
+    pytestmark = [pytest.mark.asyncio]
 
     # -- fixtures and helpers ------------------------------------------------------------
 

@@ -61,9 +61,13 @@ class LocalProducer(Producer):
         self._buffer.append((topic, partition, key, value, headers, timestamp_ms))
 
     async def flush(self, timeout_s: float | None = None) -> None:
-        """Append everything buffered. Inside a transaction records stay buffered until
-        :meth:`commit_transaction`. ``timeout_s`` is not needed: SQLite's busy timeout
-        bounds the wait for the write lock."""
+        """Append everything buffered, as one SQLite transaction. Inside a transaction
+        records stay buffered until :meth:`commit_transaction`.
+
+        If the append fails, the buffered records are dropped and PublishError (or
+        TopicNotFoundError) is raised: nothing of them was stored, and at-least-once
+        processing replays them from the last commit. ``timeout_s`` is not needed:
+        SQLite's busy timeout bounds the wait for another process's write lock."""
         if self._closed:
             raise ClosedError("producer is closed")
         if self._in_transaction:

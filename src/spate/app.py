@@ -40,6 +40,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -262,12 +263,21 @@ class App:
         ``settings`` replaces the App's own for this run (TestApp shortens idle fetches).
         """
         settings = settings or self.settings
-        workers = []
-        for p in self.processors:
-            stats = self.stats[p.name]
-            workers.append(
-                Worker(self.name, p.stream, broker, settings, on_error=p.on_error, stats=stats)
+        # One thread for every plain user function of this App: the event loop stays
+        # free during long batches, and plain functions never run concurrently.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"spate-{self.name}")
+        workers = [
+            Worker(
+                self.name,
+                p.stream,
+                broker,
+                settings,
+                on_error=p.on_error,
+                stats=self.stats[p.name],
+                executor=executor,
             )
+            for p in self.processors
+        ]
         log.info(
             "event=app_start app=%s broker=%s guarantee=%s processors=%s pid=%d",
             self.name,
@@ -282,6 +292,7 @@ class App:
         finally:
             stop.set()  # one processor failed (or we were cancelled): drain the others
             results = await asyncio.gather(*tasks, return_exceptions=True)
+            executor.shutdown(wait=False)
         log.info("event=app_stop app=%s", self.name)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):

@@ -15,6 +15,7 @@ for work that is not committed yet.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Protocol
@@ -142,7 +143,12 @@ class ExactlyOnce:
                 type(exc).__name__,
                 exc,
             )
-            await self.abort_batch(records)
+            # Some adapters end the transaction when its commit fails, others need
+            # an abort: ask for one, and an adapter with nothing open may refuse.
+            with contextlib.suppress(SpateError):
+                await self.producer.abort_transaction()
+            self._open = False
+            await self._rewind(records)
             return
         self._open = False
         self.stats.commits += 1
@@ -154,7 +160,10 @@ class ExactlyOnce:
                 await self.producer.abort_transaction()
             except SpateError as exc:
                 log.warning("event=abort_failed processor=%s error=%s", self.stats.processor, exc)
-        # The batch is not committed: partitions still owned must read it again.
+        await self._rewind(records)
+
+    async def _rewind(self, records: Sequence[Record]) -> None:
+        """The batch is not committed: partitions still owned must read it again."""
         owned = self.consumer.assignment()
         for tp, offset in first_offsets(records).items():
             if tp in owned:

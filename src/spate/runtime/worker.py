@@ -6,6 +6,10 @@ durable. Everything per record happens inside the pipeline's tight loops; the
 worker itself touches each record only to decode it and to find the batch's last
 offset per partition.
 
+Plain user functions run in the App's user thread (an executor passed in), one
+hand-off per batch, so a batch of blocking code never starves the event loop: lease
+heartbeats keep a slow processor's partitions, and other processors keep reading.
+
 The worker is the consumer's :class:`~spate.brokers.base.RebalanceListener`; the
 callbacks run inside ``fetch``/``close``, between batches, so they never race with
 one. Stopping (``stop`` set) ends the loop after the current batch; closing the
@@ -21,6 +25,7 @@ import os
 import socket
 import time
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 from spate.brokers.base import Broker
@@ -51,6 +56,7 @@ class Worker:
         *,
         on_error: str = "stop",
         stats: ProcessorStats | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.app_name = app_name
         self.stream = stream
@@ -58,6 +64,8 @@ class Worker:
         self.settings = settings
         self.policy: ErrorPolicy = error_policy(on_error, stream.name)
         self.stats = stats or ProcessorStats(processor=stream.name, group=stream.group)
+        self.executor = executor
+        """Where plain user functions run (None: on the event loop)."""
         self._delivery: Delivery | None = None
         self._serdes: dict[str, Serde[Any]] = {t.name: t.serde for t in stream.topics}
 
@@ -166,7 +174,7 @@ class Worker:
         batch = self._decode(records)
         await delivery.begin_batch()
         try:
-            published = await pipeline.run(batch) if pipeline.is_async else pipeline.run_sync(batch)
+            published = await pipeline.run(batch, self.executor)
         except BaseException:
             await delivery.abort_batch(records)
             raise

@@ -27,8 +27,10 @@ most one terminal (``to``, ``route`` or ``foreach``).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -80,10 +82,26 @@ class Pipeline:
             batch = stage.run(batch)
         return batch
 
-    async def run(self, batch: Batch) -> Batch:
-        """Run any pipeline, awaiting only the async stages."""
+    async def run(self, batch: Batch, executor: Executor | None = None) -> Batch:
+        """Run any pipeline, awaiting only the async stages.
+
+        With an ``executor``, plain stages run there (one hand-off per batch for an
+        all-plain pipeline), so a long batch of blocking user code leaves the event
+        loop free for heartbeats and other processors' I/O.
+        """
+        if executor is None:
+            for stage in self.stages:
+                batch = await stage.run(batch) if stage.is_async else stage.run(batch)
+            return batch
+        loop = asyncio.get_running_loop()
+        if not self.is_async:
+            result: Batch = await loop.run_in_executor(executor, self.run_sync, batch)
+            return result
         for stage in self.stages:
-            batch = await stage.run(batch) if stage.is_async else stage.run(batch)
+            if stage.is_async:
+                batch = await stage.run(batch)
+            else:
+                batch = await loop.run_in_executor(executor, stage.run, batch)
         return batch
 
 

@@ -86,14 +86,21 @@ def _record(partition: int, offset: int) -> Record:
 
 
 def test_catch_up_waits_for_every_partition_end() -> None:
-    catch_up = CatchUp({TopicPartition("t", 0): 2, TopicPartition("t", 1): 1})
-    catch_up.start_at(TopicPartition("t", 1), 1)  # already committed through the end
+    t0, t1, t2 = (TopicPartition("t", p) for p in range(3))
+    catch_up = CatchUp([t0, t1, t2], {t0: 2, t1: 1, t2: 0})
+    catch_up.start_at(t1, 1)  # already committed through the end
     assert not catch_up.done
     catch_up.seen(_record(0, 0))
     assert not catch_up.done
     catch_up.seen(_record(0, 1))
     assert catch_up.done
-    assert CatchUp({TopicPartition("t", 0): 0}).done
+
+
+def test_catch_up_never_guesses_an_unknown_end() -> None:
+    t0 = TopicPartition("t", 0)
+    catch_up = CatchUp([t0], {})
+    catch_up.seen(_record(0, 100))
+    assert not catch_up.done
 
 
 def test_rate_meter() -> None:

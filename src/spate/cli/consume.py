@@ -17,7 +17,7 @@ import asyncio
 import secrets
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -72,20 +72,33 @@ def record_to_json(record: Record) -> dict[str, Any]:
 
 
 class CatchUp:
-    """Knows when a reader has seen every record that existed when it started."""
+    """Knows when a reader has seen every record that existed when it started.
 
-    def __init__(self, end_offsets: Mapping[TopicPartition, int]) -> None:
-        self._remaining = {tp: end for tp, end in end_offsets.items() if end > 0}
+    A partition whose end offset is unknown (an adapter that reports no lag for a
+    group without commits) is never caught up here; the idle check ends the read.
+    """
+
+    def __init__(
+        self, partitions: Iterable[TopicPartition], end_offsets: Mapping[TopicPartition, int]
+    ) -> None:
+        self._remaining: dict[TopicPartition, int | None] = {
+            tp: end_offsets.get(tp) for tp in partitions
+        }
+        for tp, end in list(self._remaining.items()):
+            if end == 0:
+                del self._remaining[tp]
 
     def start_at(self, tp: TopicPartition, position: int) -> None:
         """The reader resumes ``tp`` at ``position``: nothing before it is awaited."""
-        if self._remaining.get(tp, 0) <= position:
-            self._remaining.pop(tp, None)
+        self._reached(tp, position)
 
     def seen(self, record: Record) -> None:
-        tp = record.topic_partition
-        if self._remaining.get(tp, 0) <= record.offset + 1:
-            self._remaining.pop(tp, None)
+        self._reached(record.topic_partition, record.offset + 1)
+
+    def _reached(self, tp: TopicPartition, position: int) -> None:
+        end = self._remaining.get(tp)
+        if end is not None and end <= position:
+            del self._remaining[tp]
 
     @property
     def done(self) -> bool:
@@ -123,7 +136,10 @@ async def _consume(
             ) from None
         member_group = group or f"spate-cli-{secrets.token_hex(4)}"
         lags = await broker.lag(member_group, [topic])
-        catch_up = CatchUp({TopicPartition(x.topic, x.partition): x.end_offset for x in lags})
+        catch_up = CatchUp(
+            [TopicPartition(topic, p) for p in range(info.partitions)],
+            {TopicPartition(x.topic, x.partition): x.end_offset for x in lags},
+        )
         for x in lags:
             if x.committed is not None:
                 catch_up.start_at(TopicPartition(x.topic, x.partition), x.committed)

@@ -151,8 +151,8 @@ async def _consume(
                     break
                 want = FETCH_MAX if limit is None else min(FETCH_MAX, limit - printed)
                 batch = await consumer.fetch(want, FETCH_TIMEOUT_S)
-                # Retention may have removed the records up to an end offset; then the
-                # end is reached when every partition is owned and nothing more comes.
+                # When retention removed records up to an end offset, or the broker
+                # reported none, the end is where every partition is owned and idle.
                 owns_all = len(consumer.assignment()) == info.partitions
                 idle_fetches = idle_fetches + 1 if owns_all and not batch else 0
                 if stop_when_caught_up and idle_fetches >= IDLE_FETCHES_AT_END:

@@ -83,7 +83,7 @@ def _progress(total: int | None) -> Progress:
         BarColumn(),
         TaskProgressColumn(),
         DownloadColumn(),
-        TextColumn("{task.fields[records]} records, {task.fields[rate]:,.0f} records/s"),
+        TextColumn("{task.fields[records]:,} records, {task.fields[rate]:,.0f} records/s"),
         TimeElapsedColumn(),
         console=stderr,
         disable=total is None or not stderr.is_terminal,
@@ -174,4 +174,4 @@ def produce(
     with ExitStack() as stack:
         source = value if value is not None else _open_input(file, stack)
         sent = asyncio.run(_produce(broker, topic, source, key, extractor, headers))
-    stderr.print(f"sent {sent} record{'s' if sent != 1 else ''} to {topic!r}")
+    stderr.print(f"sent {sent:,} record{'s' if sent != 1 else ''} to {topic!r}")

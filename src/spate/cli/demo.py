@@ -157,6 +157,7 @@ def demo(
         raise ConfigError(f"--duration {duration:g} must be more than 0 seconds")
     if rate < 1:
         raise ConfigError(f"--rate {rate} must be 1 or more lines per second")
+    keep_data = broker is not None
     with ExitStack() as stack:
         if broker is None:
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="spate-demo-"))
@@ -176,5 +177,5 @@ def demo(
         f"done: {stats.lines:,} lines, {stats.malformed:,} malformed, "
         f"{stats.requests:,} requests, {firing} alert(s) published to {ALERTS_TOPIC!r}"
     )
-    if broker.startswith("local://") and "spate-demo-" not in broker:
+    if keep_data:
         stdout.print(f"explore: spate consume {ALERTS_TOPIC} --from-beginning --broker {broker}")

@@ -19,6 +19,7 @@ from rich.live import Live
 
 import spate
 from spate.brokers.base import Broker
+from spate.brokers.url import parse_broker_url
 from spate.cli.common import stdout
 from spate.clock import SystemClock
 from spate.demo.analysis import ErrorRateAlert, Stats
@@ -157,7 +158,7 @@ def demo(
         raise ConfigError(f"--duration {duration:g} must be more than 0 seconds")
     if rate < 1:
         raise ConfigError(f"--rate {rate} must be 1 or more lines per second")
-    keep_data = broker is not None
+    keep_data = broker is not None and parse_broker_url(broker).scheme != "memory"
     with ExitStack() as stack:
         if broker is None:
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="spate-demo-"))
@@ -175,7 +176,8 @@ def demo(
     firing = sum(1 for a in stats.alerts if a["state"] == "firing")
     stdout.print(
         f"done: {stats.lines:,} lines, {stats.malformed:,} malformed, "
-        f"{stats.requests:,} requests, {firing} alert(s) published to {ALERTS_TOPIC!r}"
+        f"{stats.requests:,} requests, {firing} alert(s) fired "
+        f"({len(stats.alerts)} record(s) in {ALERTS_TOPIC!r})"
     )
     if keep_data:
         stdout.print(f"explore: spate consume {ALERTS_TOPIC} --from-beginning --broker {broker}")

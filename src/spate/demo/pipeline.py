@@ -38,6 +38,7 @@ def build_app(broker: str, stats: Stats, detector: ErrorRateAlert) -> App:
         app.stream(requests, group="demo-stats")
         .peek(stats.observe)
         .flat_map(detector.observe)
+        .key_by(lambda alert: alert["alert"])
         .to(alerts)
     )
 

@@ -13,7 +13,9 @@ URL query options (also accepted as keyword options of ``spate.connect``):
     nothing). Use it when replaying a few seconds of input is acceptable.
 ``lease_ttl_s`` (default 10)
     How long a member that stopped heartbeating (killed, paused) keeps its partitions.
-``heartbeat_s`` (default ``lease_ttl_s / 3``)
+``heartbeat_s`` (default ``lease_ttl_s / 3``, at most 1 s)
+    A heartbeat is also how members notice a join or a leave, so it bounds how
+    fast partitions move; on a local file it costs one small write.
 ``busy_timeout_s`` (default 30)
     How long a statement waits for another process's write lock before failing.
 ``retention_check_s`` (default 30)
@@ -104,7 +106,7 @@ class LocalBroker(Broker):
         self.url = f"memory://{memory_name}" if self.path is None else f"local://{self.path}"
         self.synchronous: Synchronous = synchronous
         self.lease_ttl_s = lease_ttl_s
-        self.heartbeat_s = heartbeat_s
+        self.heartbeat_s = min(lease_ttl_s / 3, 1.0) if heartbeat_s is None else heartbeat_s
         self.busy_timeout_s = busy_timeout_s
         self.retention_check_s = retention_check_s
         self.clock = clock

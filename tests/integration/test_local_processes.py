@@ -187,3 +187,41 @@ async def test_paused_member_cannot_commit_or_publish_over_its_successor(
         assert lag.committed == 2
         async with broker.consumer(["sink"], "reader") as reader:
             assert await reader.fetch(10, 0.3) == []
+
+
+async def test_producers_in_two_processes_append_dense_offsets(
+    tmp_path: Path, spawn: Callable[..., Any]
+) -> None:
+    url = f"local://{tmp_path}/b"
+    async with spate.connect(url) as broker:
+        await broker.create_topic("t")
+        producers = [await spawn("produce", url, "t", "150", "0") for _ in range(2)]
+        for producer in producers:
+            assert await producer.process.wait() == 0
+        async with broker.consumer(["t"], "g") as consumer:
+            records: list[spate.Record] = []
+            while len(records) < 300:
+                batch = await consumer.fetch(1000, 1.0)
+                assert batch, f"only {len(records)} records arrived"
+                records.extend(batch)
+    assert [r.offset for r in records] == list(range(300))
+    assert sorted(int(r.value) for r in records) == sorted(list(range(150)) * 2)
+
+
+async def test_flushed_records_survive_sigkill_of_their_producer(
+    tmp_path: Path, spawn: Callable[..., Any]
+) -> None:
+    url = f"local://{tmp_path}/b"
+    async with spate.connect(url) as broker:
+        await broker.create_topic("t")
+    producer = await spawn("produce", url, "t", "100000", "0")
+    await producer.wait_for(lambda line: line.get("index", 0) >= 50, 20)
+    producer.kill()
+    await producer.process.wait()
+    acknowledged = {line["index"] for line in producer.lines}
+    async with spate.connect(url) as broker, broker.consumer(["t"], "g") as consumer:
+        stored: set[int] = set()
+        while batch := await consumer.fetch(1000, 0.2):
+            stored.update(int(r.value) for r in batch)
+    assert acknowledged <= stored
+    assert stored == set(range(len(stored)))

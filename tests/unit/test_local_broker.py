@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 from pathlib import Path
@@ -182,3 +183,17 @@ async def test_topics_without_retention_keep_everything() -> None:
         assert await broker.enforce_retention() == []
         with pytest.raises(ConfigError, match=r"retention\.ms"):
             await broker.create_topic("u", 1, {"retention.ms": "a week"})
+
+
+async def test_retention_runs_in_the_background() -> None:
+    async with LocalBroker(None, memory_name=uuid.uuid4().hex, retention_check_s=0.05) as broker:
+        await broker.create_topic("t", 1, {"retention.ms": "1"})
+        async with broker.producer() as producer:
+            producer.send("t", b"old", timestamp_ms=1)
+            await producer.flush()
+        for _ in range(100):
+            (lag,) = await broker.lag("g", ["t"])
+            if lag.lag == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert (lag.end_offset, lag.lag) == (1, 0)

@@ -45,6 +45,7 @@ class LocalConsumer(LeasedConsumer):
         self.db = db
         self._broker = broker
         self._rotation = 0
+        self._partly_read: log.PartlyRead = {}
 
     async def start(self) -> None:
         if not self._started:
@@ -75,6 +76,8 @@ class LocalConsumer(LeasedConsumer):
 
     async def _initial_positions(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         group, reset = self.group, self.offset_reset
+        for tp in tps:
+            self._partly_read.pop(tp, None)
         return await self.db.run(lambda conn: log.initial_positions(conn, group, tps, reset))
 
     async def _read(
@@ -86,10 +89,10 @@ class LocalConsumer(LeasedConsumer):
         ordered = ordered[start:] + ordered[:start]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        db = self.db
+        db, partly_read = self.db, self._partly_read
         while True:
             token = db.version()
-            records = await db.run(lambda conn: log.read(conn, ordered, max_records))
+            records = await db.run(lambda conn: log.read(conn, ordered, max_records, partly_read))
             remaining = deadline - loop.time()
             if records or remaining <= 0:
                 return records

@@ -187,19 +187,38 @@ def append(
     )
 
 
+PartlyRead = dict[TopicPartition, tuple[int, list[Record]]]
+"""Per partition, the decoded batch a fetch stopped in the middle of (base offset,
+records), so the next fetch continues from it instead of reading and decoding it again."""
+
+
 def read(
-    conn: sqlite3.Connection, positions: Sequence[tuple[TopicPartition, int]], max_records: int
+    conn: sqlite3.Connection,
+    positions: Sequence[tuple[TopicPartition, int]],
+    max_records: int,
+    partly_read: PartlyRead,
 ) -> list[Record]:
-    """Up to ``max_records`` records from each partition's position, in partition order."""
+    """Up to ``max_records`` records from the partitions' positions, in that order."""
     out: list[Record] = []
-    for (topic, partition), position in positions:
+    for tp, position in positions:
         need = max_records - len(out)
         if need <= 0:
             break
+        held = partly_read.pop(tp, None)
+        if held is not None and held[0] <= position < held[0] + len(held[1]):
+            base_offset, records = held
+            taken = records[position - base_offset : position - base_offset + need]
+            out.extend(taken)
+            need -= len(taken)
+            position += len(taken)
+            if need <= 0:
+                if position < base_offset + len(records):
+                    partly_read[tp] = held
+                break
         cursor = conn.execute(
             "SELECT base_offset, payload FROM batches WHERE topic = ? AND partition = ? "
             "AND last_offset >= ? ORDER BY last_offset",
-            (topic, partition, position),
+            (tp[0], tp[1], position),
         )
         for base_offset, payload in cursor:
             records = decode_batch(payload)
@@ -208,6 +227,8 @@ def read(
             out.extend(taken)
             need -= len(taken)
             if need <= 0:
+                if skip + len(taken) < len(records):
+                    partly_read[tp] = (base_offset, records)
                 break
         cursor.close()
     return out

@@ -149,7 +149,11 @@ class Database:
 
     def open_blocking(self) -> None:
         """Open (creating if new) and check the database; raise ConnectError/ConfigError."""
-        self._executor.submit(self._open_sync).result()
+        try:
+            self._executor.submit(self._open_sync).result()
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
 
     def _open_sync(self) -> None:
         try:

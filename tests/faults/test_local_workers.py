@@ -275,8 +275,9 @@ def test_paused_member_cannot_commit_or_publish_over_its_replacement(
     assert aborted
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_mid_stream_exits_zero_with_commits_matching_outputs(
-    cluster_factory: Callable[..., Cluster],
+    cluster_factory: Callable[..., Cluster], workers: int
 ) -> None:
     count = 6000
     cluster = cluster_factory("at-least-once", delay_s=0.001, batch=50)
@@ -285,8 +286,13 @@ def test_sigterm_mid_stream_exits_zero_with_commits_matching_outputs(
         [
             sys.executable,
             "-c",
-            "from spate.cli.run import run_command; "
-            f"run_command('faultapp:app', broker={cluster.url!r}, workers=2)",
+            "from spate.cli.main import main; main()",
+            "run",
+            "faultapp:app",
+            "--broker",
+            cluster.url,
+            "--workers",
+            str(workers),
         ],
         cwd=cluster.folder,
         env=cluster.env,

@@ -38,6 +38,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import re
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -59,6 +60,8 @@ from spate.topic import Topic, validate_topic_name
 F = TypeVar("F", bound=Callable[..., Any])
 
 log = logging.getLogger("spate.app")
+
+_VALID_APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +96,7 @@ class App:
         processing_guarantee: str | None = None,
         **settings_overrides: Any,
     ) -> None:
-        if (
-            not isinstance(name, str)
-            or not name
-            or not name.replace("-", "").replace("_", "").replace(".", "").isalnum()
-        ):
+        if not isinstance(name, str) or not _VALID_APP_NAME.match(name):
             raise ConfigError(
                 f"app name {name!r} is not valid; use letters, digits, '.', '_' or '-'"
             )
@@ -158,14 +157,20 @@ class App:
     ) -> Stream:
         """A new processor reading ``topic`` (or several) as ``group``; chain operators on it.
 
-        ``group`` defaults to ``"<app>.<name>"``, ``name`` to the group.
+        The group is where its progress is kept, so it must stay the same across
+        deployments: give ``group`` (``name`` defaults to it), or ``name`` (the group
+        is then ``"<app>.<name>"``).
         """
         topics = [topic] if isinstance(topic, Topic) else list(topic)
         for t in topics:
             if not isinstance(t, Topic):
                 raise ConfigError(f"app.stream() needs Topic objects from app.topic(), got {t!r}")
         if name is None:
-            name = group if group is not None else f"{topics[0].name}-{len(self.processors)}"
+            if group is None:
+                raise ConfigError(
+                    "app.stream() needs group='...': the consumer group that keeps its progress"
+                )
+            name = group
         stream = Stream(topics, group if group is not None else f"{self.name}.{name}", name)
         self._register(Processor(stream, on_error))
         return stream
@@ -238,7 +243,15 @@ class App:
             for t in processor.stream.output_topics:
                 declared.setdefault(t.name, t)
         for t in declared.values():
-            await broker.create_topic(t.name, t.partitions, t.config, exist_ok=True)
+            info = await broker.create_topic(t.name, t.partitions, t.config, exist_ok=True)
+            if info.partitions != t.partitions:
+                log.warning(
+                    "event=partitions_differ app=%s topic=%s declared=%d existing=%d",
+                    self.name,
+                    t.name,
+                    t.partitions,
+                    info.partitions,
+                )
 
     async def run_async(self, stop: asyncio.Event | None = None) -> None:
         """Run every processor until ``stop`` is set (or one fails), then drain.

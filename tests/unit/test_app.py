@@ -253,6 +253,8 @@ def test_declaration_mistakes_are_config_errors() -> None:
         app.handler(orders, group="x", name="<lambda>")(lambda o: None)
     with pytest.raises(ConfigError, match="on_error='retry'"):
         app.handler(orders, group="y", on_error="retry")(lambda o: None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"needs group="):
+        app.stream(orders)
     with pytest.raises(ConfigError, match="declared twice"):
         app.topic("orders", partitions=3)
     with pytest.raises(ConfigError, match="app name"):

@@ -34,6 +34,20 @@ Send = tuple[str, int | None, bytes | None, bytes, Headers, int | None]
 """A buffered record: topic, partition (None: partitioner), key, value, headers, timestamp
 (None: the time of the flush, read once per batch rather than once per record)."""
 
+
+class _WireRecord(msgspec.Struct, omit_defaults=True):
+    """How a record is encoded: a map with :class:`Record`'s field names, which msgspec
+    writes from this Struct about twice as fast as from a dict."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+    timestamp_ms: int = 0
+
+
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[Record])
 
@@ -44,24 +58,15 @@ def encode_batch(
     """Encode records that will get offsets ``base_offset``, ``base_offset + 1``, …"""
     return _encoder.encode(
         [
-            {
-                "topic": topic,
-                "partition": partition,
-                "offset": offset,
-                "key": send[2],
-                "value": send[3],
-                "headers": send[4],
-                "timestamp_ms": now_ms if send[5] is None else send[5],
-            }
-            if send[4]
-            else {
-                "topic": topic,
-                "partition": partition,
-                "offset": offset,
-                "key": send[2],
-                "value": send[3],
-                "timestamp_ms": now_ms if send[5] is None else send[5],
-            }
+            _WireRecord(
+                topic,
+                partition,
+                offset,
+                send[2],
+                send[3],
+                send[4],
+                now_ms if send[5] is None else send[5],
+            )
             for offset, send in enumerate(sends, base_offset)
         ]
     )

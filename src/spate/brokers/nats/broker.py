@@ -38,7 +38,13 @@ from spate.brokers.url import BrokerURL
 from spate.clock import SYSTEM_CLOCK, Clock
 from spate.errors import CapabilityError, ClosedError, ConfigError, ConnectError, SpateError
 
-_FLOAT_OPTIONS = ("lease_ttl_s", "heartbeat_s", "ack_wait_s", "request_timeout_s")
+_FLOAT_OPTIONS = (
+    "lease_ttl_s",
+    "heartbeat_s",
+    "ack_wait_s",
+    "request_timeout_s",
+    "connect_timeout_s",
+)
 _INT_OPTIONS = ("max_ack_pending",)
 
 
@@ -63,6 +69,7 @@ class NatsBroker(Broker):
         ack_wait_s: float = 300.0,
         max_ack_pending: int = 100_000,
         request_timeout_s: float = 10.0,
+        connect_timeout_s: float = 10.0,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         for name, value in (
@@ -79,6 +86,7 @@ class NatsBroker(Broker):
         self.ack_wait_s = ack_wait_s
         self.max_ack_pending = max_ack_pending
         self.request_timeout_s = request_timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self.clock = clock
         self._connect_kwargs = dict(connect_kwargs)
         self._client: Client | None = None
@@ -151,7 +159,7 @@ class NatsBroker(Broker):
         if self._client is not None:
             return
         self._client, self._js = await open_connection(
-            self._connect_kwargs, self.url, self.request_timeout_s
+            self._connect_kwargs, self.url, self.request_timeout_s, self.connect_timeout_s
         )
         self._admin = TopicAdmin(self._js)
         self._leases = NatsLeaseStore(self._js, self.clock)

@@ -17,13 +17,14 @@ restart by itself; pass another value to give up sooner.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
 import ssl
 from collections.abc import Mapping
 from typing import Any
 
-import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -89,7 +90,8 @@ def connect_options(parsed: BrokerURL, options: Mapping[str, Any]) -> dict[str, 
         if name not in _NATS_CONNECT_OPTIONS:
             raise ConfigError(
                 f"NATS option {name!r} is neither a nats.connect() argument nor a spate option "
-                "(lease_ttl_s, heartbeat_s, ack_wait_s, max_ack_pending, request_timeout_s); "
+                "(lease_ttl_s, heartbeat_s, ack_wait_s, max_ack_pending, request_timeout_s, "
+                "connect_timeout_s); "
                 "check the spelling"
             )
         result[name] = value
@@ -109,15 +111,24 @@ async def _log_reconnected() -> None:
 
 
 async def open_connection(
-    options: Mapping[str, Any], redacted_url: str, timeout_s: float
+    options: Mapping[str, Any], redacted_url: str, timeout_s: float, connect_timeout_s: float
 ) -> tuple[Client, JetStreamContext]:
-    """Connect and check that JetStream is enabled; ConnectError otherwise."""
+    """Connect within ``connect_timeout_s`` and check that JetStream is enabled.
+
+    The first connection gets a deadline of its own because nats-py applies
+    ``max_reconnect_attempts`` (forever, by spate's default) to it too: a wrong address
+    or a refused password must fail at start, not retry silently.
+    """
+    client = Client()
     try:
-        client = await nats.connect(**options)
+        await asyncio.wait_for(client.connect(**options), connect_timeout_s)
     except Exception as exc:
-        raise ConnectError(
-            f"NATS: cannot connect to {redacted_url}: {exc or type(exc).__name__}"
-        ) from exc
+        with contextlib.suppress(Exception):
+            await client.close()
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            reason = f"no connection within {connect_timeout_s}s (wrong address or credentials?)"
+        raise ConnectError(f"NATS: cannot connect to {redacted_url}: {reason}") from exc
     js = client.jetstream(timeout=timeout_s)
     try:
         with nats_errors(f"reach JetStream at {redacted_url}", ConnectError):

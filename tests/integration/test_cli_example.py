@@ -8,15 +8,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import ModuleType
 
+from cli_helpers import SPATE
+
 from spate.testing.app import TestApp
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "stream-python-local-logs"
-SPATE = str(Path(sys.executable).with_name("spate"))
 
 
 def _load_service() -> ModuleType:
@@ -46,13 +46,13 @@ def test_example_runs_as_its_readme_says(tmp_path: Path) -> None:
 
     def spate(*args: str) -> str:
         done = subprocess.run(
-            [SPATE, *args], cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=30
+            [*SPATE, *args], cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=30
         )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
     service = subprocess.Popen(
-        [SPATE, "run", "service:app"],
+        [*SPATE, "run", "service:app"],
         cwd=EXAMPLE,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""What every CLI command shares: the --broker option, running async bodies, errors.
+"""What every CLI command shares: the --broker option, consoles, option parsing, errors.
 
 The CLI is a thin shell over the public API: each command opens ``spate.connect(url)``
 and uses only the broker contract, so it works the same on every adapter.

@@ -35,9 +35,10 @@ Send = tuple[str, int | None, bytes | None, bytes, Headers, int | None]
 (None: the time of the flush, read once per batch rather than once per record)."""
 
 
-class _WireRecord(msgspec.Struct, omit_defaults=True):
+class _WireRecord(msgspec.Struct):
     """How a record is encoded: a map with :class:`Record`'s field names, which msgspec
-    writes from this Struct about twice as fast as from a dict."""
+    writes from this Struct about twice as fast as from a dict. Every field is written,
+    even empty headers: msgspec decodes a complete map faster than it fills a default."""
 
     topic: str
     partition: int

@@ -4,6 +4,13 @@
 processes may share the directory. ``memory://[NAME]`` is the same code on an
 in-memory database that lives as long as a broker of this process has it open.
 
+Topics keep every record unless their config sets ``retention.ms`` or
+``retention.bytes`` (Kafka's names); records deleted by retention before a group
+committed them are counted per group and partition (:meth:`LocalBroker.records_lost`)
+— the policy is in :mod:`spate.brokers.local.retention`. Exactly-once is one SQLite
+transaction: a transactional producer's records and the consumer's offsets are
+written together after the lease epochs are checked.
+
 URL query options (also accepted as keyword options of ``spate.connect``):
 
 ``synchronous=full|normal``

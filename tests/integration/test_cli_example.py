@@ -14,7 +14,7 @@ from types import ModuleType
 
 from cli_helpers import SPATE
 
-from spate.testing.app import TestApp
+from spate.testing import TestApp
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "stream-python-local-logs"
 

@@ -1,0 +1,261 @@
+"""``kafka://host:port[,host:port…]``: admin, producers and consumers on confluent-kafka.
+
+Admin calls go through librdkafka's AdminClient (futures awaited without blocking the
+event loop). Topic creation and deletion wait until the metadata agrees, because Kafka
+applies both asynchronously and a client acting right after would otherwise fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException
+from confluent_kafka import TopicPartition as CkTopicPartition
+
+# confluent_kafka.admin re-exports these without listing them in __all__.
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    ConfigSource,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
+
+from spate.brokers.base import (
+    Broker,
+    Capabilities,
+    OffsetReset,
+    PartitionLag,
+    RebalanceListener,
+    TopicInfo,
+)
+from spate.brokers.kafka.config import KafkaSettings, create_client
+from spate.brokers.kafka.consumer import KafkaConsumer
+from spate.brokers.kafka.errors import map_error
+from spate.brokers.kafka.producer import KafkaProducer
+from spate.brokers.url import BrokerURL
+from spate.errors import ClosedError, ConnectError, TopicExistsError, TopicNotFoundError
+from spate.record import TopicPartition
+
+T = TypeVar("T")
+
+CAPABILITIES = Capabilities(
+    native_groups=True,
+    per_key_order=True,
+    replay=True,
+    transactions=True,
+    dedup_on_publish=False,
+)
+"""The idempotent producer deduplicates retries within one producer session only, so
+Kafka does not drop a record re-published by a new process: dedup_on_publish=False."""
+
+
+class KafkaBroker(Broker):
+    """One Kafka cluster. ``spate.connect("kafka://h:9092", kafka_config={...})``."""
+
+    capabilities = CAPABILITIES
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+        self.url = settings.url
+        self._admin: AdminClient | None = None
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, parsed: BrokerURL, options: dict[str, Any]) -> KafkaBroker:
+        return cls(KafkaSettings(parsed, options))
+
+    async def start(self) -> None:
+        """Create the admin client and check that the cluster answers."""
+        if self._admin is not None:
+            return
+        if self._closed:
+            raise ClosedError(f"{self.url} was closed")
+        admin = create_client(AdminClient, self._settings.admin())
+        try:
+            await asyncio.to_thread(admin.list_topics, None, self._settings.timeout_s)
+        except KafkaException as exc:
+            raise ConnectError(f"cannot reach Kafka at {self.url}: {exc}") from exc
+        self._admin = admin
+
+    async def close(self) -> None:
+        self._closed = True
+        self._admin = None
+
+    def _client(self) -> AdminClient:
+        if self._closed:
+            raise ClosedError(f"{self.url} was closed")
+        if self._admin is None:
+            raise ClosedError(f"{self.url} is not started: use `async with spate.connect(url)`")
+        return self._admin
+
+    async def _await(self, future: concurrent.futures.Future[T], context: str) -> T:
+        try:
+            return await asyncio.wrap_future(future)
+        except KafkaException as exc:
+            raise map_error(exc, f"{context} on {self.url}") from exc
+
+    async def _metadata(self, topic: str | None = None) -> Any:
+        try:
+            return await asyncio.to_thread(
+                self._client().list_topics, topic, self._settings.timeout_s
+            )
+        except KafkaException as exc:
+            raise map_error(exc, f"metadata from {self.url}") from exc
+
+    async def _wait_metadata(self, name: str, *, present: bool) -> None:
+        deadline = time.monotonic() + self._settings.timeout_s
+        while time.monotonic() < deadline:
+            metadata = await self._metadata()
+            topic = metadata.topics.get(name)
+            exists = topic is not None and topic.error is None and bool(topic.partitions)
+            ready = exists and all(p.leader >= 0 for p in topic.partitions.values())
+            if ready if present else not exists:
+                return
+            await asyncio.sleep(0.05)
+
+    # -- topics -----------------------------------------------------------------------
+
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        config: Mapping[str, str] | None = None,
+        *,
+        exist_ok: bool = False,
+    ) -> TopicInfo:
+        """``config`` holds Kafka topic configs; ``replication.factor`` may be given
+        there too (else the ``replication_factor`` option, else the broker default)."""
+        topic_config = {k: str(v) for k, v in (config or {}).items()}
+        replication = int(topic_config.pop("replication.factor", self._settings.replication_factor))
+        futures = self._client().create_topics(
+            [NewTopic(name, partitions, replication, config=topic_config)],
+            request_timeout=self._settings.timeout_s,
+        )
+        try:
+            await self._await(futures[name], f"create topic {name!r}")
+        except TopicExistsError:
+            if not exist_ok:
+                raise
+            return await self.describe_topic(name)
+        await self._wait_metadata(name, present=True)
+        return TopicInfo(name=name, partitions=partitions, config=topic_config)
+
+    async def describe_topic(self, name: str) -> TopicInfo:
+        metadata = await self._metadata()
+        topic = metadata.topics.get(name)
+        if topic is None or topic.error is not None:
+            raise TopicNotFoundError(f"topic {name!r} does not exist on {self.url}")
+        resource = ConfigResource(ResourceType.TOPIC, name)
+        futures = self._client().describe_configs(
+            [resource], request_timeout=self._settings.timeout_s
+        )
+        entries = await self._await(futures[resource], f"describe topic {name!r}")
+        explicit = {
+            key: entry.value
+            for key, entry in entries.items()
+            if entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value and entry.value is not None
+        }
+        return TopicInfo(name=name, partitions=len(topic.partitions), config=explicit)
+
+    async def delete_topic(self, name: str) -> None:
+        futures = self._client().delete_topics([name], request_timeout=self._settings.timeout_s)
+        await self._await(futures[name], f"delete topic {name!r}")
+        await self._wait_metadata(name, present=False)
+
+    async def list_topics(self) -> list[TopicInfo]:
+        metadata = await self._metadata()
+        return [
+            TopicInfo(name=name, partitions=len(topic.partitions))
+            for name, topic in sorted(metadata.topics.items())
+            if not name.startswith("__") and topic.error is None
+        ]
+
+    # -- clients ----------------------------------------------------------------------
+
+    def producer(self, *, transactional_id: str | None = None) -> KafkaProducer:
+        self._client()
+        return KafkaProducer(
+            self._settings.producer(transactional_id),
+            url=self.url,
+            timeout_s=self._settings.timeout_s,
+        )
+
+    def consumer(
+        self,
+        topics: Sequence[str],
+        group: str,
+        listener: RebalanceListener | None = None,
+        *,
+        offset_reset: OffsetReset = "earliest",
+    ) -> KafkaConsumer:
+        self._client()
+        return KafkaConsumer(
+            self._settings.consumer(group, offset_reset),
+            topics,
+            group,
+            listener,
+            url=self.url,
+            timeout_s=self._settings.timeout_s,
+        )
+
+    # -- groups -----------------------------------------------------------------------
+
+    async def groups(self) -> list[str]:
+        future = self._client().list_consumer_groups(request_timeout=self._settings.timeout_s)
+        result = await self._await(future, "list groups")
+        return sorted(g.group_id for g in result.valid)
+
+    async def lag(self, group: str, topics: Sequence[str] | None = None) -> list[PartitionLag]:
+        """Committed offset vs the last stable offset (read_committed high watermark)."""
+        futures = self._client().list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group)], request_timeout=self._settings.timeout_s
+        )
+        result = await self._await(futures[group], f"offsets of group {group!r}")
+        committed: dict[TopicPartition, int | None] = {
+            TopicPartition(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None
+            for tp in result.topic_partitions
+        }
+        if topics is not None:
+            wanted = set(topics)
+            committed = {tp: o for tp, o in committed.items() if tp.topic in wanted}
+            metadata = await self._metadata()
+            for name in topics:
+                topic = metadata.topics.get(name)
+                if topic is None or topic.error is not None:
+                    raise TopicNotFoundError(f"topic {name!r} does not exist on {self.url}")
+                for partition in topic.partitions:
+                    committed.setdefault(TopicPartition(name, partition), None)
+        if not committed:
+            return []
+        ends = await self._offsets(committed, OffsetSpec.latest())  # type: ignore[no-untyped-call]
+        starts = await self._offsets(committed, OffsetSpec.earliest())  # type: ignore[no-untyped-call]
+        return [
+            PartitionLag(
+                topic=tp.topic,
+                partition=tp.partition,
+                committed=offset,
+                end_offset=ends[tp],
+                lag=max(0, ends[tp] - (starts[tp] if offset is None else offset)),
+            )
+            for tp, offset in sorted(committed.items())
+        ]
+
+    async def _offsets(
+        self, tps: Mapping[TopicPartition, Any], spec: Any
+    ) -> dict[TopicPartition, int]:
+        futures = self._client().list_offsets(
+            {CkTopicPartition(t, p): spec for t, p in tps},
+            isolation_level=IsolationLevel.READ_COMMITTED,
+            request_timeout=self._settings.timeout_s,
+        )
+        found: dict[TopicPartition, int] = {}
+        for ck_tp, future in futures.items():
+            info = await self._await(future, f"offsets of {ck_tp.topic}[{ck_tp.partition}]")
+            found[TopicPartition(ck_tp.topic, ck_tp.partition)] = info.offset
+        return found

@@ -1,0 +1,115 @@
+"""librdkafka configuration: spate's defaults, the URL, and the user's ``kafka_config``.
+
+Precedence, lowest first: spate's defaults for the role (producer/consumer) < URL
+query parameters < ``kafka_config``. Nothing the user gives is dropped or renamed; a
+property librdkafka does not know fails when the client is created, with librdkafka's
+message wrapped in :class:`ConfigError`.
+
+spate sets librdkafka's unsafe-for-spate defaults explicitly: the consumer never
+auto-commits or auto-stores offsets (spate commits what it processed), verifies CRCs,
+and uses cooperative-sticky assignment so a rebalance only moves what must move.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from confluent_kafka import KafkaException
+
+from spate.brokers.url import BrokerURL
+from spate.errors import ConfigError
+
+logger = logging.getLogger("spate.kafka")
+
+DEFAULT_PORT = 9092
+
+PRODUCER_DEFAULTS: Mapping[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 5,
+    "batch.size": 1_000_000,
+    "batch.num.messages": 100_000,
+    "queue.buffering.max.messages": 1_000_000,
+    "queue.buffering.max.kbytes": 1_048_576,
+    "delivery.report.only.error": True,
+}
+"""Idempotent, acknowledged by all in-sync replicas, batched for throughput.
+
+Only failed deliveries are reported: success needs no Python callback per record.
+"""
+
+CONSUMER_DEFAULTS: Mapping[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+    "check.crcs": True,
+    "partition.assignment.strategy": "cooperative-sticky",
+    "isolation.level": "read_committed",
+    "fetch.wait.max.ms": 100,
+}
+"""``read_committed`` by default: free for topics without transactions, and the only
+correct choice for topics written by exactly-once apps."""
+
+SPATE_OPTIONS = ("kafka_config", "replication_factor", "timeout_s")
+"""Options of ``spate.connect(url, ...)`` that are spate's own, not librdkafka's."""
+
+
+class KafkaSettings:
+    """The parsed URL and options, and the client configurations built from them."""
+
+    def __init__(self, parsed: BrokerURL, options: Mapping[str, Any]) -> None:
+        unknown = sorted(set(options) - set(SPATE_OPTIONS))
+        if unknown:
+            raise ConfigError(
+                f"kafka broker: unknown option(s) {', '.join(unknown)}; librdkafka "
+                f"properties go in kafka_config={{...}}, spate's options are "
+                f"{', '.join(SPATE_OPTIONS)}"
+            )
+        if not parsed.hosts:
+            raise ConfigError(f"broker URL {parsed.redacted!r}: no host; write kafka://host:port")
+        self.url = parsed.redacted
+        user_config = options.get("kafka_config") or {}
+        if not isinstance(user_config, Mapping):
+            raise ConfigError("kafka_config must be a mapping of librdkafka properties")
+        self.replication_factor = int(options.get("replication_factor", -1))
+        self.timeout_s = float(options.get("timeout_s", 30.0))
+        base: dict[str, Any] = {
+            "bootstrap.servers": ",".join(f"{h}:{p}" for h, p in parsed.host_list(DEFAULT_PORT)),
+            "client.id": "spate",
+            "logger": logger,
+        }
+        if parsed.username is not None:
+            base["sasl.username"] = parsed.username
+        if parsed.password is not None:
+            base["sasl.password"] = parsed.password
+        self._base = base
+        self._query = dict(parsed.query)
+        self._user = dict(user_config)
+
+    def _merge(self, defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+        return {**defaults, **self._base, **overrides, **self._query, **self._user}
+
+    def admin(self) -> dict[str, Any]:
+        return self._merge({}, {})
+
+    def producer(self, transactional_id: str | None) -> dict[str, Any]:
+        overrides = {} if transactional_id is None else {"transactional.id": transactional_id}
+        return self._merge(PRODUCER_DEFAULTS, overrides)
+
+    def consumer(self, group: str, offset_reset: str) -> dict[str, Any]:
+        return self._merge(
+            CONSUMER_DEFAULTS, {"group.id": group, "auto.offset.reset": offset_reset}
+        )
+
+
+ClientT = TypeVar("ClientT")
+
+
+def create_client(factory: Callable[[dict[str, Any]], ClientT], config: dict[str, Any]) -> ClientT:
+    """Create a confluent-kafka client; a property librdkafka rejects → ConfigError."""
+    try:
+        return factory(config)
+    except (KafkaException, ValueError, TypeError) as exc:
+        raise ConfigError(f"kafka configuration rejected by librdkafka: {exc}") from exc

@@ -1,0 +1,317 @@
+"""The Kafka consumer: Kafka's own group protocol, bridged into asyncio.
+
+librdkafka runs rebalance callbacks inside ``consume()``, on the thread that called it.
+spate runs ``consume()`` on a dedicated worker thread (so the event loop stays free)
+and, from inside librdkafka's callback, runs the async listener on the event loop and
+*waits for it* (``run_coroutine_threadsafe(...).result()``). That keeps the contract:
+the listener runs inside ``fetch()``, and on revoke the runtime's commit completes
+before librdkafka hands the partitions to another member.
+
+While the consume thread waits in a callback, librdkafka calls on the same consumer
+from another thread block (a synchronous commit would deadlock), so the waiting
+thread serves them: ``commit`` inside a listener is queued to it and run there.
+A listener that overruns ``rebalance_timeout_s`` is logged and the revocation
+proceeds (Kafka would otherwise evict this member at ``max.poll.interval.ms``).
+
+Assignment is incremental (cooperative-sticky): only moved partitions are revoked.
+Seeks requested inside ``on_assigned`` become the starting offsets of that
+assignment, since librdkafka cannot seek a partition it is not yet fetching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import confluent_kafka as ck
+from confluent_kafka import KafkaError, KafkaException
+
+from spate.brokers.base import Consumer, NullListener, RebalanceListener
+from spate.brokers.kafka.config import create_client
+from spate.brokers.kafka.errors import map_error
+from spate.errors import ClosedError, CommitError, FencedError, TopicNotFoundError
+from spate.record import Record, TopicPartition
+
+logger = logging.getLogger("spate.kafka")
+
+T = TypeVar("T")
+
+
+class KafkaConsumer(Consumer):
+    """A member of a Kafka consumer group reading ``topics`` in batches."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topics: Sequence[str],
+        group: str,
+        listener: RebalanceListener | None,
+        *,
+        url: str,
+        timeout_s: float,
+        rebalance_timeout_s: float = 60.0,
+    ) -> None:
+        self.group = group
+        self._topics = list(topics)
+        self._listener: RebalanceListener = listener or NullListener()
+        self._url = url
+        self._timeout_s = timeout_s
+        self._rebalance_timeout_s = rebalance_timeout_s
+        self._consumer: ck.Consumer = create_client(
+            ck.Consumer, {**config, "error_cb": self._on_error}
+        )
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "spate-kafka-consume")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._owned: set[TopicPartition] = set()
+        self._assigning: set[TopicPartition] = set()
+        self._pending_seeks: dict[TopicPartition, int] = {}
+        self._callback_error: BaseException | None = None
+        self._fatal: KafkaError | None = None
+        self._inflight: concurrent.futures.Future[list[ck.Message]] | None = None
+        self._callback_thread: threading.Thread | None = None
+        self._callback_work: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._started = False
+        self._closing = False
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check that the topics exist, then join the group (on the first fetch)."""
+        if self._started:
+            return
+        if self._closed:
+            raise ClosedError("start of a closed Kafka consumer")
+        self._loop = asyncio.get_running_loop()
+        try:
+            metadata = await asyncio.to_thread(self._consumer.list_topics, None, self._timeout_s)
+        except KafkaException as exc:
+            raise map_error(exc, f"connect to {self._url}") from exc
+        missing = [t for t in self._topics if t not in metadata.topics or metadata.topics[t].error]
+        if missing:
+            raise TopicNotFoundError(
+                f"cannot consume topic(s) {', '.join(map(repr, missing))} on {self._url}: "
+                "they do not exist; create them first (spate topics create NAME)"
+            )
+        try:
+            self._consumer.subscribe(
+                self._topics,
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+        except KafkaException as exc:
+            raise map_error(exc, f"subscribe to {self._topics}") from exc
+        self._started = True
+
+    async def close(self) -> None:
+        """Revoke (so the runtime commits), leave the group, release the client."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._inflight is not None:
+            await asyncio.wrap_future(self._inflight)
+        try:
+            owned = sorted(self._owned)
+            if owned:
+                await self._listener.on_revoked(owned)
+        finally:
+            self._owned.clear()
+            self._closing = True
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._consumer.close
+                )
+            except KafkaException as exc:
+                logger.warning("closing Kafka consumer of group %r: %s", self.group, exc)
+            finally:
+                self._executor.shutdown(wait=False)
+
+    # -- librdkafka callbacks (run on the consume thread) -----------------------------
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = error
+        logger.warning("Kafka consumer of group %r on %s: %s", self.group, self._url, error)
+
+    def _run_listener(self, coroutine: Coroutine[Any, Any, None], what: str) -> None:
+        """Run ``coroutine`` on the event loop and wait for it, from the consume thread."""
+        if self._closing or self._loop is None:
+            coroutine.close()
+            return
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        future.add_done_callback(lambda _: self._callback_work.put(None))
+        self._callback_thread = threading.current_thread()
+        deadline = time.monotonic() + self._rebalance_timeout_s
+        try:
+            while (
+                work := self._callback_work.get(timeout=deadline - time.monotonic())
+            ) is not None:
+                work()
+            future.result()
+        except queue.Empty:
+            future.cancel()
+            logger.warning(
+                "group %r: %s took longer than %ss; continuing the rebalance",
+                self.group,
+                what,
+                self._rebalance_timeout_s,
+            )
+        except BaseException as exc:
+            if self._callback_error is None:
+                self._callback_error = exc
+        finally:
+            self._callback_thread = None
+
+    async def _call(self, function: Callable[[], T]) -> T:
+        """Run a blocking librdkafka call: on the consume thread while it waits in a
+        rebalance callback (anywhere else it would deadlock), else on a worker thread."""
+        if self._callback_thread is None:
+            return await asyncio.to_thread(function)
+        result: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def work() -> None:
+            try:
+                result.set_result(function())
+            except BaseException as exc:
+                result.set_exception(exc)
+
+        self._callback_work.put(work)
+        return await asyncio.wrap_future(result)
+
+    def _on_assign(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
+        tps = _tps(partitions)
+        self._owned.update(tps)
+        self._assigning.update(tps)
+        try:
+            if tps:
+                self._run_listener(self._listener.on_assigned(tps), "on_assigned")
+        finally:
+            self._assigning.difference_update(tps)
+        for p in partitions:
+            offset = self._pending_seeks.pop(TopicPartition(p.topic, p.partition), None)
+            if offset is not None:
+                p.offset = offset
+        consumer.incremental_assign(partitions)
+
+    def _on_revoke(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
+        tps = [tp for tp in _tps(partitions) if tp in self._owned]
+        try:
+            if tps:
+                self._run_listener(self._listener.on_revoked(tps), "on_revoked")
+        finally:
+            self._owned.difference_update(tps)
+            consumer.incremental_unassign(partitions)
+
+    def _on_lost(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
+        tps = [tp for tp in _tps(partitions) if tp in self._owned]
+        self._owned.difference_update(tps)
+        try:
+            if tps:
+                self._run_listener(self._listener.on_lost(tps), "on_lost")
+        finally:
+            consumer.incremental_unassign(partitions)
+
+    # -- the contract ----------------------------------------------------------------
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[Record]:
+        if self._closed:
+            raise ClosedError("fetch on a closed Kafka consumer")
+        if not self._started:
+            await self.start()
+        self._inflight = self._executor.submit(self._consumer.consume, max_records, timeout_s)
+        try:
+            # Any: librdkafka's message accessors are Optional only for error messages,
+            # which are filtered below; checking each field per record would cost time.
+            messages: list[Any] = await asyncio.wrap_future(self._inflight)
+        except KafkaException as exc:
+            raise map_error(exc, f"fetch from {self._topics}") from exc
+        finally:
+            self._inflight = None
+        if self._callback_error is not None:
+            error, self._callback_error = self._callback_error, None
+            raise error
+        if self._fatal is not None:
+            raise map_error(self._fatal, f"Kafka consumer of group {self.group!r}")
+        records: list[Record] = []
+        append = records.append
+        for m in messages:
+            message_error = m.error()
+            if message_error is not None:
+                self._message_error(message_error)
+                continue
+            append(
+                Record(
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    m.key(),
+                    m.value() or b"",
+                    tuple(m.headers() or ()),
+                    m.timestamp()[1],
+                )
+            )
+        return records
+
+    def _message_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        if error.fatal() or error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            raise map_error(error, f"fetch from {self._topics}")
+        logger.warning("Kafka consumer of group %r: %s", self.group, error)
+
+    def require_owned(self, partitions: Iterable[TopicPartition]) -> None:
+        """Raise FencedError naming any partition this member does not own now."""
+        lost = sorted(tp for tp in partitions if tp not in self._owned)
+        if lost:
+            raise FencedError(
+                f"group {self.group!r}: this member no longer owns "
+                f"{', '.join(f'{t}[{p}]' for t, p in lost)}; another member took them over"
+            )
+
+    async def commit(self, through: Mapping[TopicPartition, int]) -> None:
+        if self._closed and not through:
+            return
+        if not through:
+            return
+        self.require_owned(through)
+        positions = [ck.TopicPartition(t, p, o + 1) for (t, p), o in through.items()]
+        try:
+            result = await self._call(
+                lambda: self._consumer.commit(offsets=positions, asynchronous=False)
+            )
+        except KafkaException as exc:
+            raise map_error(exc, f"commit for group {self.group!r}", CommitError) from exc
+        except RuntimeError as exc:
+            raise ClosedError(f"commit on a closed Kafka consumer: {exc}") from exc
+        for position in result:
+            if position.error is not None:
+                context = f"commit {position.topic}[{position.partition}]"
+                raise map_error(position.error, context, CommitError)
+
+    async def seek(self, tp: TopicPartition, offset: int) -> None:
+        if tp in self._assigning:
+            self._pending_seeks[tp] = offset
+            return
+        self.require_owned((tp,))
+        try:
+            self._consumer.seek(ck.TopicPartition(tp.topic, tp.partition, offset))
+        except KafkaException as exc:
+            raise map_error(exc, f"seek {tp.topic}[{tp.partition}] to {offset}") from exc
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return frozenset(self._owned)
+
+    def group_metadata(self) -> object:
+        """librdkafka's group metadata, for ``send_offsets_to_transaction``."""
+        return self._consumer.consumer_group_metadata()
+
+
+def _tps(partitions: list[ck.TopicPartition]) -> list[TopicPartition]:
+    return [TopicPartition(p.topic, p.partition) for p in partitions]

@@ -1,0 +1,75 @@
+"""confluent-kafka errors → :mod:`spate.errors`, at the adapter boundary.
+
+librdkafka reports trouble as ``KafkaException`` carrying a ``KafkaError`` code (or as
+the error of a message/future). One table maps the codes that mean something to
+spate's caller; everything else becomes the ``default`` class given by the call site,
+with librdkafka's own message kept in the text and the original as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, KafkaException
+
+from spate.errors import (
+    BrokerError,
+    CapabilityError,
+    ConfigError,
+    ConnectError,
+    FencedError,
+    SpateError,
+    TopicExistsError,
+    TopicNotFoundError,
+)
+
+_BY_CODE: dict[int, type[SpateError]] = {
+    KafkaError._TRANSPORT: ConnectError,
+    KafkaError._ALL_BROKERS_DOWN: ConnectError,
+    KafkaError._RESOLVE: ConnectError,
+    KafkaError._AUTHENTICATION: ConnectError,
+    KafkaError.SASL_AUTHENTICATION_FAILED: ConnectError,
+    KafkaError.UNKNOWN_TOPIC_OR_PART: TopicNotFoundError,
+    KafkaError._UNKNOWN_TOPIC: TopicNotFoundError,
+    KafkaError._UNKNOWN_PARTITION: TopicNotFoundError,
+    KafkaError.TOPIC_ALREADY_EXISTS: TopicExistsError,
+    KafkaError._FENCED: FencedError,
+    KafkaError.PRODUCER_FENCED: FencedError,
+    KafkaError.INVALID_PRODUCER_EPOCH: FencedError,
+    KafkaError.TRANSACTION_COORDINATOR_FENCED: FencedError,
+    KafkaError.ILLEGAL_GENERATION: FencedError,
+    KafkaError.UNKNOWN_MEMBER_ID: FencedError,
+    KafkaError.FENCED_INSTANCE_ID: FencedError,
+    KafkaError._ASSIGNMENT_LOST: FencedError,
+    KafkaError._INVALID_ARG: ConfigError,
+    KafkaError.INVALID_CONFIG: ConfigError,
+    KafkaError.INVALID_PARTITIONS: ConfigError,
+    KafkaError.INVALID_REPLICATION_FACTOR: ConfigError,
+    KafkaError.POLICY_VIOLATION: ConfigError,
+    KafkaError._UNSUPPORTED_FEATURE: CapabilityError,
+    KafkaError.UNSUPPORTED_VERSION: CapabilityError,
+}
+
+
+def error_of(exc: BaseException) -> KafkaError | None:
+    """The ``KafkaError`` inside a confluent-kafka exception, if any."""
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return exc.args[0]
+    return None
+
+
+def map_error(
+    error: KafkaError | BaseException, context: str, default: type[SpateError] = BrokerError
+) -> SpateError:
+    """The spate error for ``error`` (a KafkaError or exception), prefixed by ``context``.
+
+    Use as ``raise map_error(exc, "create topic 'x'") from exc``.
+    """
+    kafka_error = error if isinstance(error, KafkaError) else error_of(error)
+    if kafka_error is None:
+        return default(f"{context}: {error}")
+    cls = _BY_CODE.get(kafka_error.code(), default)
+    return cls(f"{context}: {kafka_error.str()} ({kafka_error.name()})")
+
+
+def is_fencing(error: KafkaError) -> bool:
+    """True when ``error`` means another member or producer owns the work now."""
+    return _BY_CODE.get(error.code()) is FencedError

@@ -1,0 +1,259 @@
+"""The Kafka producer: buffered sends, acknowledged flushes, Kafka transactions.
+
+``send`` hands each record to librdkafka's queue and returns; librdkafka batches and
+retries (idempotently) in its own threads. Delivery reports are requested for failures
+only, so success costs no Python callback; ``flush`` waits for the queue to drain and
+raises :class:`PublishError` naming the topic and key of a record that failed.
+
+The partition is always chosen here with :class:`spate.partitioner.Partitioner` and
+passed explicitly, so a key lands on the same partition number on every broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import confluent_kafka as ck
+from confluent_kafka import KafkaError, KafkaException
+
+from spate.brokers.base import Consumer, Producer
+from spate.brokers.kafka.config import create_client
+from spate.brokers.kafka.errors import error_of, is_fencing, map_error
+from spate.errors import (
+    CapabilityError,
+    ClosedError,
+    CommitError,
+    ConfigError,
+    FencedError,
+    PublishError,
+    TopicNotFoundError,
+)
+from spate.partitioner import Partitioner
+from spate.record import Headers, TopicPartition
+
+if TYPE_CHECKING:
+    from spate.brokers.kafka.consumer import KafkaConsumer
+
+logger = logging.getLogger("spate.kafka")
+
+_POLL_EVERY = 1024
+"""Serve librdkafka's callbacks once per this many sends, never per record."""
+
+
+class KafkaProducer(Producer):
+    """A confluent-kafka producer; transactional when given a ``transactional.id``."""
+
+    def __init__(self, config: dict[str, Any], *, url: str, timeout_s: float) -> None:
+        self._config = {**config, "on_delivery": self._on_delivery}
+        self._url = url
+        self._timeout_s = timeout_s
+        self._transactional = "transactional.id" in config
+        self._producer: ck.Producer = create_client(ck.Producer, self._config)
+        self._partitioner = Partitioner()
+        self._partition_counts: dict[str, int] = {}
+        self._failures: list[tuple[str, bytes | None, KafkaError]] = []
+        self._sent = 0
+        self._started = False
+        self._closed = False
+
+    def _on_delivery(self, error: KafkaError | None, message: ck.Message) -> None:
+        if error is not None:
+            self._failures.append((message.topic() or "?", message.key(), error))
+
+    async def start(self) -> None:
+        """Initialise transactions (transactional producers): this is the probe that the
+        broker supports them, and it fences any older producer with the same id."""
+        if self._started:
+            return
+        self._started = True
+        if self._transactional:
+            try:
+                await asyncio.to_thread(self._producer.init_transactions, self._timeout_s)
+            except KafkaException as exc:
+                raise CapabilityError(
+                    f"exactly-once needs Kafka transactions, but {self._url} could not "
+                    f"initialise them ({exc}); use a broker with transactions enabled (on a "
+                    f"single node set transaction.state.log.replication.factor=1 and "
+                    f"transaction.state.log.min.isr=1) or processing_guarantee='at-least-once'"
+                ) from exc
+
+    def _partitions(self, topic: str) -> int:
+        count = self._partition_counts.get(topic)
+        if count is not None:
+            return count
+        try:
+            metadata = self._producer.list_topics(topic, self._timeout_s)
+        except KafkaException as exc:
+            raise map_error(exc, f"publish to topic {topic!r}", PublishError) from exc
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            raise TopicNotFoundError(
+                f"cannot publish to topic {topic!r} on {self._url}: it does not exist; "
+                f"create it first (spate topics create {topic})"
+            )
+        count = self._partition_counts[topic] = len(found.partitions)
+        return count
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Headers = (),
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        dedup_id: str | None = None,
+    ) -> None:
+        if self._closed:
+            raise ClosedError("send on a closed Kafka producer")
+        if partition is None:
+            partition = self._partitioner.choose(topic, key, self._partitions(topic))
+        while True:
+            try:
+                self._producer.produce(
+                    topic,
+                    value,
+                    key,
+                    partition=partition,
+                    timestamp=timestamp_ms or 0,
+                    headers=list(headers) if headers else None,
+                )
+                break
+            except BufferError:
+                self._producer.poll(0.05)
+            except KafkaException as exc:
+                raise map_error(
+                    exc, f"publish to topic {topic!r} key={key!r}", PublishError
+                ) from exc
+        self._sent += 1
+        if self._sent % _POLL_EVERY == 0:
+            self._producer.poll(0)
+
+    def _raise_failures(self) -> None:
+        if not self._failures:
+            return
+        failures, self._failures = self._failures, []
+        topic, key, error = failures[0]
+        cls = FencedError if is_fencing(error) else PublishError
+        raise cls(
+            f"{len(failures)} record(s) not acknowledged by {self._url}; first: topic={topic!r} "
+            f"key={key!r}: {error.str()} ({error.name()})"
+        )
+
+    async def flush(self, timeout_s: float | None = None) -> None:
+        if self._closed:
+            raise ClosedError("flush on a closed Kafka producer")
+        timeout = self._timeout_s if timeout_s is None else timeout_s
+        remaining = await asyncio.to_thread(self._producer.flush, timeout)
+        self._raise_failures()
+        if remaining:
+            raise PublishError(
+                f"{remaining} record(s) not acknowledged by {self._url} within {timeout}s"
+            )
+
+    def _require_transactional(self) -> None:
+        if not self._transactional:
+            raise ConfigError("transactions need a producer created with transactional_id=...")
+        if self._closed:
+            raise ClosedError("transaction on a closed Kafka producer")
+
+    async def begin_transaction(self) -> None:
+        self._require_transactional()
+        if not self._started:
+            await self.start()
+        try:
+            self._producer.begin_transaction()
+        except KafkaException as exc:
+            raise map_error(exc, "begin transaction", CommitError) from exc
+
+    async def commit_transaction(
+        self, consumer: Consumer, offsets: Mapping[TopicPartition, int]
+    ) -> None:
+        self._require_transactional()
+        from spate.brokers.kafka.consumer import KafkaConsumer
+
+        if not isinstance(consumer, KafkaConsumer):
+            raise ConfigError("a Kafka transaction can only commit offsets of a Kafka consumer")
+        try:
+            if offsets:
+                await self._send_offsets(consumer, offsets)
+            await asyncio.to_thread(self._producer.commit_transaction, self._timeout_s)
+        except KafkaException as exc:
+            await self._recover(exc, "commit transaction")
+        self._raise_failures()
+
+    async def _send_offsets(
+        self, consumer: KafkaConsumer, offsets: Mapping[TopicPartition, int]
+    ) -> None:
+        consumer.require_owned(offsets)
+        positions = [ck.TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()]
+        await asyncio.to_thread(
+            self._producer.send_offsets_to_transaction,
+            positions,
+            consumer.group_metadata(),
+            self._timeout_s,
+        )
+
+    async def abort_transaction(self) -> None:
+        self._require_transactional()
+        self._failures.clear()
+        try:
+            await asyncio.to_thread(self._producer.abort_transaction, self._timeout_s)
+        except KafkaException as exc:
+            error = error_of(exc)
+            if error is not None and error.code() == KafkaError._TIMED_OUT:
+                await self._recreate()
+                return
+            raise map_error(exc, "abort transaction", CommitError) from exc
+
+    async def _recover(self, exc: KafkaException, context: str) -> None:
+        """Turn a failed commit into a clean state and a spate error, then raise it.
+
+        Abortable errors abort (the caller replays from the last commit); a timeout
+        leaves the transaction's outcome unknown and the transaction protocol unusable,
+        so the producer is recreated (``init_transactions`` fences and finishes the old
+        one); fatal errors such as fencing leave the producer unusable.
+        """
+        error = error_of(exc)
+        if error is None:
+            raise map_error(exc, context, CommitError) from exc
+        if error.code() == KafkaError._TIMED_OUT:
+            await self._recreate()
+            raise CommitError(
+                f"{context} timed out on {self._url}; the producer was recreated, "
+                "replay from the last committed offsets"
+            ) from exc
+        if error.txn_requires_abort():
+            self._failures.clear()
+            try:
+                await asyncio.to_thread(self._producer.abort_transaction, self._timeout_s)
+            except KafkaException:
+                await self._recreate()
+            cls = FencedError if is_fencing(error) else CommitError
+            raise cls(
+                f"{context} aborted on {self._url}: {error.str()} ({error.name()}); "
+                "replay from the last committed offsets"
+            ) from exc
+        raise map_error(exc, context, CommitError) from exc
+
+    async def _recreate(self) -> None:
+        old = self._producer
+        old.purge()
+        await asyncio.to_thread(old.flush, 0)
+        self._producer = create_client(ck.Producer, self._config)
+        self._started = False
+        await self.start()
+
+    async def close(self) -> None:
+        """Flush what was sent, then release the client; idempotent."""
+        if self._closed:
+            return
+        try:
+            await asyncio.to_thread(self._producer.flush, self._timeout_s)
+        finally:
+            self._closed = True
+        self._raise_failures()

@@ -1,0 +1,234 @@
+"""The Kafka adapter against Apache Kafka: admin, publish, fetch, commit, seek, lag."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+import spate
+from spate.brokers.kafka import KafkaBroker
+from spate.errors import (
+    ClosedError,
+    ConfigError,
+    ConnectError,
+    TopicExistsError,
+    TopicNotFoundError,
+)
+from spate.partitioner import partition_for_key
+from spate.record import Record, TopicPartition
+from spate.testing.kafka_server import ServerProcess, free_port
+
+
+async def fetch_n(consumer: spate.Consumer, n: int, timeout_s: float = 20.0) -> list[Record]:
+    """Fetch until ``n`` records arrived (fails on timeout)."""
+    records: list[Record] = []
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while len(records) < n:
+        assert asyncio.get_running_loop().time() < deadline, f"got {len(records)} of {n}"
+        records.extend(await consumer.fetch(1000, 0.2))
+    return records
+
+
+class Recorder:
+    """A listener that logs every call, to assert on rebalance behaviour."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, tuple[TopicPartition, ...]]] = []
+
+    async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        self.events.append(("assigned", tuple(sorted(partitions))))
+
+    async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        self.events.append(("revoked", tuple(sorted(partitions))))
+
+    async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
+        self.events.append(("lost", tuple(sorted(partitions))))
+
+
+async def test_topic_admin(kafka: KafkaBroker, name: str) -> None:
+    info = await kafka.create_topic(
+        name, 3, {"retention.ms": "3600000", "cleanup.policy": "delete", "replication.factor": "1"}
+    )
+    assert info.partitions == 3
+    described = await kafka.describe_topic(name)
+    assert described.partitions == 3
+    assert described.config["retention.ms"] == "3600000"
+    assert name in [t.name for t in await kafka.list_topics()]
+    with pytest.raises(TopicExistsError):
+        await kafka.create_topic(name, 3)
+    assert (await kafka.create_topic(name, 5, exist_ok=True)).partitions == 3
+    await kafka.delete_topic(name)
+    assert name not in [t.name for t in await kafka.list_topics()]
+    with pytest.raises(TopicNotFoundError):
+        await kafka.describe_topic(name)
+    with pytest.raises(TopicNotFoundError):
+        await kafka.delete_topic(name)
+
+
+async def test_publish_fetch_commit_lag(kafka: KafkaBroker, name: str) -> None:
+    await kafka.create_topic(name, 4)
+    async with kafka.producer() as producer:
+        for i in range(1000):
+            producer.send(name, b"v%d" % i, key=b"k%d" % (i % 50), headers=(("h", b"1"),))
+        await producer.flush(10)
+    async with kafka.consumer([name], name) as consumer:
+        records = await fetch_n(consumer, 1000)
+        assert len({(r.partition, r.offset) for r in records}) == 1000
+        for r in records:
+            assert r.key is not None
+            assert r.partition == partition_for_key(r.key, 4), "keys land as spate.partitioner says"
+            assert r.header("h") == b"1"
+            assert r.timestamp_ms > 0
+        assert consumer.assignment() == {TopicPartition(name, p) for p in range(4)}
+        last: dict[TopicPartition, int] = {}
+        for r in records:
+            last[r.topic_partition] = max(last.get(r.topic_partition, -1), r.offset)
+        await consumer.commit(last)
+    lag = await kafka.lag(name, [name])
+    assert [entry.lag for entry in lag] == [0, 0, 0, 0]
+    assert sum(entry.end_offset for entry in lag) == 1000
+    assert all(entry.committed == entry.end_offset for entry in lag)
+    assert name in await kafka.groups()
+
+
+async def test_new_group_starts_earliest_and_resumes_after_commit(
+    kafka: KafkaBroker, name: str
+) -> None:
+    await kafka.create_topic(name, 1)
+    async with kafka.producer() as producer:
+        for i in range(10):
+            producer.send(name, b"%d" % i)
+    async with kafka.consumer([name], name) as consumer:
+        records = await fetch_n(consumer, 10)
+        assert [r.value for r in records] == [b"%d" % i for i in range(10)]
+        await consumer.commit({TopicPartition(name, 0): 4})
+    lag = await kafka.lag(name)
+    assert (lag[0].committed, lag[0].end_offset, lag[0].lag) == (5, 10, 5)
+    async with kafka.consumer([name], name) as consumer:
+        records = await fetch_n(consumer, 5)
+        assert [r.offset for r in records] == [5, 6, 7, 8, 9]
+    async with kafka.consumer([name], name + "-late", offset_reset="latest") as consumer:
+        assert await consumer.fetch(100, 1.0) == []
+
+
+async def test_seek(kafka: KafkaBroker, name: str) -> None:
+    await kafka.create_topic(name, 1)
+    async with kafka.producer() as producer:
+        for i in range(20):
+            producer.send(name, b"%d" % i)
+    tp = TopicPartition(name, 0)
+    async with kafka.consumer([name], name) as consumer:
+        await fetch_n(consumer, 20)
+        await consumer.seek(tp, 7)
+        again = await fetch_n(consumer, 13)
+        assert [r.offset for r in again] == list(range(7, 20))
+
+
+async def test_seek_inside_on_assigned(kafka: KafkaBroker, name: str) -> None:
+    await kafka.create_topic(name, 2)
+    async with kafka.producer() as producer:
+        for i in range(20):
+            producer.send(name, b"%d" % i, partition=i % 2)
+
+    class SeekOnAssign(Recorder):
+        consumer: spate.Consumer
+
+        async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+            await super().on_assigned(partitions)
+            for tp in partitions:
+                await self.consumer.seek(tp, 8)
+
+    listener = SeekOnAssign()
+    async with kafka.consumer([name], name, listener) as consumer:
+        listener.consumer = consumer
+        records = await fetch_n(consumer, 4)
+        assert sorted((r.partition, r.offset) for r in records) == [(0, 8), (0, 9), (1, 8), (1, 9)]
+
+
+async def test_rebalance_between_two_members(kafka: KafkaBroker, name: str) -> None:
+    """Cooperative rebalance: the first member's listener sees the revocation inside
+    fetch() and can commit there; the second resumes from that commit."""
+    await kafka.create_topic(name, 4)
+    async with kafka.producer() as producer:
+        for i in range(400):
+            producer.send(name, b"%d" % i, key=b"%d" % i)
+    first_events = Recorder()
+    committed_on_revoke: list[TopicPartition] = []
+    first = kafka.consumer([name], name, first_events)
+    seen: dict[TopicPartition, int] = {}
+
+    class CommitOnRevoke(Recorder):
+        async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+            await super().on_revoked(partitions)
+            done = {tp: seen[tp] for tp in partitions if tp in seen}
+            await first.commit(done)
+            committed_on_revoke.extend(done)
+
+    listener = CommitOnRevoke()
+    first._listener = listener
+    await first.start()
+    for r in await fetch_n(first, 400):
+        seen[r.topic_partition] = max(seen.get(r.topic_partition, -1), r.offset)
+    assert len(first.assignment()) == 4
+    second_events = Recorder()
+    second = kafka.consumer([name], name, second_events)
+    second_task = asyncio.create_task(fetch_n(second, 1, timeout_s=30))
+    async with asyncio.timeout(30):
+        while len(first.assignment()) == 4 or not second.assignment():
+            await first.fetch(100, 0.2)
+    assert first.assignment().isdisjoint(second.assignment())
+    assert len(first.assignment() | second.assignment()) == 4
+    assert listener.events[0][0] == "assigned"
+    assert any(kind == "revoked" for kind, _ in listener.events)
+    assert sorted(committed_on_revoke) == sorted(second.assignment())
+    async with kafka.producer() as producer:
+        for tp in second.assignment():
+            producer.send(name, b"new", partition=tp.partition)
+    new = await second_task
+    assert all(r.value == b"new" for r in new), "the second member resumed after the commit"
+    await second.close()
+    await first.close()
+
+
+async def test_fetch_after_close_and_missing_topic(kafka: KafkaBroker, name: str) -> None:
+    consumer = kafka.consumer([name], name)
+    with pytest.raises(TopicNotFoundError):
+        await consumer.start()
+    await consumer.close()
+    with pytest.raises(ClosedError):
+        await consumer.fetch(1, 0.1)
+    producer = kafka.producer()
+    with pytest.raises(TopicNotFoundError):
+        producer.send(name, b"x")
+    await producer.close()
+
+
+async def test_bad_property_is_config_error(kafka_server: ServerProcess) -> None:
+    with pytest.raises(ConfigError, match=r"no\.such\.property"):
+        async with spate.connect(kafka_server.url, kafka_config={"no.such.property": 1}):
+            pass
+    with pytest.raises(ConfigError, match="unknown option"):
+        spate.connect(kafka_server.url, kafka_conf={"acks": "all"})
+
+
+async def test_url_query_passes_through(kafka_server: ServerProcess, name: str) -> None:
+    url = f"{kafka_server.url}?compression.type=lz4&client.id=from-url"
+    async with spate.connect(url) as broker:
+        producer = broker.producer()
+        assert isinstance(broker, KafkaBroker)
+        await broker.create_topic(name, 1)
+        producer.send(name, b"x" * 1000)
+        await producer.flush(10)
+        await producer.close()
+    with pytest.raises(ConfigError, match="compression"):
+        async with spate.connect(f"{kafka_server.url}?compression.type=nope") as broker:
+            broker.producer()
+
+
+async def test_unreachable_broker_is_connect_error() -> None:
+    url = f"kafka://127.0.0.1:{free_port()}"
+    with pytest.raises(ConnectError):
+        async with spate.connect(url, timeout_s=2):
+            pass

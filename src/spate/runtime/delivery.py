@@ -6,8 +6,8 @@ strategy decides how outputs and offsets become durable, and what a rebalance me
 for work that is not committed yet.
 
 * :class:`AtLeastOnce` flushes the producer, then commits the batch's offsets: an
-  offset is committed only after every output of its record was acknowledged. A
-  crash replays at most the uncommitted batch.
+  offset is committed only after every output of its record was acknowledged. The
+  flush and commit of one batch overlap the processing of the next.
 * :class:`ExactlyOnce` wraps each batch in a producer transaction whose commit also
   commits the offsets, atomically. A fenced or failed commit aborts: the outputs are
   dropped and the partitions still owned are rewound to the batch's first records.
@@ -15,6 +15,7 @@ for work that is not committed yet.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,10 @@ Offsets = Mapping[TopicPartition, int]
 class Delivery(Protocol):
     """How a processor makes a batch's outputs and offsets durable."""
 
+    producers: tuple[Producer, ...]
+    send_index: int
+    """The batch about to run sends with ``producers[send_index]``."""
+
     async def begin_batch(self) -> None: ...
 
     async def end_batch(self, through: Offsets, records: Sequence[Record]) -> None:
@@ -41,6 +46,10 @@ class Delivery(Protocol):
 
     async def abort_batch(self, records: Sequence[Record]) -> None:
         """The pipeline raised: drop what is not durable yet and never commit it."""
+        ...
+
+    async def settle(self) -> None:
+        """Make every finished batch durable now (idle, stop)."""
         ...
 
     async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None: ...
@@ -57,31 +66,66 @@ def first_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
 
 
 class AtLeastOnce:
-    """Flush, then commit: never an offset whose outputs are not acknowledged."""
+    """Flush, then commit: never an offset whose outputs are not acknowledged.
 
-    def __init__(self, producer: Producer, consumer: Consumer, stats: ProcessorStats) -> None:
-        self.producer = producer
+    Pipelined (DESIGN §10): batch *n*'s flush and commit run in the background while
+    batch *n + 1* is processed, and complete before *n + 1* ends. Two producers take
+    turns, one per batch, so the flush of one never races with the sends of the
+    next. A crash replays at most the two batches not yet committed; a rebalance or
+    a stop settles everything first.
+    """
+
+    def __init__(
+        self, producers: Sequence[Producer], consumer: Consumer, stats: ProcessorStats
+    ) -> None:
+        self.producers: tuple[Producer, ...] = tuple(producers)
         self.consumer = consumer
         self.stats = stats
+        self.send_index = 0
+        """Which producer the next batch sends with."""
+        self._unsettled: list[tuple[int, dict[TopicPartition, int]]] = []
         self._pending: dict[TopicPartition, int] = {}
+        self._settling: asyncio.Task[None] | None = None
 
     async def begin_batch(self) -> None:
-        return None
+        if self._unsettled and self._settling is None:
+            self._settling = asyncio.create_task(self._settle())
 
     async def end_batch(self, through: Offsets, records: Sequence[Record]) -> None:
-        await self.producer.flush()
-        self._pending.update(through)
-        await self._commit(self._pending)
+        await self._wait_settling()
+        self._unsettled.append((self.send_index, dict(through)))
+        self.send_index = (self.send_index + 1) % len(self.producers)
 
     async def abort_batch(self, records: Sequence[Record]) -> None:
-        return None
+        await self._wait_settling()
+
+    async def settle(self) -> None:
+        """Flush and commit every finished batch now (idle, stop, rebalance)."""
+        await self._wait_settling()
+        await self._settle()
 
     async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
-        await self._commit({tp: self._pending[tp] for tp in partitions if tp in self._pending})
+        await self.settle()
 
     async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
+        await self._wait_settling()
         for tp in partitions:
             self._pending.pop(tp, None)
+            for _, through in self._unsettled:
+                through.pop(tp, None)
+
+    async def _wait_settling(self) -> None:
+        task, self._settling = self._settling, None
+        if task is not None:
+            await task
+
+    async def _settle(self) -> None:
+        batches, self._unsettled = self._unsettled, []
+        for index in sorted({index for index, _ in batches}):
+            await self.producers[index].flush()
+        for _, through in batches:
+            self._pending.update(through)
+        await self._commit(self._pending)
 
     async def _commit(self, offsets: Offsets) -> None:
         if not offsets:
@@ -103,7 +147,7 @@ class AtLeastOnce:
                 self._pending.pop(tp, None)
             return
         except CommitError as exc:
-            # Kept pending: the next batch's commit covers these offsets too.
+            # Kept pending: the next commit covers these offsets too.
             self.stats.commit_failures += 1
             log.warning(
                 "event=commit_failed processor=%s partitions=%s error=%s",
@@ -123,6 +167,8 @@ class ExactlyOnce:
 
     def __init__(self, producer: Producer, consumer: Consumer, stats: ProcessorStats) -> None:
         self.producer = producer
+        self.producers: tuple[Producer, ...] = (producer,)
+        self.send_index = 0
         self.consumer = consumer
         self.stats = stats
         self._open = False
@@ -177,8 +223,11 @@ class ExactlyOnce:
                         exc,
                     )
 
-    async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+    async def settle(self) -> None:
         return None  # every finished batch is committed with its transaction
+
+    async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        return None
 
     async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
         return None  # nothing uncommitted survives a batch

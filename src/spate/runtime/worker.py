@@ -20,6 +20,7 @@ partitions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -123,12 +124,17 @@ class Worker:
             self,
             offset_reset=settings.offset_reset,
         )
-        producer = self.broker.producer(
-            transactional_id=self._transactional_id() if exactly_once else None
-        )
-        strategy = ExactlyOnce if exactly_once else AtLeastOnce
-        self._delivery = delivery = strategy(producer, consumer, self.stats)
-        pipeline = self.stream.compile(producer.send, self.policy.record_failed)
+        delivery: Delivery
+        if exactly_once:
+            producer = self.broker.producer(transactional_id=self._transactional_id())
+            delivery = ExactlyOnce(producer, consumer, self.stats)
+        else:
+            producers = [self.broker.producer() for _ in range(2)]
+            delivery = AtLeastOnce(producers, consumer, self.stats)
+        self._delivery = delivery
+        pipelines = [
+            self.stream.compile(p.send, self.policy.record_failed) for p in delivery.producers
+        ]
         log.info(
             "event=start app=%s processor=%s group=%s topics=%s guarantee=%s",
             self.app_name,
@@ -140,7 +146,9 @@ class Worker:
         self.stats.running = True
         error: BaseException | None = None
         try:
-            async with producer:
+            async with contextlib.AsyncExitStack() as resources:
+                for p in delivery.producers:
+                    await resources.enter_async_context(p)
                 try:
                     await consumer.start()
                     while not stop.is_set():
@@ -148,7 +156,10 @@ class Worker:
                             settings.batch_size, settings.fetch_timeout_s
                         )
                         if records:
-                            await self._process(records, pipeline, delivery)
+                            await self._process(records, pipelines[delivery.send_index], delivery)
+                        else:
+                            await delivery.settle()
+                    await delivery.settle()
                 finally:
                     await consumer.close()
         except BaseException as exc:

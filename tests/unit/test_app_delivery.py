@@ -1,0 +1,91 @@
+"""Delivery strategies on the real memory:// broker: when outputs and offsets land."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+import spate
+from spate.brokers.base import Broker, Consumer
+from spate.record import Record, TopicPartition
+from spate.runtime.delivery import AtLeastOnce, ExactlyOnce
+from spate.runtime.stats import ProcessorStats
+
+IN = TopicPartition("in", 0)
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[Broker]:
+    async with spate.connect("memory://delivery") as b:
+        await b.create_topic("in", 1)
+        await b.create_topic("out", 1)
+        async with b.producer() as p:
+            for i in range(6):
+                p.send("in", str(i).encode(), partition=0)
+            await p.flush()
+        yield b
+
+
+async def end_offsets(broker: Broker) -> tuple[int | None, int]:
+    """(committed position of group g on `in`, records in `out`)."""
+    [lag_in] = await broker.lag("g", ["in"])
+    [lag_out] = await broker.lag("nobody", ["out"])
+    return lag_in.committed, lag_out.end_offset
+
+
+async def run_batch(delivery: AtLeastOnce | ExactlyOnce, records: list[Record]) -> None:
+    await delivery.begin_batch()
+    for r in records:
+        delivery.producers[delivery.send_index].send("out", r.value)
+    await delivery.end_batch({IN: records[-1].offset}, records)
+
+
+async def started_consumer(broker: Broker) -> tuple[Consumer, list[Record]]:
+    consumer = broker.consumer(["in"], "g")
+    await consumer.start()
+    records = await consumer.fetch(100, 1.0)
+    assert len(records) == 6
+    return consumer, records
+
+
+async def test_at_least_once_commits_a_batch_once_the_next_one_ends(broker: Broker) -> None:
+    consumer, records = await started_consumer(broker)
+    producers = [broker.producer(), broker.producer()]
+    delivery = AtLeastOnce(producers, consumer, ProcessorStats(processor="p", group="g"))
+    async with producers[0], producers[1], consumer:
+        await run_batch(delivery, records[:3])
+        assert await end_offsets(broker) == (None, 0)  # in flight with the next batch
+        await run_batch(delivery, records[3:])
+        assert await end_offsets(broker) == (3, 3)  # batch 1: outputs first, then offsets
+        await delivery.settle()
+        assert await end_offsets(broker) == (6, 6)
+    assert delivery.stats.commits == 2
+
+
+async def test_at_least_once_drops_lost_partitions_and_never_commits_them(
+    broker: Broker,
+) -> None:
+    consumer, records = await started_consumer(broker)
+    producers = [broker.producer(), broker.producer()]
+    delivery = AtLeastOnce(producers, consumer, ProcessorStats(processor="p", group="g"))
+    async with producers[0], producers[1], consumer:
+        await run_batch(delivery, records[:3])
+        await delivery.on_lost([IN])
+        await delivery.settle()
+        assert await end_offsets(broker) == (None, 3)  # outputs may repeat; offsets stay
+
+
+async def test_exactly_once_rewinds_a_failed_transaction(broker: Broker) -> None:
+    consumer, records = await started_consumer(broker)
+    producer = broker.producer(transactional_id="t")
+    delivery = ExactlyOnce(producer, consumer, ProcessorStats(processor="p", group="g"))
+    async with producer, consumer:
+        await run_batch(delivery, records[:3])
+        assert await end_offsets(broker) == (3, 3)
+        await delivery.begin_batch()
+        producer.send("out", b"x")
+        await delivery.abort_batch(records[3:])
+        assert await end_offsets(broker) == (3, 3)
+        again = await consumer.fetch(100, 1.0)
+        assert [r.offset for r in again] == [3, 4, 5]

@@ -99,3 +99,24 @@ async def test_lone_member_owns_all_partitions_at_once(broker: LocalBroker) -> N
         assert await consumer.fetch(10, 0.01) == []
         assert consumer.assignment() == frozenset(PARTITIONS)
     assert listener.events == [("assigned", tuple(PARTITIONS)), ("revoked", tuple(PARTITIONS))]
+
+
+async def test_batch_from_before_a_lost_and_retaken_lease_cannot_commit(
+    broker: LocalBroker, clock: ManualClock
+) -> None:
+    zombie = broker.consumer(["t"], "g")
+    await zombie.fetch(10, 0.01)
+    task = zombie.member._task
+    assert task is not None
+    task.cancel()
+    clock.advance(TTL_S + 1)
+    successor = broker.consumer(["t"], "g")
+    await successor.fetch(10, 0.01)
+    await successor.close()
+    await zombie.member.tick()
+    assert zombie.member.epoch(PARTITIONS[0]) == 3
+    with pytest.raises(FencedError):
+        await zombie.commit({PARTITIONS[0]: 5})
+    await zombie.fetch(10, 0.01)
+    await zombie.commit({PARTITIONS[0]: 5})
+    await zombie.close()

@@ -215,6 +215,10 @@ class LeasedConsumer(Consumer):
             clock=clock,
         )
         self._positions: dict[TopicPartition, int] = {}
+        self._epochs: dict[TopicPartition, int] = {}
+        """The epoch each partition had when the listener was told it was assigned: a
+        batch fetched before a lease was lost and taken again must not commit with the
+        new epoch, so commits are signed with this one, not the member's current one."""
         self._started = False
         self._closed = False
 
@@ -263,8 +267,8 @@ class LeasedConsumer(Consumer):
         is not owned by this member any more."""
         epochs: dict[TopicPartition, int] = {}
         for tp in tps:
-            epoch = self.member.epoch(tp)
-            if epoch is None or tp not in self._positions:
+            epoch = self._epochs.get(tp)
+            if epoch is None or epoch != self.member.epoch(tp):
                 raise FencedError(
                     f"group {self.group!r}: {tp.topic}[{tp.partition}] is not owned by "
                     f"member {self.member.member_id}"
@@ -274,9 +278,11 @@ class LeasedConsumer(Consumer):
 
     async def _apply_changes(self) -> None:
         changes = self.member.take_changes()
+        new_epochs = {tp: self.member.epoch(tp) for tp in changes.assigned}
         if changes.lost:
             for tp in changes.lost:
                 self._positions.pop(tp, None)
+                self._epochs.pop(tp, None)
             log.warning(
                 "group %s member %s lost %s", self.group, self.member.member_id, changes.lost
             )
@@ -287,8 +293,10 @@ class LeasedConsumer(Consumer):
             finally:
                 for tp in changes.revoke:
                     self._positions.pop(tp, None)
+                    self._epochs.pop(tp, None)
                 await self.member.release(changes.revoke)
         if changes.assigned:
+            self._epochs.update((tp, e) for tp, e in new_epochs.items() if e is not None)
             self._positions.update(await self._initial_positions(changes.assigned))
             log.info(
                 "group %s member %s assigned %s",
@@ -346,4 +354,5 @@ class LeasedConsumer(Consumer):
                 await self._listener.on_revoked(owned)
         finally:
             self._positions.clear()
+            self._epochs.clear()
             await self.member.close()

@@ -42,7 +42,7 @@ from spate.brokers.nats.admin import stream_name
 from spate.brokers.nats.codec import decode
 from spate.brokers.nats.errors import nats_errors
 from spate.brokers.nats.leases import escape_key
-from spate.errors import BrokerError, CommitError, FencedError
+from spate.errors import BrokerError, CommitError, FencedError, SpateError
 from spate.record import Record, TopicPartition
 
 if TYPE_CHECKING:
@@ -304,9 +304,16 @@ class NatsConsumer(LeasedConsumer):
     ) -> None:
         store = self._broker.leases
         member = self.member.member_id
-        held = await asyncio.gather(
-            *(store.holds(self.group, tp, member, epochs[tp]) for tp in through)
-        )
+        try:
+            held = await asyncio.gather(
+                *(store.holds(self.group, tp, member, epochs[tp]) for tp in through)
+            )
+        except SpateError as exc:
+            # The leases cannot be read (e.g. the server is restarting): nothing was
+            # acked, and the runtime keeps these offsets for its next commit.
+            raise CommitError(
+                f"group {self.group!r}: cannot check leases to commit: {exc}"
+            ) from exc
         stale = [tp for tp, ok in zip(through, held, strict=True) if not ok]
         if stale:
             raise FencedError(

@@ -224,11 +224,16 @@ class NatsLeaseStore:
             *(self._rewrite_if_held(group, tp, e, member, 0, "") for tp, e in leases.items())
         )
 
-    async def holds(self, group: str, tp: TopicPartition, member: str, epoch: int) -> bool:
-        """Whether ``member`` still holds ``tp`` at ``epoch`` (nobody took it over)."""
+    async def lease(self, group: str, tp: TopicPartition) -> tuple[str, int, int] | None:
+        """``(holder, epoch, deadline_ms)`` of ``tp``'s lease; holder "" when released."""
         _, leases_kv = await self._buckets()
         lease, _ = await self._get(leases_kv, lease_key(group, tp), f"read the lease of {tp}")
-        return lease is not None and lease["m"] == member and lease["e"] == epoch
+        return None if lease is None else (str(lease["m"]), int(lease["e"]), int(lease["d"]))
+
+    async def holds(self, group: str, tp: TopicPartition, member: str, epoch: int) -> bool:
+        """Whether ``member`` still holds ``tp`` at ``epoch`` (nobody took it over)."""
+        lease = await self.lease(group, tp)
+        return lease is not None and lease[0] == member and lease[1] == epoch
 
     async def groups(self) -> list[str]:
         """Every group with live or recently live members."""

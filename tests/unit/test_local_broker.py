@@ -169,6 +169,11 @@ async def test_retention_by_size_keeps_newest_batches() -> None:
         assert 0 < len(kept) < 20
         assert kept[-1].offset == 19
         assert sum(len(r.value) for r in kept) <= 1000
+        async with broker.producer() as producer:
+            producer.send("t", b"y" * 5000)
+        await broker.enforce_retention()
+        async with broker.consumer(["t"], "g2") as consumer:
+            assert [r.offset for r in await consumer.fetch(100, 1.0)] == [20]
 
 
 async def test_topics_without_retention_keep_everything() -> None:

@@ -5,7 +5,8 @@ Policy (per partition, whole batches, oldest first, keeping the log contiguous):
 * a topic without those keys (or with ``-1``) keeps every record: the embedded broker
   never deletes anything on its own, consumed or not;
 * ``retention.ms``: a batch whose newest record is older than that is deleted;
-* ``retention.bytes``: oldest batches are deleted while the partition holds more.
+* ``retention.bytes``: oldest batches are deleted while the partition holds more,
+  except the newest batch, so a flush larger than the limit is still delivered.
 
 Retention wins over consumers: records a group has not committed yet are deleted when
 retention says so. Each such record is counted in that group's ``records_lost`` for
@@ -99,9 +100,9 @@ def _new_start(
     ).fetchall()
     total = sum(size for _, _, size in batches)
     keep_from: int | None = None
-    for last_offset, max_ts, size in batches:
+    for index, (last_offset, max_ts, size) in enumerate(batches):
         too_old = max_age_ms is not None and max_ts < now_ms - max_age_ms
-        too_big = max_bytes is not None and total > max_bytes
+        too_big = max_bytes is not None and total > max_bytes and index < len(batches) - 1
         if not (too_old or too_big):
             break
         total -= size

@@ -1,0 +1,202 @@
+"""The redis-py client behind a RedisBroker: URL and options, error mapping, scripts.
+
+Everything that talks to Redis goes through :class:`RedisClient`, so the mapping of
+redis-py's exceptions onto :mod:`spate.errors` happens in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import redis.asyncio as aioredis
+from redis import exceptions as rex
+
+from spate.brokers.redis.scripts import ALL as ALL_SCRIPTS
+from spate.brokers.url import BrokerURL
+from spate.clock import SYSTEM_CLOCK, Clock
+from spate.errors import (
+    BrokerError,
+    ConfigError,
+    ConnectError,
+    FencedError,
+    SpateError,
+    TopicNotFoundError,
+)
+
+DEFAULT_PORT = 6379
+_OWN_OPTIONS = ("dedup_window_s", "lease_ttl_s", "heartbeat_s", "retention_interval_s")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RedisOptions:
+    """spate's own settings for the Redis adapter; everything else goes to redis-py.
+
+    Each can be given as a keyword to ``spate.connect`` or in the URL query.
+    """
+
+    dedup_window_s: float = 3600.0
+    """How long a published ``dedup_id`` is remembered (effectively-once window)."""
+    lease_ttl_s: float = 10.0
+    """Partition lease lifetime: how long a dead member's partitions stay unowned."""
+    heartbeat_s: float | None = None
+    """How often a member renews its leases (default: a third of ``lease_ttl_s``)."""
+    retention_interval_s: float = 30.0
+    """How often a started broker enforces topic retention; 0 turns it off."""
+    clock: Clock = SYSTEM_CLOCK
+    """Time for record timestamps, retention and lease deadlines (tests inject one)."""
+
+    @classmethod
+    def split(
+        cls, url: BrokerURL, options: Mapping[str, Any]
+    ) -> tuple[RedisOptions, dict[str, Any]]:
+        """spate's settings, and the redis-py keyword arguments left over.
+
+        Options given as keywords win over the same name in the URL query.
+        """
+        own: dict[str, Any] = {}
+        passthrough = dict(options)
+        if "clock" in passthrough:
+            own["clock"] = passthrough.pop("clock")
+        for name in _OWN_OPTIONS:
+            raw = passthrough.pop(name, url.query.get(name))
+            if raw is None:
+                continue
+            try:
+                value = float(raw)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(
+                    f"Redis option {name}={raw!r} is not a number of seconds; give e.g. {name}=10"
+                ) from exc
+            if value < 0 or (value == 0 and name != "retention_interval_s"):
+                raise ConfigError(f"Redis option {name}={raw!r} must be positive")
+            own[name] = value
+        return cls(**own), passthrough
+
+
+def redis_py_url(url: BrokerURL) -> str:
+    """The URL redis-py should see: spate's own query options removed, db validated."""
+    if len(url.hosts) != 1:
+        raise ConfigError(
+            f"broker URL {url.redacted!r}: Redis takes exactly one host:port "
+            "(Sentinel and Cluster are not supported by this adapter)"
+        )
+    database = url.path.strip("/") or "0"
+    if not database.isdigit():
+        raise ConfigError(
+            f"broker URL {url.redacted!r}: database {url.path!r} is not a number; "
+            "write redis://host:port/0"
+        )
+    host, port = url.host_list(DEFAULT_PORT)[0]
+    userinfo = ""
+    if url.username is not None or url.password is not None:
+        userinfo = quote(url.username or "", safe="")
+        if url.password is not None:
+            userinfo += ":" + quote(url.password, safe="")
+        userinfo += "@"
+    address = f"[{host}]" if ":" in host else host
+    query = {k: v for k, v in url.query.items() if k not in _OWN_OPTIONS}
+    suffix = f"?{urlencode(query)}" if query else ""
+    return f"{url.scheme}://{userinfo}{address}:{port}/{database}{suffix}"
+
+
+def translate(exc: BaseException, what: str) -> SpateError:
+    """The spate error for a redis-py (or socket) error raised while doing ``what``."""
+    message = f"{what}: {exc}"
+    if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
+        return ConnectError(f"{what}: Redis refused the credentials ({exc}); check user:password")
+    if isinstance(exc, rex.ConnectionError | rex.TimeoutError | OSError):
+        return ConnectError(f"{what}: cannot reach Redis ({exc})")
+    if isinstance(exc, rex.ResponseError):
+        text = str(exc)
+        if text.startswith("SPATE_FENCED"):
+            return FencedError(f"{what}: {text.removeprefix('SPATE_FENCED ')}")
+        if text.startswith("SPATE_NO_TOPIC"):
+            return TopicNotFoundError(f"{what}: the topic does not exist")
+        if text.startswith("NOPERM") or text.startswith("NOAUTH"):
+            return ConnectError(f"{what}: Redis refused the command ({text}); check the ACL")
+    return BrokerError(message)
+
+
+@contextlib.contextmanager
+def mapped(what: str) -> Iterator[None]:
+    """Turn every redis-py error inside the block into a spate error."""
+    try:
+        yield
+    except SpateError:
+        raise
+    except (rex.RedisError, OSError) as exc:
+        _stop_if_cancelled(what)
+        raise translate(exc, what) from exc
+
+
+def _stop_if_cancelled(what: str) -> None:
+    """Raise CancelledError if someone cancelled the current task.
+
+    redis-py sometimes absorbs a cancellation that arrives while it finishes a command
+    (it returns the reply, or a timeout error): a task being cancelled must still stop,
+    or ``task.cancel(); await task`` would wait forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError(what)
+
+
+class RedisClient:
+    """A redis-py asyncio client plus the scripts spate runs on it."""
+
+    def __init__(self, url: BrokerURL, passthrough: Mapping[str, Any]) -> None:
+        self.display = url.redacted
+        try:
+            self.redis: aioredis.Redis = aioredis.Redis.from_url(
+                redis_py_url(url), decode_responses=False, **passthrough
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"broker URL {url.redacted!r}: bad Redis option ({exc})") from exc
+
+    async def start(self) -> None:
+        """Check the server answers and load every script."""
+        with mapped(f"connecting to {self.display}"):
+            await self.redis.ping()
+        await self.load_scripts()
+
+    async def load_scripts(self) -> None:
+        """Load the scripts (again, after a server restart emptied its script cache)."""
+        with mapped(f"loading scripts into {self.display}"):
+            pipe = self.redis.pipeline(transaction=False)
+            for script in ALL_SCRIPTS.values():
+                pipe.script_load(script.text)
+            await pipe.execute()
+
+    async def run(self, build: Callable[[Any], object], what: str) -> list[Any]:
+        """Run the commands ``build`` queues on a fresh pipeline, in one round trip.
+
+        Per-command errors come back as exception objects in the result list. A NOSCRIPT
+        answer (the server restarted and forgot the scripts) reloads them and runs the
+        whole pipeline once more: a command refused with NOSCRIPT did nothing.
+        """
+        with mapped(what):
+            for attempt in range(2):
+                pipe = self.redis.pipeline(transaction=False)
+                build(pipe)
+                results: list[Any] = await pipe.execute(raise_on_error=False)
+                if attempt or not any(isinstance(r, rex.NoScriptError) for r in results):
+                    break
+                await self.load_scripts()
+        _stop_if_cancelled(what)
+        return results
+
+    async def close(self) -> None:
+        with contextlib.suppress(rex.RedisError, OSError):
+            await self.redis.aclose()
+
+
+def raise_first(results: list[Any], what: str) -> None:
+    """Raise the spate error for the first failed command of a pipeline, if any."""
+    for result in results:
+        if isinstance(result, BaseException):
+            raise translate(result, what) from result

@@ -1,0 +1,152 @@
+"""The Redis producer: ``send`` buffers, ``flush`` appends with one pipelined round trip.
+
+Each partition's share of the buffer goes to the publish script in chunks, which
+assigns dense offsets and appends atomically. A record with a ``dedup_id`` is appended
+only if ``SET NX`` of that id succeeds in the same script, so a re-published output
+(same deterministic id) is dropped for as long as the dedup window remembers the id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from spate.brokers.base import Producer
+from spate.brokers.redis import keys
+from spate.brokers.redis.client import RedisClient, translate
+from spate.brokers.redis.scripts import PUBLISH_SCRIPT
+from spate.brokers.redis.streams import encode_headers
+from spate.clock import Clock
+from spate.errors import ClosedError, PublishError, SpateError, TopicNotFoundError
+from spate.partitioner import Partitioner
+from spate.record import Headers, TopicPartition
+
+_CHUNK = 500
+"""Records per script call: large enough to amortise the call, small enough not to
+hold the single-threaded server for long."""
+
+# (topic, partition, key, value, headers, timestamp_ms, dedup_id)
+_Pending = tuple[str, int | None, bytes | None, bytes, Headers, int | None, str | None]
+
+
+class RedisProducer(Producer):
+    """Buffers records and publishes them through the publish script."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        partitions_of: Callable[[str], Awaitable[int]],
+        forget_topic: Callable[[str], None],
+        *,
+        dedup_window_ms: int,
+        clock: Clock,
+    ) -> None:
+        self._client = client
+        self._partitions_of = partitions_of
+        self._forget_topic = forget_topic
+        self._dedup_window_ms = dedup_window_ms
+        self._clock = clock
+        self._partitioner = Partitioner()
+        self._buffer: list[_Pending] = []
+        self._closed = False
+        self._flush_lock = asyncio.Lock()
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Headers = (),
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        dedup_id: str | None = None,
+    ) -> None:
+        if self._closed:
+            raise ClosedError("send on a closed Redis producer")
+        self._buffer.append((topic, partition, key, value, headers, timestamp_ms, dedup_id))
+
+    async def flush(self, timeout_s: float | None = None) -> None:
+        if self._closed:
+            raise ClosedError("flush on a closed Redis producer")
+        async with self._flush_lock:
+            pending, self._buffer = self._buffer, []
+            if not pending:
+                return
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self._publish(pending)
+            except TimeoutError as exc:
+                raise PublishError(
+                    f"{len(pending)} records were not acknowledged within {timeout_s} s"
+                ) from exc
+
+    async def _publish(self, pending: list[_Pending]) -> None:
+        batches = await self._by_partition(pending)
+        calls: list[tuple[TopicPartition, list[_Pending]]] = []
+        for tp, records in batches.items():
+            calls.extend((tp, records[i : i + _CHUNK]) for i in range(0, len(records), _CHUNK))
+        now = str(self._clock.time_ms())
+        window = self._dedup_window_ms
+
+        def build(pipe: Any) -> None:
+            for tp, chunk in calls:
+                args: list[Any] = [keys.dedup_prefix(tp), window]
+                for _topic, _part, key, value, headers, ts, dedup in chunk:
+                    args += (
+                        dedup or "",
+                        "0" if key is None else "1",
+                        key or b"",
+                        value,
+                        now if ts is None else ts,
+                        encode_headers(headers),
+                    )
+                PUBLISH_SCRIPT.queue(pipe, [keys.stream_of(tp)], args)
+
+        try:
+            results = await self._client.run(build, "publishing")
+        except SpateError as exc:
+            raise PublishError(f"publishing {len(pending)} records failed: {exc}") from exc
+        for (tp, chunk), result in zip(calls, results, strict=True):
+            if isinstance(result, BaseException):
+                error = translate(result, "publishing")
+                if isinstance(error, TopicNotFoundError):
+                    self._forget_topic(tp.topic)
+                raise PublishError(
+                    f"publishing to topic {tp.topic!r} partition {tp.partition} failed "
+                    f"(first key {chunk[0][2]!r}): {error}"
+                ) from result
+
+    async def _by_partition(self, pending: list[_Pending]) -> dict[TopicPartition, list[_Pending]]:
+        counts: dict[str, int] = {}
+        out: dict[TopicPartition, list[_Pending]] = {}
+        for record in pending:
+            topic, partition, key = record[0], record[1], record[2]
+            count = counts.get(topic)
+            if count is None:
+                try:
+                    count = counts[topic] = await self._partitions_of(topic)
+                except TopicNotFoundError as exc:
+                    raise PublishError(
+                        f"cannot publish to topic {topic!r} (key {key!r}): it does not exist; "
+                        f"create it with `spate topics create {topic}`"
+                    ) from exc
+            if partition is None:
+                partition = self._partitioner.choose(topic, key, count)
+            elif not 0 <= partition < count:
+                raise PublishError(
+                    f"cannot publish to topic {topic!r} partition {partition} (key {key!r}): "
+                    f"the topic has {count} partitions"
+                )
+            out.setdefault(TopicPartition(topic, partition), []).append(record)
+        return out
+
+    async def close(self) -> None:
+        """Flush what is buffered, then refuse further use."""
+        if self._closed:
+            return
+        try:
+            await self.flush()
+        finally:
+            self._closed = True

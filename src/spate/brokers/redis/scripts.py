@@ -1,0 +1,284 @@
+"""The Lua scripts that make spate's Redis operations atomic.
+
+Each script touches only keys of one partition (one cluster slot, see :mod:`.keys`).
+They run on Redis 6.2 and 7.x: ``redis.replicate_commands()`` (a no-op on 7.x) lets a
+6.2 script write after reading the server time.
+
+Scripts are called with EVALSHA inside pipelines; a server that lost its script cache
+(a restart) answers NOSCRIPT, which :meth:`Scripts.load` repairs before a retry. Errors
+the adapter must recognise start with a fixed word (``SPATE_FENCED``,
+``SPATE_NO_TOPIC``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+_PRELUDE = """
+if redis.replicate_commands then redis.replicate_commands() end
+local function fmt(n) return string.format('%d', n) end
+local function offset_of(id) return tonumber(string.sub(id, 3)) end
+local function id_before(offset)
+  if offset <= 0 then return '0-0' end
+  return '1-' .. fmt(offset - 1)
+end
+local function field(flat, name)
+  for i = 1, #flat, 2 do if flat[i] == name then return flat[i + 1] end end
+  return nil
+end
+local function end_offset(stream)
+  local last = field(redis.call('XINFO', 'STREAM', stream), 'last-generated-id')
+  if string.sub(last, 1, 2) == '0-' then return 0 end
+  return offset_of(last) + 1
+end
+local function fence(epochs, group, epoch)
+  if redis.call('HGET', epochs, group) ~= epoch then
+    return redis.error_reply('SPATE_FENCED epoch ' .. epoch .. ' is stale')
+  end
+  return nil
+end
+"""
+
+PUBLISH = """
+-- KEYS: stream. ARGV: dedup key prefix, dedup window ms, then 6 per record:
+-- dedup id ('' = none), has key ('1'/'0'), key, value, timestamp ms, headers ('' = none)
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('SPATE_NO_TOPIC ' .. KEYS[1])
+end
+local nxt = end_offset(KEYS[1])
+local first = nxt
+local dropped = 0
+for i = 3, #ARGV, 6 do
+  local keep = true
+  if ARGV[i] ~= '' then
+    keep = redis.call('SET', ARGV[1] .. ARGV[i], fmt(nxt), 'NX', 'PX', ARGV[2])
+  end
+  if keep then
+    local fields = {'v', ARGV[i + 3], 't', ARGV[i + 4]}
+    if ARGV[i + 1] == '1' then
+      fields[5] = 'k'
+      fields[6] = ARGV[i + 2]
+    end
+    if ARGV[i + 5] ~= '' then
+      fields[#fields + 1] = 'h'
+      fields[#fields + 1] = ARGV[i + 5]
+    end
+    redis.call('XADD', KEYS[1], '1-' .. fmt(nxt), unpack(fields))
+    nxt = nxt + 1
+  else
+    dropped = dropped + 1
+  end
+end
+return {first, nxt - first, dropped}
+"""
+
+TAKEOVER = """
+-- KEYS: stream, epochs, committed. ARGV: group, epoch, consumer, offset reset.
+-- Creates the consumer group if needed, claims every pending entry (of any previous
+-- owner) for this consumer, and moves the group cursor to the committed position so
+-- the claimed entries are delivered again, in order. Returns that position.
+local refused = fence(KEYS[2], ARGV[1], ARGV[2])
+if refused then return refused end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('SPATE_NO_TOPIC ' .. KEYS[1])
+end
+local exists = false
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  if field(g, 'name') == ARGV[1] then exists = true end
+end
+if not exists then redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0') end
+local cursor = '0-0'
+repeat
+  cursor = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, cursor,
+                      'COUNT', 1000, 'JUSTID')[1]
+until cursor == '0-0'
+local position
+local committed = redis.call('HGET', KEYS[3], ARGV[1])
+if committed then
+  position = tonumber(committed)
+elseif ARGV[4] == 'latest' then
+  local oldest = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1)
+  if #oldest > 0 then
+    position = offset_of(oldest[1][1])
+  else
+    position = end_offset(KEYS[1])
+  end
+else
+  position = 0
+end
+redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], id_before(position))
+return position
+"""
+
+READ = """
+-- KEYS: stream, epochs. ARGV: group, epoch, consumer, count, new cursor ('' = keep).
+local refused = fence(KEYS[2], ARGV[1], ARGV[2])
+if refused then return refused end
+if ARGV[5] ~= '' then redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], ARGV[5]) end
+return redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[3], 'COUNT', ARGV[4],
+                  'STREAMS', KEYS[1], '>')
+"""
+
+COMMIT = """
+-- KEYS: stream, epochs, committed. ARGV: group, epoch, through.
+-- Acknowledges every pending entry up to and including offset `through` and records
+-- the position through + 1, refusing a stale epoch in the same atomic step.
+local refused = fence(KEYS[2], ARGV[1], ARGV[2])
+if refused then return refused end
+local upto = '1-' .. ARGV[3]
+local acked = 0
+while true do
+  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', upto, 1000)
+  if #pending == 0 then break end
+  local ids = {}
+  for i, entry in ipairs(pending) do ids[i] = entry[1] end
+  acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+  if #pending < 1000 then break end
+end
+redis.call('HSET', KEYS[3], ARGV[1], fmt(tonumber(ARGV[3]) + 1))
+return acked
+"""
+
+TRIM = """
+-- KEYS: stream, committed, stats. ARGV: retention ms ('' = none), now ms, max records
+-- ('' = none), max bytes ('' = none), allow loss ('1'/'0').
+-- Finds the first offset retention wants to keep, never trims past what a group has not
+-- acknowledged unless loss is allowed (then counts, per group, the unacknowledged
+-- records removed). Returns {first kept offset, records removed, records lost}.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0, 0} end
+local first_entry = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+local stop = end_offset(KEYS[1])
+if not first_entry then return {stop, 0, 0} end
+local first = offset_of(first_entry[1])
+local target = first
+if ARGV[3] ~= '' then target = math.max(target, stop - tonumber(ARGV[3])) end
+if ARGV[4] ~= '' then
+  local length = redis.call('XLEN', KEYS[1])
+  local used = redis.call('MEMORY', 'USAGE', KEYS[1])
+  if length > 0 and used and used > tonumber(ARGV[4]) then
+    local keep = math.floor(tonumber(ARGV[4]) * length / used)
+    target = math.max(target, stop - keep)
+  end
+end
+if ARGV[1] ~= '' then
+  local cutoff = tonumber(ARGV[2]) - tonumber(ARGV[1])
+  local lo, hi = target, stop
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local found = redis.call('XRANGE', KEYS[1], '1-' .. fmt(mid), '+', 'COUNT', 1)[1]
+    if not found then
+      hi = mid
+    elseif tonumber(field(found[2], 't')) < cutoff then
+      lo = offset_of(found[1]) + 1
+    else
+      hi = mid
+    end
+  end
+  target = lo
+end
+local safe = target
+local behind = {}
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local name = field(g, 'name')
+  local delivered = field(g, 'last-delivered-id')
+  local unacked = 0
+  if string.sub(delivered, 1, 2) ~= '0-' then unacked = offset_of(delivered) + 1 end
+  if field(g, 'pending') > 0 then
+    local oldest = redis.call('XPENDING', KEYS[1], name, '-', '+', 1)[1]
+    unacked = math.min(unacked, offset_of(oldest[1]))
+  end
+  local committed = redis.call('HGET', KEYS[2], name)
+  if committed then unacked = math.min(unacked, tonumber(committed)) end
+  behind[name] = unacked
+  safe = math.min(safe, unacked)
+end
+local keep_from = safe
+local lost = 0
+if ARGV[5] == '1' then
+  keep_from = target
+  if target > safe then lost = target - math.max(safe, first) end
+end
+if keep_from <= first then return {first, 0, 0} end
+local removed = redis.call('XTRIM', KEYS[1], 'MINID', '1-' .. fmt(keep_from))
+for name, unacked in pairs(behind) do
+  if unacked < keep_from then
+    redis.call('HINCRBY', KEYS[3], name, keep_from - math.max(unacked, first))
+  end
+end
+return {keep_from, removed, lost}
+"""
+
+HEARTBEAT = """
+-- KEYS: members. ARGV: member, ttl ms. Server time, so member clocks may disagree.
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+redis.call('PEXPIRE', KEYS[1], math.max(tonumber(ARGV[2]) * 10, 60000))
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
+ACQUIRE = """
+-- KEYS: lease, epochs. ARGV: group, member, ttl ms. Returns the new epoch or nil.
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local epoch = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('HSET', KEYS[1], 'member', ARGV[2], 'epoch', epoch)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return epoch
+"""
+
+RENEW = """
+-- KEYS: lease. ARGV: member, epoch, ttl ms. 1 if still held and extended, else 0.
+local held = redis.call('HMGET', KEYS[1], 'member', 'epoch')
+if held[1] ~= ARGV[1] or held[2] ~= ARGV[2] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+RELEASE = """
+-- KEYS: lease. ARGV: member, epoch. Deletes the lease only if still ours.
+local held = redis.call('HMGET', KEYS[1], 'member', 'epoch')
+if held[1] ~= ARGV[1] or held[2] ~= ARGV[2] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
+
+class Script:
+    """One script's text with the PRELUDE, and its SHA1 for EVALSHA."""
+
+    __slots__ = ("name", "sha", "text")
+
+    def __init__(self, name: str, body: str) -> None:
+        self.name = name
+        self.text = _PRELUDE + body
+        self.sha = hashlib.sha1(self.text.encode()).hexdigest()
+
+    def queue(self, pipe: Any, keys: list[str], args: list[Any]) -> Any:
+        """Queue an EVALSHA of this script on a redis-py pipeline; returns the pipeline."""
+        return pipe.evalsha(self.sha, len(keys), *keys, *args)
+
+
+ALL = {
+    name: Script(name, body)
+    for name, body in {
+        "publish": PUBLISH,
+        "takeover": TAKEOVER,
+        "read": READ,
+        "commit": COMMIT,
+        "trim": TRIM,
+        "heartbeat": HEARTBEAT,
+        "acquire": ACQUIRE,
+        "renew": RENEW,
+        "release": RELEASE,
+    }.items()
+}
+PUBLISH_SCRIPT = ALL["publish"]
+TAKEOVER_SCRIPT = ALL["takeover"]
+READ_SCRIPT = ALL["read"]
+COMMIT_SCRIPT = ALL["commit"]
+TRIM_SCRIPT = ALL["trim"]
+HEARTBEAT_SCRIPT = ALL["heartbeat"]
+ACQUIRE_SCRIPT = ALL["acquire"]
+RENEW_SCRIPT = ALL["renew"]
+RELEASE_SCRIPT = ALL["release"]

@@ -171,14 +171,26 @@ class GroupMember:
                 await self.store.release(self.group, leases, self.member_id)
 
     async def close(self) -> None:
-        """Stop heartbeating, release every lease and leave the group."""
+        """Stop heartbeating, release every lease and leave the group.
+
+        If the store cannot be reached, closing still succeeds: the leases then simply
+        expire after the ttl, as if this member had died.
+        """
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.release(list(self._owned))
-        await self.store.leave(self.group, self.member_id)
+        try:
+            await self.release(list(self._owned))
+            await self.store.leave(self.group, self.member_id)
+        except SpateError as exc:
+            log.warning(
+                "group %s member %s: could not leave cleanly (%s); its leases will expire",
+                self.group,
+                self.member_id,
+                exc,
+            )
 
 
 class LeasedConsumer(Consumer):

@@ -10,7 +10,7 @@ import pytest
 from spate.errors import ConfigError, ProcessingError
 from spate.record import Record
 from spate.runtime.errors import SkipPolicy, StopPolicy
-from spate.streams.stream import Batch, Stream, is_async_callable
+from spate.streams.stream import Batch, Output, Stream, is_async_callable
 from spate.topic import Topic
 
 orders = Topic.of("orders", partitions=2)
@@ -20,14 +20,9 @@ out_c = Topic.of("out-c", serde="str")
 out_d = Topic.of("out-d")
 
 
-class Sent:
-    """Collects what sinks publish, in the order they publish it."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, bytes, bytes | None]] = []
-
-    def __call__(self, topic: str, value: bytes, *, key: bytes | None = None) -> None:
-        self.records.append((topic, value, key))
+def triples(outputs: list[Output]) -> list[tuple[str, bytes, bytes | None]]:
+    """What the runtime would publish: (topic, value, key)."""
+    return [(topic, value, key) for topic, value, key, _source in outputs]
 
 
 def batch_of(*values: Any, key: bytes | None = b"k") -> Batch:
@@ -42,7 +37,6 @@ def fail_stop(record: Record, exc: Exception) -> None:
 
 
 def test_operators_chain_in_order_and_keep_the_source_key() -> None:
-    sent = Sent()
     seen: list[int] = []
     stream = (
         Stream([orders], "g", "p")
@@ -52,12 +46,12 @@ def test_operators_chain_in_order_and_keep_the_source_key() -> None:
         .flat_map(lambda v: [v, {"copy": v["amount"]}])
         .to(out_a)
     )
-    pipeline = stream.compile(sent, fail_stop)
+    pipeline = stream.compile(fail_stop)
     assert not pipeline.is_async
     published = pipeline.run_sync(batch_of({"amount": 5}, {"amount": 12}, {"amount": 30}))
-    assert len(published) == 4
+    assert [source.offset for _, _, _, source in published] == [1, 1, 2, 2]
     assert seen == [12, 30]
-    assert sent.records == [
+    assert triples(published) == [
         ("out-a", b'{"amount":12,"big":true}', b"k"),
         ("out-a", b'{"copy":12}', b"k"),
         ("out-a", b'{"amount":30,"big":true}', b"k"),
@@ -66,23 +60,19 @@ def test_operators_chain_in_order_and_keep_the_source_key() -> None:
 
 
 def test_key_by_sets_the_output_key_with_encode_key() -> None:
-    sent = Sent()
-    pipeline = (
-        Stream([orders], "g", "p").key_by(lambda v: v["user"]).to(out_a).compile(sent, fail_stop)
-    )
-    pipeline.run_sync(batch_of({"user": "ann"}, {"user": 7}, {"user": None}))
-    assert [key for _, _, key in sent.records] == [b"ann", b"7", None]
+    pipeline = Stream([orders], "g", "p").key_by(lambda v: v["user"]).to(out_a).compile(fail_stop)
+    published = pipeline.run_sync(batch_of({"user": "ann"}, {"user": 7}, {"user": None}))
+    assert [key for _, _, key in triples(published)] == [b"ann", b"7", None]
 
 
 def test_route_sends_each_value_to_the_first_match_or_the_default() -> None:
-    sent = Sent()
     stream = Stream([orders], "g", "p").route(
         (lambda v: v > 10, out_a), (lambda v: v > 5, out_b), default=out_d
     )
     assert {t.name for t in stream.output_topics} == {"out-a", "out-b", "out-d"}
-    published = stream.compile(sent, fail_stop).run_sync(batch_of(20, 7, 1))
+    published = stream.compile(fail_stop).run_sync(batch_of(20, 7, 1))
     assert len(published) == 3
-    assert [(t, v) for t, v, _ in sent.records] == [
+    assert [(t, v) for t, v, _ in triples(published)] == [
         ("out-a", b"20"),
         ("out-b", b"7"),
         ("out-d", b"1"),
@@ -90,29 +80,25 @@ def test_route_sends_each_value_to_the_first_match_or_the_default() -> None:
 
 
 def test_route_without_default_drops_unmatched_values() -> None:
-    sent = Sent()
-    pipeline = Stream([orders], "g", "p").route((lambda v: v > 10, out_a)).compile(sent, fail_stop)
-    assert len(pipeline.run_sync(batch_of(1, 11))) == 1
-    assert sent.records == [("out-a", b"11", b"k")]
+    pipeline = Stream([orders], "g", "p").route((lambda v: v > 10, out_a)).compile(fail_stop)
+    published = pipeline.run_sync(batch_of(1, 11))
+    assert triples(published) == [("out-a", b"11", b"k")]
 
 
 def test_foreach_is_terminal_and_publishes_nothing() -> None:
     seen: list[Any] = []
     stream = Stream([orders], "g", "p").foreach(seen.append)
-    assert stream.compile(Sent(), fail_stop).run_sync(batch_of(1, 2)) == []
+    assert stream.compile(fail_stop).run_sync(batch_of(1, 2)) == []
     assert seen == [1, 2]
     with pytest.raises(ConfigError, match=r"already ends in \.foreach\(\)"):
         stream.map(str)
 
 
 def test_handler_results_none_value_or_list() -> None:
-    sent = Sent()
     results = {1: None, 2: "two", 3: ["a", "b"], 4: ("tuple", "is one value")}
-    pipeline = (
-        Stream([orders], "g", "p")._emit(results.__getitem__).to(out_a).compile(sent, fail_stop)
-    )
-    pipeline.run_sync(batch_of(1, 2, 3, 4))
-    assert [v for _, v, _ in sent.records] == [
+    pipeline = Stream([orders], "g", "p")._emit(results.__getitem__).to(out_a).compile(fail_stop)
+    published = pipeline.run_sync(batch_of(1, 2, 3, 4))
+    assert [v for _, v, _ in triples(published)] == [
         b'"two"',
         b'"a"',
         b'"b"',
@@ -122,7 +108,7 @@ def test_handler_results_none_value_or_list() -> None:
 
 def test_stream_without_terminal_publishes_nothing() -> None:
     seen: list[Any] = []
-    pipeline = Stream([orders], "g", "p").peek(seen.append).compile(Sent(), fail_stop)
+    pipeline = Stream([orders], "g", "p").peek(seen.append).compile(fail_stop)
     assert pipeline.run_sync(batch_of(1)) == []
     assert seen == [1]
 
@@ -145,7 +131,6 @@ async def test_async_functions_are_detected_once_and_awaited() -> None:
     assert is_async_callable(enrich)
     assert is_async_callable(AsyncKey())
     assert not is_async_callable(lambda v: v)
-    sent = Sent()
     pipeline = (
         Stream([orders], "g", "p")
         .map(enrich)
@@ -153,13 +138,13 @@ async def test_async_functions_are_detected_once_and_awaited() -> None:
         .key_by(AsyncKey())
         .map(lambda v: v + 1)
         .to(out_a)
-        .compile(sent, fail_stop)
+        .compile(fail_stop)
     )
     assert pipeline.is_async
     assert [s.is_async for s in pipeline.stages] == [True, True, True, False, False]
-    await pipeline.run(batch_of(1, 2, 3))
+    published = await pipeline.run(batch_of(1, 2, 3))
     assert calls == ["enrich"] * 3
-    assert sent.records == [("out-a", b"21", b"k20"), ("out-a", b"31", b"k30")]
+    assert triples(published) == [("out-a", b"21", b"k20"), ("out-a", b"31", b"k30")]
 
 
 def test_stop_policy_names_the_record_and_keeps_the_cause() -> None:
@@ -168,7 +153,7 @@ def test_stop_policy_names_the_record_and_keeps_the_cause() -> None:
             raise ValueError("bad value")
         return v
 
-    pipeline = Stream([orders], "g", "p").map(explode).to(out_a).compile(Sent(), fail_stop)
+    pipeline = Stream([orders], "g", "p").map(explode).to(out_a).compile(fail_stop)
     with pytest.raises(ProcessingError, match="partition=0 offset=1") as info:
         pipeline.run_sync(batch_of(1, 2, 3))
     assert isinstance(info.value.__cause__, ValueError)
@@ -176,17 +161,16 @@ def test_stop_policy_names_the_record_and_keeps_the_cause() -> None:
 
 def test_skip_policy_drops_only_failing_records_and_counts_them() -> None:
     policy = SkipPolicy("p")
-    sent = Sent()
     side_effects: list[int] = []
     pipeline = (
         Stream([orders], "g", "p")
         .peek(side_effects.append)
         .map(lambda v: 10 // v)
         .to(out_a)
-        .compile(sent, policy.record_failed)
+        .compile(policy.record_failed)
     )
     published = pipeline.run_sync(batch_of(1, 0, 2))
-    assert [v for _, v, _ in sent.records] == [b"10", b"5"]
+    assert [v for _, v, _ in triples(published)] == [b"10", b"5"]
     assert len(published) == 2
     assert policy.skipped == 1
     assert side_effects == [1, 0, 2]  # side effects ran exactly once per record
@@ -194,10 +178,9 @@ def test_skip_policy_drops_only_failing_records_and_counts_them() -> None:
 
 def test_unencodable_output_goes_to_the_policy() -> None:
     policy = SkipPolicy("p")
-    sent = Sent()
-    pipeline = Stream([orders], "g", "p").to(out_c).compile(sent, policy.record_failed)
-    pipeline.run_sync(batch_of("ok", 5))
-    assert sent.records == [("out-c", b"ok", b"k")]
+    pipeline = Stream([orders], "g", "p").to(out_c).compile(policy.record_failed)
+    published = pipeline.run_sync(batch_of("ok", 5))
+    assert triples(published) == [("out-c", b"ok", b"k")]
     assert policy.skipped == 1
 
 

@@ -25,6 +25,7 @@ from spate.brokers.base import Consumer, Producer
 from spate.errors import BrokerError, CommitError, FencedError, SpateError
 from spate.record import Record, TopicPartition
 from spate.runtime.stats import ProcessorStats
+from spate.streams.stream import Output
 
 log = logging.getLogger("spate.runtime")
 
@@ -34,14 +35,15 @@ Offsets = Mapping[TopicPartition, int]
 class Delivery(Protocol):
     """How a processor makes a batch's outputs and offsets durable."""
 
-    producers: tuple[Producer, ...]
-    send_index: int
-    """The batch about to run sends with ``producers[send_index]``."""
+    producer: Producer
 
     async def begin_batch(self) -> None: ...
 
-    async def end_batch(self, through: Offsets, records: Sequence[Record]) -> None:
-        """The pipeline finished ``records``; ``through`` is the last offset per partition."""
+    async def end_batch(
+        self, outputs: Sequence[Output], through: Offsets, records: Sequence[Record]
+    ) -> None:
+        """The pipeline finished ``records``: publish ``outputs``; ``through`` is the
+        last offset per partition."""
         ...
 
     async def abort_batch(self, records: Sequence[Record]) -> None:
@@ -69,21 +71,17 @@ class AtLeastOnce:
     """Flush, then commit: never an offset whose outputs are not acknowledged.
 
     Pipelined (DESIGN §10): batch *n*'s flush and commit run in the background while
-    batch *n + 1* is processed, and complete before *n + 1* ends. Two producers take
-    turns, one per batch, so the flush of one never races with the sends of the
-    next. A crash replays at most the two batches not yet committed; a rebalance or
-    a stop settles everything first.
+    the user code of batch *n + 1* runs, and finish before *n + 1*'s outputs are
+    sent, so a flush never overlaps a send and outputs keep their order. A crash
+    replays at most the two batches not yet committed; idling, a rebalance and a stop
+    settle everything first.
     """
 
-    def __init__(
-        self, producers: Sequence[Producer], consumer: Consumer, stats: ProcessorStats
-    ) -> None:
-        self.producers: tuple[Producer, ...] = tuple(producers)
+    def __init__(self, producer: Producer, consumer: Consumer, stats: ProcessorStats) -> None:
+        self.producer = producer
         self.consumer = consumer
         self.stats = stats
-        self.send_index = 0
-        """Which producer the next batch sends with."""
-        self._unsettled: list[tuple[int, dict[TopicPartition, int]]] = []
+        self._unsettled: list[dict[TopicPartition, int]] = []
         self._pending: dict[TopicPartition, int] = {}
         self._settling: asyncio.Task[None] | None = None
 
@@ -91,16 +89,18 @@ class AtLeastOnce:
         if self._unsettled and self._settling is None:
             self._settling = asyncio.create_task(self._settle())
 
-    async def end_batch(self, through: Offsets, records: Sequence[Record]) -> None:
+    async def end_batch(
+        self, outputs: Sequence[Output], through: Offsets, records: Sequence[Record]
+    ) -> None:
         await self._wait_settling()
-        self._unsettled.append((self.send_index, dict(through)))
-        self.send_index = (self.send_index + 1) % len(self.producers)
+        _send_all(self.producer, outputs)
+        self._unsettled.append(dict(through))
 
     async def abort_batch(self, records: Sequence[Record]) -> None:
         await self._wait_settling()
 
     async def settle(self) -> None:
-        """Flush and commit every finished batch now (idle, stop, rebalance)."""
+        """Flush and commit every finished batch now."""
         await self._wait_settling()
         await self._settle()
 
@@ -111,7 +111,7 @@ class AtLeastOnce:
         await self._wait_settling()
         for tp in partitions:
             self._pending.pop(tp, None)
-            for _, through in self._unsettled:
+            for through in self._unsettled:
                 through.pop(tp, None)
 
     async def _wait_settling(self) -> None:
@@ -121,9 +121,9 @@ class AtLeastOnce:
 
     async def _settle(self) -> None:
         batches, self._unsettled = self._unsettled, []
-        for index in sorted({index for index, _ in batches}):
-            await self.producers[index].flush()
-        for _, through in batches:
+        if batches:
+            await self.producer.flush()
+        for through in batches:
             self._pending.update(through)
         await self._commit(self._pending)
 
@@ -167,8 +167,6 @@ class ExactlyOnce:
 
     def __init__(self, producer: Producer, consumer: Consumer, stats: ProcessorStats) -> None:
         self.producer = producer
-        self.producers: tuple[Producer, ...] = (producer,)
-        self.send_index = 0
         self.consumer = consumer
         self.stats = stats
         self._open = False
@@ -177,8 +175,11 @@ class ExactlyOnce:
         await self.producer.begin_transaction()
         self._open = True
 
-    async def end_batch(self, through: Offsets, records: Sequence[Record]) -> None:
+    async def end_batch(
+        self, outputs: Sequence[Output], through: Offsets, records: Sequence[Record]
+    ) -> None:
         try:
+            _send_all(self.producer, outputs)
             await self.producer.commit_transaction(self.consumer, through)
         except (FencedError, BrokerError) as exc:
             self.stats.commit_failures += 1
@@ -231,6 +232,12 @@ class ExactlyOnce:
 
     async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
         return None  # nothing uncommitted survives a batch
+
+
+def _send_all(producer: Producer, outputs: Sequence[Output]) -> None:
+    send = producer.send
+    for topic, value, key, _source in outputs:
+        send(topic, value, key=key)
 
 
 def _names(offsets: Mapping[TopicPartition, int] | Sequence[TopicPartition]) -> str:

@@ -20,7 +20,6 @@ partitions.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -124,17 +123,12 @@ class Worker:
             self,
             offset_reset=settings.offset_reset,
         )
-        delivery: Delivery
-        if exactly_once:
-            producer = self.broker.producer(transactional_id=self._transactional_id())
-            delivery = ExactlyOnce(producer, consumer, self.stats)
-        else:
-            producers = [self.broker.producer() for _ in range(2)]
-            delivery = AtLeastOnce(producers, consumer, self.stats)
-        self._delivery = delivery
-        pipelines = [
-            self.stream.compile(p.send, self.policy.record_failed) for p in delivery.producers
-        ]
+        producer = self.broker.producer(
+            transactional_id=self._transactional_id() if exactly_once else None
+        )
+        strategy = ExactlyOnce if exactly_once else AtLeastOnce
+        self._delivery = delivery = strategy(producer, consumer, self.stats)
+        pipeline = self.stream.compile(self.policy.record_failed)
         log.info(
             "event=start app=%s processor=%s group=%s topics=%s guarantee=%s",
             self.app_name,
@@ -146,9 +140,7 @@ class Worker:
         self.stats.running = True
         error: BaseException | None = None
         try:
-            async with contextlib.AsyncExitStack() as resources:
-                for p in delivery.producers:
-                    await resources.enter_async_context(p)
+            async with producer:
                 try:
                     await consumer.start()
                     while not stop.is_set():
@@ -156,7 +148,7 @@ class Worker:
                             settings.batch_size, settings.fetch_timeout_s
                         )
                         if records:
-                            await self._process(records, pipelines[delivery.send_index], delivery)
+                            await self._process(records, pipeline, delivery)
                         else:
                             await delivery.settle()
                     await delivery.settle()
@@ -185,17 +177,17 @@ class Worker:
         batch = self._decode(records)
         await delivery.begin_batch()
         try:
-            published = await pipeline.run(batch, self.executor)
+            outputs = await pipeline.run(batch, self.executor)
         except BaseException:
             await delivery.abort_batch(records)
             raise
         # Offsets grow within a partition and a batch keeps their order: the last wins.
         last = {(r.topic, r.partition): r.offset for r in records}
         through = {TopicPartition(topic, part): offset for (topic, part), offset in last.items()}
-        await delivery.end_batch(through, records)
+        await delivery.end_batch(outputs, through, records)
         self.stats.record_batch(
             len(records),
-            len(published),
+            len(outputs),
             self.policy.skipped - skipped_before,
             time.perf_counter() - started,
         )

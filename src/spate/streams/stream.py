@@ -32,7 +32,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from spate.errors import ConfigError
 from spate.record import Record
@@ -47,18 +47,16 @@ Fail = Callable[[Record, Exception], None]
 """Called when user code raised for one record: raise to stop, return to skip it."""
 
 
-class Send(Protocol):
-    """What a sink publishes with: :meth:`spate.brokers.base.Producer.send`."""
-
-    def __call__(self, topic: str, value: bytes, *, key: bytes | None = None) -> None: ...
+Output = tuple[str, bytes, bytes | None, Record]
+"""One record to publish: (topic, encoded value, key, the source record it came from)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Stage:
     """One compiled operator: ``run(batch)`` returns the next batch (awaitable if async).
 
-    A terminal stage returns the items it published, so the runtime counts outputs
-    without a counter call per record.
+    A terminal stage returns the batch's :data:`Output` records instead; the runtime
+    publishes them, so the pipeline itself never touches a producer.
     """
 
     name: str
@@ -76,33 +74,35 @@ class Pipeline:
     def is_async(self) -> bool:
         return any(stage.is_async for stage in self.stages)
 
-    def run_sync(self, batch: Batch) -> Batch:
-        """Run a pipeline with no async stage; returns the published items."""
+    def run_sync(self, batch: Batch) -> list[Output]:
+        """Run a pipeline with no async stage; returns what to publish."""
+        result: Any = batch
         for stage in self.stages:
-            batch = stage.run(batch)
-        return batch
+            result = stage.run(result)
+        outputs: list[Output] = result
+        return outputs
 
-    async def run(self, batch: Batch, executor: Executor | None = None) -> Batch:
+    async def run(self, batch: Batch, executor: Executor | None = None) -> list[Output]:
         """Run any pipeline, awaiting only the async stages.
 
         With an ``executor``, plain stages run there (one hand-off per batch for an
         all-plain pipeline), so a long batch of blocking user code leaves the event
         loop free for heartbeats and other processors' I/O.
         """
+        result: Any = batch
         if executor is None:
             for stage in self.stages:
-                batch = await stage.run(batch) if stage.is_async else stage.run(batch)
-            return batch
+                result = await stage.run(result) if stage.is_async else stage.run(result)
+            return result  # type: ignore[no-any-return]
         loop = asyncio.get_running_loop()
         if not self.is_async:
-            result: Batch = await loop.run_in_executor(executor, self.run_sync, batch)
-            return result
+            return await loop.run_in_executor(executor, self.run_sync, batch)
         for stage in self.stages:
             if stage.is_async:
-                batch = await stage.run(batch)
+                result = await stage.run(result)
             else:
-                batch = await loop.run_in_executor(executor, stage.run, batch)
-        return batch
+                result = await loop.run_in_executor(executor, stage.run, result)
+        return result  # type: ignore[no-any-return]
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -318,22 +318,19 @@ def _apeek(
     return run
 
 
-def _to(topic: Topic[Any], send: Send, fail: Fail) -> Callable[[Batch], Batch]:
+def _to(topic: Topic[Any], fail: Fail) -> Callable[[Batch], list[Output]]:
     name = topic.name
     encode = topic.serde.encode
 
-    def run(batch: Batch) -> Batch:
-        sent: Batch = []
-        append = sent.append
-        for item in batch:
+    def run(batch: Batch) -> list[Output]:
+        outputs: list[Output] = []
+        append = outputs.append
+        for source, key, value in batch:
             try:
-                data = encode(item[2])
+                append((name, encode(value), key, source))
             except Exception as exc:
-                fail(item[0], exc)
-                continue
-            send(name, data, key=item[1])
-            append(item)
-        return sent
+                fail(source, exc)
+        return outputs
 
     return run
 
@@ -341,32 +338,26 @@ def _to(topic: Topic[Any], send: Send, fail: Fail) -> Callable[[Batch], Batch]:
 def _route(
     routes: Sequence[tuple[Callable[[Any], Any], Topic[Any]]],
     default: Topic[Any] | None,
-    send: Send,
     fail: Fail,
-) -> Callable[[Batch], Batch]:
+) -> Callable[[Batch], list[Output]]:
     table = [(pred, t.name, t.serde.encode) for pred, t in routes]
     fallback = None if default is None else (default.name, default.serde.encode)
 
-    def run(batch: Batch) -> Batch:
-        sent: Batch = []
-        append = sent.append
-        for item in batch:
-            value = item[2]
+    def run(batch: Batch) -> list[Output]:
+        outputs: list[Output] = []
+        append = outputs.append
+        for source, key, value in batch:
             try:
                 target = fallback
                 for pred, name, encode in table:
                     if pred(value):
                         target = (name, encode)
                         break
-                if target is None:
-                    continue
-                data = target[1](value)
+                if target is not None:
+                    append((target[0], target[1](value), key, source))
             except Exception as exc:
-                fail(item[0], exc)
-                continue
-            send(target[0], data, key=item[1])
-            append(item)
-        return sent
+                fail(source, exc)
+        return outputs
 
     return run
 
@@ -493,16 +484,16 @@ class Stream:
                 found.append(op.topic)
         return tuple(found)
 
-    def compile(self, send: Send, fail: Fail) -> Pipeline:
-        """The pipeline for one worker: sinks publish with ``send``; a user function
-        that raises for a record calls ``fail(record, exc)``."""
+    def compile(self, fail: Fail) -> Pipeline:
+        """The pipeline for one worker; a user function that raises for a record calls
+        ``fail(record, exc)``. It returns what to publish and publishes nothing itself."""
         stages: list[Stage] = []
         for op in self._ops:
             if op.kind == "to":
                 assert op.topic is not None
-                stages.append(Stage(f"to {op.topic.name}", _to(op.topic, send, fail), False))
+                stages.append(Stage(f"to {op.topic.name}", _to(op.topic, fail), False))
             elif op.kind == "route":
-                stages.append(Stage("route", _route(op.routes, op.topic, send, fail), False))
+                stages.append(Stage("route", _route(op.routes, op.topic, fail), False))
             else:
                 assert op.fn is not None
                 is_async = is_async_callable(op.fn)
@@ -517,7 +508,7 @@ class Stream:
         return Pipeline(tuple(stages))
 
 
-def _discard(batch: Batch) -> Batch:
+def _discard(batch: Batch) -> list[Output]:
     """A stream without a terminal publishes nothing."""
     return []
 

@@ -1,10 +1,10 @@
 """The batch loop of one processor in one process (DESIGN §2, §6, §10).
 
-fetch a batch → decode it with the topics' serdes → run the compiled pipeline (sinks
-buffer sends in the producer) → let the delivery strategy make outputs and offsets
-durable. Everything per record happens inside the pipeline's tight loops; the
-worker itself touches each record only to decode it and to find the batch's last
-offset per partition.
+fetch a batch → decode it with the topics' serdes → run the compiled pipeline, which
+returns the records to publish → the delivery strategy publishes them and makes
+outputs and offsets durable. Everything per record happens in tight loops over the
+batch (decode, each pipeline stage, the sends); nothing awaits per record unless a
+user function is ``async``.
 
 Plain user functions run in the App's user thread (an executor passed in), one
 hand-off per batch, so a batch of blocking code never starves the event loop: lease

@@ -309,3 +309,63 @@ def test_sigterm_mid_stream_exits_zero_with_commits_matching_outputs(
     assert sum(offsets.values()) < count, "the stop should land mid-stream"
     expected = Counter(n for n in range(count) if n // PARTITIONS < offsets[n % PARTITIONS])
     assert answers(cluster.url) == expected  # each committed input answered once, no more
+
+
+def spate_run(cluster: Cluster, *args: str) -> subprocess.Popen[bytes]:
+    """``spate run faultapp:app --broker URL ...`` through the real CLI entry point."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from spate.cli.main import main; main()",
+            "run",
+            "faultapp:app",
+            "--broker",
+            cluster.url,
+            *args,
+        ],
+        cwd=cluster.folder,
+        env=cluster.env,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_bytes_that_are_not_json_stop_spate_run_naming_the_record(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    cluster = cluster_factory("at-least-once")
+
+    async def poison() -> None:
+        await produce_inputs(cluster.url, 2 * PARTITIONS)
+        async with spate.connect(cluster.url) as broker, broker.producer() as producer:
+            producer.send("numbers", b"\xffnot json", partition=3)
+            await producer.flush()
+
+    asyncio.run(poison())
+    run = spate_run(cluster)
+    _, stderr = run.communicate(timeout=20)
+    assert run.returncode == 1
+    last_line = stderr.decode().strip().splitlines()[-1]
+    assert last_line.startswith(
+        "error: cannot decode record at topic='numbers' partition=3 offset=2"
+    )
+    assert asyncio.run(committed(cluster.url))[3] <= 2  # never committed past the bad record
+
+
+def test_a_second_signal_forces_exit_without_waiting_for_the_batch(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    cluster = cluster_factory("at-least-once", delay_s=1.0, batch=10)
+    asyncio.run(produce_inputs(cluster.url, 60))
+    run = spate_run(cluster)
+    try:
+        wait_until(lambda: len(cluster.owners()) == PARTITIONS, 10, "the worker to start")
+        time.sleep(0.5)  # inside its first batch, which takes 10 seconds
+        run.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(3) == 128 + signal.SIGTERM
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert sum(asyncio.run(committed(cluster.url)).values()) == 0

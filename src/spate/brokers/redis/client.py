@@ -160,8 +160,14 @@ class RedisClient:
 
     async def start(self) -> None:
         """Check the server answers and load every script."""
-        with mapped(f"connecting to {self.display}"):
-            await self.redis.ping()
+        try:
+            with mapped(f"connecting to {self.display}"):
+                await self.redis.ping()
+        except TypeError as exc:
+            raise ConfigError(
+                f"broker URL {self.display!r}: bad Redis option ({exc}); options other than "
+                "spate's pass to redis.asyncio.Redis and must be its keyword arguments"
+            ) from exc
         await self.load_scripts()
 
     async def load_scripts(self) -> None:

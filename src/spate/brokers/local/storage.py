@@ -1,9 +1,11 @@
 """The SQLite database behind the embedded broker: opening, schema, threads, wake-ups.
 
-One :class:`Database` per process and location. Every statement runs on one dedicated
-thread (SQLite calls block, and a ``synchronous=FULL`` commit waits for the disk), one
-call per batch, never per record. ``memory://NAME`` databases live in this process only
-and are shared by every broker opened on the same name until the last one closes.
+One :class:`Database` per process and location, one call per batch, never per record.
+On a file every statement runs on one dedicated thread: SQLite calls block, and a
+``synchronous=FULL`` commit waits for the disk. ``memory://NAME`` databases never
+touch a disk, so their calls run directly on the caller's thread (under a lock):
+a thread hop would cost more than the call. They live in this process only and are
+shared by every broker opened on the same name until the last one closes.
 
 Wake-ups: a writer in this process resolves the waiters of its own process at once; a
 write from another process is noticed by polling ``PRAGMA data_version`` on a second,
@@ -134,6 +136,7 @@ class Database:
         self._conn: sqlite3.Connection | None = None
         self._watcher: sqlite3.Connection | None = None
         self._watch_lock = threading.Lock()
+        self._inline_lock = threading.Lock()
         self._local_version = 0
         self._waiters: list[asyncio.Future[None]] = []
         self._waiters_lock = threading.Lock()
@@ -238,7 +241,11 @@ class Database:
     async def run(
         self, fn: Callable[[sqlite3.Connection], T], error: type[SpateError] = BrokerError
     ) -> T:
-        """Run ``fn(connection)`` on the database thread; SQLite errors become ``error``."""
+        """Run ``fn(connection)`` on the database thread (inline for memory://);
+        SQLite errors become ``error``."""
+        if self.location is None:
+            with self._inline_lock:
+                return self._call(fn, error)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, fn, error)
 

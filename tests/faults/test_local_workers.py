@@ -214,11 +214,12 @@ def test_exactly_once_holds_after_three_kills(cluster_factory: Callable[..., Clu
         cluster.start_worker()
     rng = random.Random()
     for _ in range(3):
-        time.sleep(rng.uniform(0.4, 1.0))
+        time.sleep(rng.uniform(0.3, 0.8))
         victim = rng.choice(cluster.live())
         victim.send_signal(signal.SIGKILL)
         victim.wait(5)
         cluster.start_worker()
+    assert sum(asyncio.run(committed(cluster.url)).values()) < count, "kills after the end"
     wait_until(done(cluster.url, count), 30, "every input committed")
     seen = answers(cluster.url)
     assert set(seen) == set(range(count))

@@ -259,10 +259,7 @@ class App:
         Draining finishes the current batch, flushes, commits and releases the
         partitions. If a processor fails, the others drain too and the error is raised.
         """
-        if not self.processors:
-            raise ConfigError(
-                f"app {self.name!r} has no processors; add @app.handler(...) or app.stream(...)"
-            )
+        self.validate()
         stop = stop or asyncio.Event()
         async with self.connect() as broker:
             await self.prepare(broker)
@@ -275,6 +272,7 @@ class App:
 
         ``settings`` replaces the App's own for this run (TestApp shortens idle fetches).
         """
+        self.validate()
         settings = settings or self.settings
         # One thread for every plain user function of this App: the event loop stays
         # free during long batches, and plain functions never run concurrently.
@@ -310,6 +308,13 @@ class App:
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
+
+    def validate(self) -> None:
+        """Raise ConfigError if this App cannot run (it has no processors)."""
+        if not self.processors:
+            raise ConfigError(
+                f"app {self.name!r} has no processors; add @app.handler(...) or app.stream(...)"
+            )
 
     def run(self) -> None:
         """Run until SIGINT/SIGTERM, then drain and return. A second signal exits at once."""

@@ -261,3 +261,5 @@ def test_declaration_mistakes_are_config_errors() -> None:
         App("bad name!")
     with pytest.raises(ConfigError, match="no processors"):
         asyncio.run(App("empty", broker="memory://").run_async())
+    with pytest.raises(ConfigError, match="no processors"), TestApp(App("empty")):
+        pass

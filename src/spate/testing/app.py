@@ -66,12 +66,17 @@ class TestApp:
 
     async def start(self) -> None:
         """Connect, create the App's topics and start every processor."""
+        self.app.validate()
         broker = connect(self._broker_url)
         await broker.start()
+        try:
+            await self.app.prepare(broker)
+            self._producer = broker.producer()
+            await self._producer.start()
+        except BaseException:
+            await broker.close()
+            raise
         self._broker = broker
-        await self.app.prepare(broker)
-        self._producer = broker.producer()
-        await self._producer.start()
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(
             self.app.run_processors(broker, self._stop, self.settings), name="spate-testapp"
@@ -114,7 +119,12 @@ class TestApp:
 
     def __enter__(self) -> Self:
         self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(self.start())
+        try:
+            self._loop.run_until_complete(self.start())
+        except BaseException:
+            self._loop.close()
+            self._loop = None
+            raise
         return self
 
     def __exit__(

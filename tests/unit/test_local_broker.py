@@ -202,3 +202,23 @@ async def test_retention_runs_in_the_background() -> None:
                 break
             await asyncio.sleep(0.02)
         assert (lag.end_offset, lag.lag) == (1, 0)
+
+
+async def test_retention_gives_space_back_to_the_file_system(tmp_path: Path) -> None:
+    clock = ManualClock()
+    async with LocalBroker(tmp_path, clock=clock, retention_check_s=10**9) as broker:
+        await broker.create_topic("t", 1, {"retention.ms": "1000"})
+        async with broker.producer() as producer:
+            for _ in range(5000):
+                producer.send("t", b"x" * 500)
+            await producer.flush()
+            clock.advance(5)
+            producer.send("t", b"kept")
+        with sqlite3.connect(tmp_path / DB_FILE) as conn:
+            before = conn.execute("PRAGMA page_count").fetchone()[0]
+            await broker.enforce_retention()
+            after = conn.execute("PRAGMA page_count").fetchone()[0]
+            assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+        assert after < before / 4
+        async with broker.consumer(["t"], "g") as consumer:
+            assert [r.value for r in await consumer.fetch(10, 1.0)] == [b"kept"]

@@ -8,6 +8,8 @@ Policy (per partition, whole batches, oldest first, keeping the log contiguous):
 * ``retention.bytes``: oldest batches are deleted while the partition holds more,
   except the newest batch, so a flush larger than the limit is still delivered.
 
+Space freed this way is returned to the file system (incremental vacuum) bit by bit.
+
 Retention wins over consumers: records a group has not committed yet are deleted when
 retention says so. Each such record is counted in that group's ``records_lost`` for
 the partition (see :meth:`LocalBroker.records_lost`) and logged as a warning; the
@@ -28,6 +30,9 @@ from spate.record import TopicPartition
 log = logging.getLogger("spate.brokers.local")
 
 RETENTION_KEYS = ("retention.ms", "retention.bytes")
+VACUUM_PAGES_PER_PASS = 4096
+"""Free pages handed back to the file system per pass (64 MiB), so one pass never
+holds the write lock for long; the rest goes at the next pass."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,7 @@ def _limit(config: dict[str, str], key: str) -> int | None:
 def enforce(conn: sqlite3.Connection, topics: dict[str, dict[str, str]], now_ms: int) -> list[Loss]:
     """Delete what retention allows in ``topics`` (name → config); return the losses."""
     losses: list[Loss] = []
+    deleted = False
     with write_transaction(conn):
         for topic, config in topics.items():
             max_age_ms = _limit(config, "retention.ms")
@@ -72,7 +78,12 @@ def enforce(conn: sqlite3.Connection, topics: dict[str, dict[str, str]], now_ms:
             for partition, start in rows:
                 new_start = _new_start(conn, topic, partition, now_ms, max_age_ms, max_bytes)
                 if new_start is not None and new_start > start:
+                    deleted = True
                     losses.extend(_delete(conn, TopicPartition(topic, partition), start, new_start))
+    if deleted:
+        # Each step of this pragma frees one page, and execute() takes only the first
+        # step of a statement without result columns; executescript() runs them all.
+        conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES_PER_PASS});")
     for loss in losses:
         log.warning(
             "retention deleted %d records of %s[%d] that group %r had not committed",

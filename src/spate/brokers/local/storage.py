@@ -33,6 +33,7 @@ FORMAT_VERSION = 1
 """Bumped whenever the schema changes incompatibly; a newer file is refused, not guessed."""
 
 PAGE_SIZE = 16384
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 DB_FILE = "spate.db"
 _OWN_FILES = frozenset({DB_FILE, f"{DB_FILE}-wal", f"{DB_FILE}-shm", f"{DB_FILE}-journal"})
 
@@ -169,6 +170,8 @@ class Database:
                 if str(mode).lower() != "wal":
                     raise ConnectError(f"{self.where} cannot use WAL mode (got {mode!r})")
                 self._conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
+                # After a burst the WAL file shrinks back to this size at a checkpoint.
+                self._conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._install_schema(self._conn)
             if self.location is not None:
                 self._watcher = sqlite3.connect(
@@ -188,6 +191,8 @@ class Database:
         # Batches are blobs of tens to hundreds of KiB: bigger pages mean fewer overflow
         # pages to chain, copy and checksum (only takes effect when the file is created).
         conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        # Space freed by retention goes back to the file system (see retention.py).
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         return conn
 
     def _check_directory(self, path: Path) -> None:

@@ -108,7 +108,7 @@ class LocalBroker(Broker):
             raise ConfigError(
                 f"heartbeat_s={heartbeat_s!r} must be > 0 and below lease_ttl_s={lease_ttl_s}"
             )
-        self.path = None if path is None else Path(path)
+        self.path = None if path is None else Path(path).expanduser()
         self.memory_name = memory_name
         self.url = f"memory://{memory_name}" if self.path is None else f"local://{self.path}"
         self.synchronous: Synchronous = synchronous

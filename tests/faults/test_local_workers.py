@@ -230,13 +230,6 @@ def test_exactly_once_holds_after_three_kills(cluster_factory: Callable[..., Clu
         assert worker.wait(10) == 0
 
 
-@pytest.mark.xfail(
-    reason="LeasedConsumer.epochs() signs a commit with the member's current lease epoch: "
-    "a zombie that lost and re-took a partition while its batch was in flight commits "
-    "that stale batch (duplicates). Fix in brokers/leased.py: remember the epoch each "
-    "partition was assigned at in _apply_changes and refuse when it changed.",
-    strict=False,
-)
 def test_paused_member_cannot_commit_or_publish_over_its_replacement(
     cluster_factory: Callable[..., Cluster],
 ) -> None:

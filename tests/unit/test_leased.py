@@ -120,3 +120,12 @@ async def test_batch_from_before_a_lost_and_retaken_lease_cannot_commit(
     await zombie.fetch(10, 0.01)
     await zombie.commit({PARTITIONS[0]: 5})
     await zombie.close()
+
+
+async def test_a_dead_member_leaves_no_group_behind(
+    broker: LocalBroker, clock: ManualClock
+) -> None:
+    await member(broker, clock, "a").tick()
+    assert await broker.groups() == ["g"]
+    clock.advance(TTL_S * 2)
+    assert await broker.groups() == []

@@ -238,7 +238,8 @@ class LocalBroker(Broker):
         return await self.db.run(lambda conn: log.group_lag(conn, group, topics))
 
     async def groups(self) -> list[str]:
-        return await self.db.run(log.groups)
+        now_ms = self.clock.time_ms()
+        return await self.db.run(lambda conn: log.groups(conn, now_ms))
 
     async def records_lost(self, group: str) -> dict[TopicPartition, int]:
         """Records retention deleted before ``group`` committed them, per partition."""

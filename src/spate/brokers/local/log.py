@@ -345,6 +345,10 @@ def group_lag(
     return result
 
 
-def groups(conn: sqlite3.Connection) -> list[str]:
-    rows = conn.execute("SELECT grp FROM offsets UNION SELECT grp FROM members ORDER BY 1")
+def groups(conn: sqlite3.Connection, now_ms: int) -> list[str]:
+    """Groups that committed something or have a live member (dead members expire)."""
+    rows = conn.execute(
+        "SELECT grp FROM offsets UNION SELECT grp FROM members WHERE expires_ms > ? ORDER BY 1",
+        (now_ms,),
+    )
     return [row[0] for row in rows]

@@ -1,9 +1,9 @@
 """Commit strategies: at-least-once and exactly-once (DESIGN §6).
 
-The worker runs every batch as ``begin_batch`` → pipeline (sends buffer in the
-producer) → ``end_batch`` (or ``abort_batch`` when the pipeline raised). The
-strategy decides how outputs and offsets become durable, and what a rebalance means
-for work that is not committed yet.
+The worker runs every batch as ``begin_batch`` → pipeline (returns the outputs) →
+``end_batch``, which publishes them (or ``abort_batch`` when the pipeline raised).
+The strategy owns the producer: it decides how outputs and offsets become durable,
+and what a rebalance means for work that is not committed yet.
 
 * :class:`AtLeastOnce` flushes the producer, then commits the batch's offsets: an
   offset is committed only after every output of its record was acknowledged. The

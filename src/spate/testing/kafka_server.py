@@ -18,10 +18,12 @@ prerequisite such as ``java`` or ``mvn`` is missing.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -337,24 +339,36 @@ def external_server(bootstrap: str) -> ServerProcess:
     return ServerProcess(name=f"external Kafka {bootstrap}", bootstrap=bootstrap, process=None)
 
 
-def session_server(kind: str, workdir: Path, cache_dir: Path | None = None) -> ServerProcess:
-    """The server a pytest fixture should use: external, started, or a skip.
+_shared: dict[str, ServerProcess] = {}
+
+
+def session_server(kind: str, cache_dir: Path | None = None) -> ServerProcess:
+    """The server pytest fixtures should use: external, started once per process, or a skip.
 
     ``kind`` is ``"apache"`` (external from ``SPATE_TEST_KAFKA``) or ``"tansu"``
-    (external from ``SPATE_TEST_TANSU``). A missing prerequisite skips the tests with a
-    message on how to enable them, except under ``CI=true``, where it fails: CI must
-    never pass by skipping the reference broker.
+    (external from ``SPATE_TEST_TANSU``). The first call starts the server and later
+    calls (from fixtures in other test directories) reuse it; it stops when the process
+    exits. A missing prerequisite skips the tests with a message on how to enable them,
+    except under ``CI=true``, where it fails: CI must never pass by skipping the
+    reference broker.
     """
     import pytest
 
     external = os.environ.get("SPATE_TEST_KAFKA" if kind == "apache" else "SPATE_TEST_TANSU")
     if external:
         return external_server(external)
+    if kind in _shared:
+        return _shared[kind]
+    workdir = Path(tempfile.mkdtemp(prefix=f"spate-{kind}-"))
     try:
         if kind == "apache":
-            return start_apache_kafka(workdir, cache_dir=cache_dir)
-        return start_tansu(workdir)
+            server = start_apache_kafka(workdir, cache_dir=cache_dir)
+        else:
+            server = start_tansu(workdir)
     except ServerUnavailable as exc:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but {kind} Kafka tests cannot run: {exc}")
+            pytest.fail(f"CI=true but the {kind} Kafka tests cannot run: {exc}")
         pytest.skip(str(exc))
+    _shared[kind] = server
+    atexit.register(server.stop)
+    return server

@@ -2,13 +2,14 @@
 
 ``kafka_server`` is Apache Kafka (the reference; SPATE_TEST_KAFKA=host:port uses an
 external one); ``tansu_server`` is Tansu (SPATE_TEST_TANSU=host:port for an external
-one). Jars are cached under ``.cache/`` at the repository root.
+one). Jars are cached under ``.cache/`` at the repository root. The servers are shared
+with the contract tests in the same run and stop when pytest exits.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,17 +22,13 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="session")
-def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = session_server("apache", tmp_path_factory.mktemp("kafka"), REPO / ".cache")
-    yield server
-    server.stop()
+def kafka_server() -> ServerProcess:
+    return session_server("apache", REPO / ".cache")
 
 
 @pytest.fixture(scope="session")
-def tansu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = session_server("tansu", tmp_path_factory.mktemp("tansu"))
-    yield server
-    server.stop()
+def tansu_server() -> ServerProcess:
+    return session_server("tansu")
 
 
 TEST_CONFIG = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}

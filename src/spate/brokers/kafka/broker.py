@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
@@ -39,10 +40,19 @@ from spate.brokers.kafka.consumer import KafkaConsumer
 from spate.brokers.kafka.errors import map_error
 from spate.brokers.kafka.producer import KafkaProducer
 from spate.brokers.url import BrokerURL
-from spate.errors import ClosedError, ConnectError, TopicExistsError, TopicNotFoundError
+from spate.errors import (
+    ClosedError,
+    ConfigError,
+    ConnectError,
+    TopicExistsError,
+    TopicNotFoundError,
+)
 from spate.record import TopicPartition
 
 T = TypeVar("T")
+
+_LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+"""Kafka's rule for topic names, checked here so every Kafka-compatible broker agrees."""
 
 CAPABILITIES = Capabilities(
     native_groups=True,
@@ -131,6 +141,13 @@ class KafkaBroker(Broker):
     ) -> TopicInfo:
         """``config`` holds Kafka topic configs; ``replication.factor`` may be given
         there too (else the ``replication_factor`` option, else the broker default)."""
+        if not _LEGAL_TOPIC.fullmatch(name) or name in (".", ".."):
+            raise ConfigError(
+                f"topic name {name!r} is not valid on Kafka: use 1-249 characters from "
+                "a-z A-Z 0-9 . _ -"
+            )
+        if partitions < 1:
+            raise ConfigError(f"topic {name!r}: partitions must be at least 1, not {partitions}")
         topic_config = {k: str(v) for k, v in (config or {}).items()}
         replication = int(topic_config.pop("replication.factor", self._settings.replication_factor))
         futures = self._client().create_topics(
@@ -212,7 +229,9 @@ class KafkaBroker(Broker):
         return sorted(g.group_id for g in result.valid)
 
     async def lag(self, group: str, topics: Sequence[str] | None = None) -> list[PartitionLag]:
-        """Committed offset vs the last stable offset (read_committed high watermark)."""
+        """Committed offset vs the last stable offset (read_committed high watermark),
+        for every partition of ``topics`` (default: the topics the group committed on).
+        A partition without a commit lags by all its retained records."""
         futures = self._client().list_consumer_group_offsets(
             [ConsumerGroupTopicPartitions(group)], request_timeout=self._settings.timeout_s
         )
@@ -221,7 +240,9 @@ class KafkaBroker(Broker):
             TopicPartition(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None
             for tp in result.topic_partitions
         }
-        if topics is not None:
+        if topics is None:
+            topics = sorted({tp.topic for tp in committed})
+        if topics:
             wanted = set(topics)
             committed = {tp: o for tp, o in committed.items() if tp.topic in wanted}
             metadata = await self._metadata()

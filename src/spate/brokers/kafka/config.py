@@ -23,6 +23,17 @@ from spate.errors import ConfigError
 
 logger = logging.getLogger("spate.kafka")
 
+
+class _RoleWarningFilter(logging.Filter):
+    """Drop librdkafka's "is a consumer/producer property and will be ignored" warnings:
+    one ``kafka_config`` serves every client role by design, so they are expected."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "property and will be ignored by this" not in record.getMessage()
+
+
+logger.addFilter(_RoleWarningFilter())
+
 DEFAULT_PORT = 9092
 
 PRODUCER_DEFAULTS: Mapping[str, Any] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -263,3 +264,19 @@ def test_declaration_mistakes_are_config_errors() -> None:
         asyncio.run(App("empty", broker="memory://").run_async())
     with pytest.raises(ConfigError, match="no processors"), TestApp(App("empty")):
         pass
+
+
+def test_blocking_user_code_does_not_stop_lease_heartbeats() -> None:
+    app, orders, _ = shop()
+
+    @app.handler(orders, group="slow")
+    def slow(order: Order) -> None:
+        time.sleep(0.5)  # longer than the lease ttl below, inside one batch
+
+    with TestApp(app, broker="memory://slow?lease_ttl_s=0.3") as t:
+        send_orders(t, orders, 2)
+        t.run_until_idle()
+    stats = app.stats["slow"]
+    assert stats.consumed == 2
+    assert stats.partitions_lost == 0
+    assert stats.commit_failures == 0

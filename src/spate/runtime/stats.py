@@ -28,6 +28,9 @@ class ProcessorStats:
     commits: int = 0
     commit_failures: int = 0
     rebalances: int = 0
+    """Assignment changes seen: assigned, revoked (also at close) or lost."""
+    partitions_lost: int = 0
+    """Partitions whose lease expired or was taken while this worker held them."""
     batch_seconds_total: float = 0.0
     batch_seconds_max: float = 0.0
     last_batch_seconds: float = 0.0

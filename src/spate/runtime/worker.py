@@ -97,6 +97,7 @@ class Worker:
 
     async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
         self.stats.rebalances += 1
+        self.stats.partitions_lost += len(partitions)
         self.stats.assigned = self.stats.assigned - frozenset(partitions)
         log.warning(
             "event=lost app=%s processor=%s group=%s partitions=%s",

@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 PULL_BATCH = 1000
 PULL_EXPIRES_S = 5.0
+RETRY_PAUSE_S = 0.5
+OPEN_ATTEMPTS = 5
 _ACK = b"+ACK"
 
 
@@ -114,8 +116,21 @@ class NatsConsumer(LeasedConsumer):
         return tps
 
     async def _initial_positions(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        positions = await asyncio.gather(*(self._open(tp) for tp in tps))
+        positions = await asyncio.gather(*(self._open_retrying(tp) for tp in tps))
         return dict(zip(tps, positions, strict=True))
+
+    async def _open_retrying(self, tp: TopicPartition, at: int | None = None) -> int:
+        """:meth:`_open`, tried again while the server is unreachable for a moment
+        (a restart, a leader election), so a rebalance then does not stop the worker."""
+        attempt = 1
+        while True:
+            try:
+                return await self._open(tp, at)
+            except BrokerError:
+                if attempt == OPEN_ATTEMPTS:
+                    raise
+                await asyncio.sleep(RETRY_PAUSE_S * attempt)
+                attempt += 1
 
     async def _open(self, tp: TopicPartition, at: int | None = None) -> int:
         """Create this member's consumer on ``tp`` at ``at`` (default: the group's
@@ -203,7 +218,7 @@ class NatsConsumer(LeasedConsumer):
         for tp, position in positions.items():
             part = self._parts.get(tp)
             if part is None or (part.next_offset != position and not part.dead):
-                await self._open(tp, position)
+                await self._open_retrying(tp, position)
         assert self._sub is not None
         queue = self._sub._pending_queue  # nats-py's own pull fetch drains it the same way
         deadline = time.monotonic() + timeout_s
@@ -244,6 +259,11 @@ class NatsConsumer(LeasedConsumer):
         if status == "100":
             return
         part.owed = 0
+        if status not in ("404", "408"):
+            # 409: e.g. max ack pending reached or a leader change; ask again a bit later
+            # instead of at once, which the server would answer the same way.
+            part.expires_at = time.monotonic() + RETRY_PAUSE_S
+            part.owed = -1
         if status == "409" and "Deleted" in msg.headers.get("Description", ""):
             part.dead = True  # a newer owner replaced this member's consumer
 
@@ -281,8 +301,8 @@ class NatsConsumer(LeasedConsumer):
         for part in self._parts.values():
             if part.dead or len(part.ready) >= PULL_BATCH:
                 continue
-            if part.owed > 0 and now < part.expires_at:
-                continue
+            if part.owed != 0 and now < part.expires_at:
+                continue  # a request is outstanding, or a refused one waits its pause
             request = orjson.dumps(
                 {"batch": PULL_BATCH, "expires": int(PULL_EXPIRES_S * 1_000_000_000)}
             )

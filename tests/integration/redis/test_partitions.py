@@ -37,7 +37,7 @@ async def test_offsets_are_dense_and_records_round_trip(broker: RedisBroker) -> 
     epoch = await store.acquire("g", TP, "m", 5.0)
     assert epoch is not None
     assert await streams.takeover("g", "m", {TP: epoch}, "earliest") == {TP: 0}
-    records, fenced = await streams.read("g", "m", [ReadRequest(TP, epoch, 10)])
+    records, fenced = await streams.read("g", "m", [ReadRequest(TP, epoch, 0, 10)])
     assert fenced == set()
     assert [(r.offset, r.value) for r in records] == [(0, b"a"), (1, b"b"), (2, b"d")]
     assert records[0].key is None
@@ -99,7 +99,7 @@ async def test_takeover_claims_pending_entries_and_redelivers_them_in_order(
     old = await store.acquire("g", TP, "old", 0.2)
     assert old is not None
     await streams.takeover("g", "old", {TP: old}, "earliest")
-    records, _ = await streams.read("g", "old", [ReadRequest(TP, old, 6)])
+    records, _ = await streams.read("g", "old", [ReadRequest(TP, old, 0, 6)])
     assert [r.offset for r in records] == [0, 1, 2, 3, 4, 5]
     await streams.commit("g", {TP: (2, old)})
     admin = redis.Redis(**_conn(broker))
@@ -111,10 +111,10 @@ async def test_takeover_claims_pending_entries_and_redelivers_them_in_order(
     assert await streams.takeover("g", "new", {TP: new}, "earliest") == {TP: 3}
     pending = admin.xpending_range("orders:0", "g", "-", "+", 10)
     assert {p["consumer"] for p in pending} == {b"new"}, "nothing stranded on the old owner"
-    records, _ = await streams.read("g", "new", [ReadRequest(TP, new, 100)])
+    records, _ = await streams.read("g", "new", [ReadRequest(TP, new, 3, 100)])
     assert [r.offset for r in records] == list(range(3, 10))
 
-    records, fenced = await streams.read("g", "old", [ReadRequest(TP, old, 100)])
+    records, fenced = await streams.read("g", "old", [ReadRequest(TP, old, 6, 100)])
     assert (records, fenced) == ([], {TP}), "a zombie cannot move the cursor"
     with pytest.raises(FencedError, match=r"orders\[0\]"):
         await streams.commit("g", {TP: (9, old)})
@@ -124,15 +124,15 @@ async def test_takeover_claims_pending_entries_and_redelivers_them_in_order(
     assert admin.hget(keys.committed(TP), "g") == b"10"
 
 
-async def test_seek_moves_the_group_cursor(broker: RedisBroker) -> None:
+async def test_a_read_from_an_earlier_offset_reads_again(broker: RedisBroker) -> None:
     await broker.create_topic("orders")
     await _produce(broker, 5)
     streams = PartitionStreams(broker.client)
     epoch = await RedisLeaseStore(broker.client).acquire("g", TP, "m", 5.0)
     assert epoch is not None
     await streams.takeover("g", "m", {TP: epoch}, "earliest")
-    await streams.read("g", "m", [ReadRequest(TP, epoch, 100)])
-    records, _ = await streams.read("g", "m", [ReadRequest(TP, epoch, 100, reset_to=1)])
+    await streams.read("g", "m", [ReadRequest(TP, epoch, 0, 100)])
+    records, _ = await streams.read("g", "m", [ReadRequest(TP, epoch, 1, 100)])
     assert [r.offset for r in records] == [1, 2, 3, 4]
 
 
@@ -144,7 +144,7 @@ async def test_latest_reset_starts_at_the_end(broker: RedisBroker) -> None:
     assert epoch is not None
     assert await streams.takeover("g", "m", {TP: epoch}, "latest") == {TP: 5}
     await _produce(broker, 2, start=5)
-    records, _ = await streams.read("g", "m", [ReadRequest(TP, epoch, 100)])
+    records, _ = await streams.read("g", "m", [ReadRequest(TP, epoch, 5, 100)])
     assert [r.value for r in records] == [b"v5", b"v6"]
 
 
@@ -155,7 +155,7 @@ async def test_lag_is_computed_on_every_version_and_matches_redis_7(broker: Redi
     epoch = await RedisLeaseStore(broker.client).acquire("g", TP, "m", 5.0)
     assert epoch is not None
     await streams.takeover("g", "m", {TP: epoch}, "earliest")
-    await streams.read("g", "m", [ReadRequest(TP, epoch, 100)])
+    await streams.read("g", "m", [ReadRequest(TP, epoch, 0, 100)])
     await streams.commit("g", {TP: (4, epoch)})
     lags = await broker.lag("g")
     assert [(x.partition, x.committed, x.end_offset, x.lag) for x in lags] == [

@@ -29,6 +29,7 @@ class Reader:
         self.store = RedisLeaseStore(broker.client)
         self.group = group
         self.epoch = 0
+        self.position = 0
 
     async def join(self) -> Reader:
         epoch = await self.store.acquire(self.group, TP, "m", 30.0)
@@ -38,8 +39,10 @@ class Reader:
         return self
 
     async def read(self, count: int) -> None:
-        records, _ = await self.streams.read(self.group, "m", [ReadRequest(TP, self.epoch, count)])
+        request = ReadRequest(TP, self.epoch, self.position, count)
+        records, _ = await self.streams.read(self.group, "m", [request])
         assert len(records) == count
+        self.position += count
 
     async def commit(self, through: int) -> None:
         await self.streams.commit(self.group, {TP: (through, self.epoch)})

@@ -59,7 +59,7 @@ class RedisBroker(Broker):
     def __init__(self, url: BrokerURL, options: RedisOptions, passthrough: Mapping[str, Any]):
         self.url = url.redacted
         self.options = options
-        self.client = RedisClient(url, passthrough)
+        self.client = RedisClient(url, passthrough, reconnect_timeout_s=options.reconnect_timeout_s)
         self._streams = PartitionStreams(self.client)
         self._partition_counts: dict[str, int] = {}
         self._children: set[RedisProducer | RedisConsumer] = set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,14 @@ from spate.errors import (
 )
 
 DEFAULT_PORT = 6379
-_OWN_OPTIONS = ("dedup_window_s", "lease_ttl_s", "heartbeat_s", "retention_interval_s")
+logger = logging.getLogger("spate.brokers.redis")
+_OWN_OPTIONS = (
+    "dedup_window_s",
+    "lease_ttl_s",
+    "heartbeat_s",
+    "retention_interval_s",
+    "reconnect_timeout_s",
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -47,6 +55,8 @@ class RedisOptions:
     """How often a member renews its leases (default: a third of ``lease_ttl_s``)."""
     retention_interval_s: float = 30.0
     """How often a started broker enforces topic retention; 0 turns it off."""
+    reconnect_timeout_s: float = 30.0
+    """How long a command keeps retrying a lost connection before it fails."""
     clock: Clock = SYSTEM_CLOCK
     """Time for record timestamps, retention and lease deadlines (tests inject one)."""
 
@@ -72,7 +82,9 @@ class RedisOptions:
                 raise ConfigError(
                     f"Redis option {name}={raw!r} is not a number of seconds; give e.g. {name}=10"
                 ) from exc
-            if value < 0 or (value == 0 and name != "retention_interval_s"):
+            if value < 0 or (
+                value == 0 and name not in ("retention_interval_s", "reconnect_timeout_s")
+            ):
                 raise ConfigError(f"Redis option {name}={raw!r} must be positive")
             own[name] = value
         return cls(**own), passthrough
@@ -149,8 +161,11 @@ def _stop_if_cancelled(what: str) -> None:
 class RedisClient:
     """A redis-py asyncio client plus the scripts spate runs on it."""
 
-    def __init__(self, url: BrokerURL, passthrough: Mapping[str, Any]) -> None:
+    def __init__(
+        self, url: BrokerURL, passthrough: Mapping[str, Any], *, reconnect_timeout_s: float
+    ) -> None:
         self.display = url.redacted
+        self.reconnect_timeout_s = reconnect_timeout_s
         try:
             self.redis: aioredis.Redis = aioredis.Redis.from_url(
                 redis_py_url(url), decode_responses=False, **passthrough
@@ -181,10 +196,32 @@ class RedisClient:
     async def run(self, build: Callable[[Any], object], what: str) -> list[Any]:
         """Run the commands ``build`` queues on a fresh pipeline, in one round trip.
 
-        Per-command errors come back as exception objects in the result list. A NOSCRIPT
-        answer (the server restarted and forgot the scripts) reloads them and runs the
-        whole pipeline once more: a command refused with NOSCRIPT did nothing.
+        Per-command errors come back as exception objects in the result list.
+
+        A lost connection is retried (backing off up to 1 s between attempts) for up to
+        ``reconnect_timeout_s``, so a restarted server is picked up by itself. Every
+        command spate sends is safe to repeat: scripts check before they write, commits
+        are cumulative, reads set the group cursor first, and a publish that did land
+        before the connection broke is repeated as a duplicate (at-least-once) or dropped
+        by its dedup id.
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reconnect_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                return await self._run_once(build, what)
+            except ConnectError as exc:
+                refused = isinstance(exc.__cause__, rex.AuthenticationError | rex.NoPermissionError)
+                if refused or loop.time() + delay > deadline:
+                    raise
+                logger.warning("%s: %s; retrying in %.2f s", what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _run_once(self, build: Callable[[Any], object], what: str) -> list[Any]:
+        """One attempt. A NOSCRIPT answer (the server restarted and forgot the scripts)
+        reloads them and runs the pipeline once more: a refused command did nothing."""
         with mapped(what):
             for attempt in range(2):
                 pipe = self.redis.pipeline(transaction=False)

@@ -1,10 +1,11 @@
 """The Redis consumer: the shared lease-based membership plus fenced stream reads.
 
 Membership, rebalance callbacks and positions come from :class:`LeasedConsumer`; this
-class supplies the storage hooks. Redis's consumer group keeps its own cursor, so the
-consumer remembers where that cursor is (``_cursor``) and where the runtime believes
-it is (``_expected``): when they differ the runtime sought, and the next read moves the
-Redis cursor first (inside the fenced read script).
+class supplies the storage hooks. The consumer remembers where each partition's next
+read starts (``_cursor``) and where the runtime believes it is (``_expected``): when
+they differ the runtime sought. Every fenced read sets the Redis group cursor to
+``_cursor`` first, so a read whose reply was lost to a broken connection is repeated
+rather than stranded.
 
 One ``XREADGROUP`` per owned partition asks for up to ``max_records`` each, in one
 pipeline; what exceeds ``max_records`` stays buffered for the next fetch (it is already
@@ -56,7 +57,6 @@ class RedisConsumer(LeasedConsumer):
         self._streams = PartitionStreams(broker.client)
         self._cursor: dict[TopicPartition, int] = {}
         self._expected: dict[TopicPartition, int] = {}
-        self._reset: set[TopicPartition] = set()
         self._buffered: dict[TopicPartition, deque[Record]] = {}
         self._rotation = 0
 
@@ -86,7 +86,6 @@ class RedisConsumer(LeasedConsumer):
         )
         for tp, position in positions.items():
             self._cursor[tp] = self._expected[tp] = position
-            self._reset.discard(tp)
             self._buffered.pop(tp, None)
         return positions
 
@@ -96,12 +95,10 @@ class RedisConsumer(LeasedConsumer):
             del self._expected[tp]
             self._cursor.pop(tp, None)
             self._buffered.pop(tp, None)
-            self._reset.discard(tp)
         for tp, position in positions.items():
             if self._expected.get(tp) != position:
                 self._expected[tp] = self._cursor[tp] = position
                 self._buffered.pop(tp, None)
-                self._reset.add(tp)
 
     def _take(self, order: Sequence[TopicPartition], max_records: int) -> list[Record]:
         out: list[Record] = []
@@ -150,14 +147,10 @@ class RedisConsumer(LeasedConsumer):
         for tp in order:
             epoch = self.member.epoch(tp)
             if epoch is not None:
-                reset = self._cursor[tp] if tp in self._reset else None
-                requests.append(ReadRequest(tp, epoch, count, reset))
+                requests.append(ReadRequest(tp, epoch, self._cursor[tp], count))
         if not requests:
             return
-        records, fenced = await self._streams.read(self.group, self.member.member_id, requests)
-        for request in requests:
-            if request.tp not in fenced:
-                self._reset.discard(request.tp)
+        records, _fenced = await self._streams.read(self.group, self.member.member_id, requests)
         for record in records:
             tp = record.topic_partition
             buffered = self._buffered.get(tp)

@@ -112,10 +112,12 @@ return position
 """
 
 READ = """
--- KEYS: stream, epochs. ARGV: group, epoch, consumer, count, new cursor ('' = keep).
+-- KEYS: stream, epochs. ARGV: group, epoch, consumer, count, cursor.
+-- Sets the group cursor to where the reader expects it first, so a read whose reply
+-- was lost (or a seek) just reads the same entries again.
 local refused = fence(KEYS[2], ARGV[1], ARGV[2])
 if refused then return refused end
-if ARGV[5] ~= '' then redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], ARGV[5]) end
+redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], ARGV[5])
 return redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[3], 'COUNT', ARGV[4],
                   'STREAMS', KEYS[1], '>')
 """

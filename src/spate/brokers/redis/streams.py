@@ -21,7 +21,7 @@ import msgspec
 
 from spate.brokers.base import OffsetReset, PartitionLag
 from spate.brokers.redis import keys
-from spate.brokers.redis.client import RedisClient, mapped, raise_first, translate
+from spate.brokers.redis.client import RedisClient, raise_first, translate
 from spate.brokers.redis.scripts import COMMIT_SCRIPT, READ_SCRIPT, TAKEOVER_SCRIPT, TRIM_SCRIPT
 from spate.errors import ConfigError, FencedError
 from spate.record import Headers, Record, TopicPartition
@@ -60,15 +60,14 @@ def decode_entries(topic: str, partition: int, entries: Sequence[Any]) -> list[R
 
 @dataclass(frozen=True, slots=True)
 class ReadRequest:
-    """Read up to ``count`` new entries of ``tp`` as lease holder at ``epoch``.
-
-    ``reset_to`` first moves the group cursor so the read starts at that offset (seek).
-    """
+    """Read up to ``count`` entries of ``tp`` from offset ``start`` on, as lease holder
+    at ``epoch``. The group cursor is set to ``start`` first, which makes a read safe to
+    repeat and a seek free."""
 
     tp: TopicPartition
     epoch: int
+    start: int
     count: int
-    reset_to: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -158,13 +157,7 @@ class PartitionStreams:
                 READ_SCRIPT.queue(
                     pipe,
                     [keys.stream_of(r.tp), keys.epochs(r.tp)],
-                    [
-                        group,
-                        r.epoch,
-                        consumer,
-                        r.count,
-                        "" if r.reset_to is None else keys.id_before(r.reset_to),
-                    ],
+                    [group, r.epoch, consumer, r.count, keys.id_before(r.start)],
                 )
                 for r in requests
             ],
@@ -196,9 +189,12 @@ class PartitionStreams:
             keys.stream_of(tp): keys.id_before(pos) for tp, pos in positions.items()
         }
         block_ms = max(1, int(min(timeout_s, _MAX_BLOCK_S) * 1000))
-        with mapped("waiting for records"):
-            found = await self._client.redis.xread(streams, count=1, block=block_ms)
-        return bool(found)
+        what = "waiting for records"
+        found = await self._client.run(
+            lambda pipe: pipe.xread(streams, count=1, block=block_ms), what
+        )
+        raise_first(found, what)
+        return bool(found[0])
 
     async def commit(self, group: str, through: Mapping[TopicPartition, tuple[int, int]]) -> None:
         """Acknowledge every entry up to ``through[tp][0]`` at epoch ``through[tp][1]``.

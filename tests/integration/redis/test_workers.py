@@ -1,0 +1,231 @@
+"""Worker processes on Redis: SIGKILL failover with pending-entry takeover, and a
+``kill -9`` of redis-server (append-only file, ``appendfsync always``) mid-stream.
+
+Real ``spate.runtime.supervisor`` workers (what ``spate run`` starts) with a 1 s lease
+ttl. Inputs ``{"n": i}`` are keyed ``k<i % 40>``; the handler answers
+``{"n": i, "pid": worker pid}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+import spate
+from spate.brokers.redis import keys
+from spate.record import TopicPartition
+from spate.testing.redis_server import RedisServer, find_redis_servers
+
+pytestmark = pytest.mark.slow
+
+PARTITIONS = 4
+
+APP_MODULE = """
+import os
+import time
+
+from spate import App
+
+app = App("redisworkers", batch_size=int(os.environ["W_BATCH"]))
+numbers = app.topic(os.environ["W_IN"], partitions=4)
+results = app.topic(os.environ["W_OUT"], partitions=4)
+DELAY_S = float(os.environ["W_DELAY_S"])
+
+
+@app.handler(numbers, group=os.environ["W_GROUP"], output=results)
+def answer(value):
+    if DELAY_S:
+        time.sleep(DELAY_S)
+    return {"n": value["n"], "pid": os.getpid()}
+"""
+
+
+class Workers:
+    """An App's worker processes against one Redis, plus views of the group state."""
+
+    def __init__(self, folder: Path, url: str, *, delay_s: float, batch: int) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.folder = folder
+        self.url = f"{url}?lease_ttl_s=1"
+        self.inputs, self.outputs, self.group = f"in{tag}", f"out{tag}", f"g{tag}"
+        self.env = {
+            **os.environ,
+            "W_DELAY_S": str(delay_s),
+            "W_BATCH": str(batch),
+            "W_IN": self.inputs,
+            "W_OUT": self.outputs,
+            "W_GROUP": self.group,
+        }
+        self.procs: list[subprocess.Popen[bytes]] = []
+        (folder / "redisworkerapp.py").write_text(APP_MODULE)
+        self.admin = redis.Redis.from_url(url)
+
+    def start(self) -> subprocess.Popen[bytes]:
+        settings = {"broker": self.url, "processing_guarantee": "at-least-once"}
+        with (self.folder / f"worker-{len(self.procs)}.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "spate.runtime.supervisor",
+                    "redisworkerapp:app",
+                    orjson.dumps(settings).decode(),
+                ],
+                cwd=self.folder,
+                env=self.env,
+                stderr=log,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def log_of(self, proc: subprocess.Popen[bytes]) -> str:
+        return (self.folder / f"worker-{self.procs.index(proc)}.log").read_text()
+
+    def owners(self) -> dict[int, int]:
+        """partition -> pid of the member holding its lease."""
+        owners: dict[int, int] = {}
+        for p in range(PARTITIONS):
+            member = self.admin.hget(
+                keys.lease(TopicPartition(self.inputs, p), self.group), "member"
+            )
+            if member:
+                owners[p] = int(member.decode().split("-")[-2])
+        return owners
+
+    def positions(self) -> dict[int, int]:
+        out = {}
+        for p in range(PARTITIONS):
+            raw = self.admin.hget(keys.committed(TopicPartition(self.inputs, p)), self.group)
+            out[p] = int(raw or 0)
+        return out
+
+    def committed(self) -> int:
+        return sum(self.positions().values())
+
+    def pending_by_consumer(self) -> Counter[str]:
+        pending: Counter[str] = Counter()
+        for p in range(PARTITIONS):
+            for row in self.admin.xinfo_consumers(f"{self.inputs}:{p}", self.group):
+                pending[row["name"].decode()] += row["pending"]
+        return pending
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(5)
+
+
+async def _produce(url: str, workers: Workers, count: int) -> None:
+    async with spate.connect(url) as broker:
+        await broker.create_topic(workers.inputs, PARTITIONS)
+        await broker.create_topic(workers.outputs, PARTITIONS)
+        async with broker.producer() as producer:
+            for n in range(count):
+                producer.send(workers.inputs, orjson.dumps({"n": n}), key=b"k%d" % (n % 40))
+            await producer.flush()
+
+
+def answered(workers: Workers) -> list[int]:
+    """Every n in the output topic, read straight from the streams."""
+    found: list[int] = []
+    for p in range(PARTITIONS):
+        for _id, fields in workers.admin.xrange(f"{workers.outputs}:{p}"):
+            found.append(orjson.loads(fields[b"v"])["n"])
+    return found
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def workers_factory(tmp_path: Path) -> Iterator[Callable[..., Workers]]:
+    made: list[Workers] = []
+
+    def make(url: str, *, delay_s: float = 0.0, batch: int = 500) -> Workers:
+        workers = Workers(tmp_path, url, delay_s=delay_s, batch=batch)
+        made.append(workers)
+        return workers
+
+    yield make
+    for workers in made:
+        workers.stop_all()
+
+
+def test_two_workers_share_four_partitions_and_the_survivor_claims_pending_entries(
+    redis_url: str, workers_factory: Callable[..., Workers]
+) -> None:
+    count = 50_000
+    workers = workers_factory(redis_url, delay_s=0.00002)
+    asyncio.run(_produce(redis_url, workers, count))
+    first, second = workers.start(), workers.start()
+
+    def split_two_ways() -> bool:
+        owners = workers.owners()
+        return len(owners) == PARTITIONS and sorted(Counter(owners.values()).values()) == [2, 2]
+
+    wait_until(split_two_ways, 20, "4 partitions split 2-2 over 2 workers")
+    wait_until(lambda: workers.committed() > 2000, 30, "progress")
+    first.send_signal(signal.SIGKILL)
+    first.wait(5)
+    wait_until(
+        lambda: (
+            set(workers.owners().values()) == {second.pid} and len(workers.owners()) == PARTITIONS
+        ),
+        15,
+        "the killed worker's partitions to move",
+    )
+    wait_until(lambda: workers.committed() == count, 60, "every input committed")
+    assert set(answered(workers)) == set(range(count))
+    pending = workers.pending_by_consumer()
+    assert sum(pending.values()) == 0, f"stranded pending entries: {pending}"
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(15) == 0
+
+
+@pytest.fixture
+def aof_server(tmp_path: Path) -> Iterator[RedisServer]:
+    servers = find_redis_servers()
+    newest = max(servers, key=lambda v: tuple(map(int, v.split("."))))
+    with RedisServer.start(tmp_path / "aof", binary=servers[newest], appendonly=True) as server:
+        yield server
+
+
+def test_redis_killed_and_restarted_with_aof_loses_nothing_acknowledged(
+    aof_server: RedisServer, workers_factory: Callable[..., Workers]
+) -> None:
+    count = 20_000
+    workers = workers_factory(aof_server.url, delay_s=0.0001, batch=200)
+    asyncio.run(_produce(aof_server.url, workers, count))
+    proc = workers.start()
+    wait_until(lambda: workers.committed() > 2000, 30, "progress")
+    before = workers.positions()
+    answers_before = set(answered(workers))
+    aof_server.kill()
+    time.sleep(0.5)
+    aof_server.restart()
+    after = workers.positions()
+    assert all(after[p] >= before[p] for p in before), (before, after)
+    assert set(answered(workers)) >= answers_before, "acknowledged outputs survive"
+    wait_until(lambda: workers.committed() == count, 60, "every input committed after restart")
+    assert proc.poll() is None, workers.log_of(proc)
+    assert set(answered(workers)) == set(range(count))
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0

@@ -1,0 +1,52 @@
+"""No nats-py exception leaves the adapter: with the server gone, every call fails
+with a spate error (and a fetch simply finds nothing)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+import spate
+from spate.brokers.nats import NatsBroker
+from spate.errors import BrokerError, CommitError, PublishError, SpateError
+from spate.record import TopicPartition
+from spate.testing.nats_server import NatsServer
+
+
+async def fails_with_spate_error(call: Callable[[], Awaitable[Any]]) -> SpateError:
+    with pytest.raises(SpateError) as caught:
+        await call()
+    assert not type(caught.value).__module__.startswith("nats")
+    return caught.value
+
+
+async def test_every_call_maps_errors_when_the_server_is_gone(
+    own_server: NatsServer, topic: str
+) -> None:
+    async with spate.connect(own_server.url, request_timeout_s=1.0, lease_ttl_s=5.0) as broker:
+        assert isinstance(broker, NatsBroker)
+        await broker.create_topic(topic, 1)
+        producer = broker.producer()
+        producer.send(topic, b"v", key=b"k")
+        await producer.flush()
+        consumer = broker.consumer([topic], "g")
+        (record,) = await consumer.fetch(10, 5.0)
+        own_server.kill()
+        # Within the lease ttl the commit fails for want of a server (after it the
+        # member counts its leases as lost and refuses with FencedError instead).
+        error = await fails_with_spate_error(
+            lambda: consumer.commit({TopicPartition(topic, 0): record.offset})
+        )
+        assert isinstance(error, CommitError)
+
+        assert isinstance(await fails_with_spate_error(lambda: broker.list_topics()), BrokerError)
+        await fails_with_spate_error(lambda: broker.create_topic(f"{topic}x", 1))
+        await fails_with_spate_error(lambda: broker.lag("g", [topic]))
+        await fails_with_spate_error(lambda: broker.groups())
+        producer.send(topic, b"lost", key=b"key-9")
+        error = await fails_with_spate_error(lambda: producer.flush(timeout_s=1.0))
+        assert isinstance(error, PublishError)
+        assert "key-9" in str(error)
+        assert await consumer.fetch(10, 0.3) == []

@@ -65,6 +65,7 @@ async def test_zombie_cannot_commit_after_takeover(nats_url: str, topic: str) ->
     ):
         assert isinstance(broker_a, NatsBroker)
         await broker_a.create_topic(topic, 1)
+        await broker_a.create_topic(f"{topic}-out", 1)
         await produce(broker_a, topic, 20)
         tp = TopicPartition(topic, 0)
         zombie = broker_a.consumer([topic], "g")
@@ -79,9 +80,18 @@ async def test_zombie_cannot_commit_after_takeover(nats_url: str, topic: str) ->
         async with broker_b.consumer([topic], "g") as replacement:
             taken = await collect(replacement, 15)
             assert [r.offset for r in taken] == list(range(5, 20))
+            # Both publish their outputs with ids from (topic, partition, offset, index):
+            # what the zombie re-publishes after waking is dropped as a duplicate.
+            for owner, batch in ((broker_b, taken), (broker_a, records)):
+                producer = owner.producer()
+                for r in batch:
+                    producer.send(f"{topic}-out", r.value, dedup_id=f"{topic}:0:{r.offset}:0")
+                await producer.flush()
             with pytest.raises(FencedError):
                 await zombie.commit({tp: records[9].offset})
             await replacement.commit({tp: taken[-1].offset})
+        (out,) = await broker_a.lag("nobody", [f"{topic}-out"])
+        assert out.end_offset == 20  # 15 + 10 published, 5 of the zombie's dropped
         (row,) = await broker_a.lag("g", [topic])
         assert row.committed == 20
         zombie.member._task = None

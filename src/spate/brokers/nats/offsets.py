@@ -44,6 +44,29 @@ def committed_position(info: ConsumerInfo) -> int | None:
     return floor
 
 
+async def _all_consumers(js: JetStreamContext, stream: str) -> list[ConsumerInfo]:
+    """Every consumer of ``stream``, page by page (the server lists 256 at a time)."""
+    found: list[ConsumerInfo] = []
+    while True:
+        with nats_errors(f"list the consumers of stream {stream}"):
+            page = await js.consumers_info(stream, offset=len(found))
+        found.extend(page)
+        if not page:
+            return found
+
+
+async def _all_stream_names(js: JetStreamContext) -> list[str]:
+    names: list[str] = []
+    seen = 0
+    while True:
+        with nats_errors("list streams"):
+            page = await js.streams_info(offset=seen)
+        seen += len(page)
+        names.extend(name for s in page if (name := s.config.name))
+        if not page:
+            return names
+
+
 def _rank(info: ConsumerInfo) -> tuple[int, int]:
     meta = (info.config.metadata or {}) if info.config else {}
     return int(meta.get(EPOCH_META, 0)), int(meta.get(SERIAL_META, 0))
@@ -52,8 +75,7 @@ def _rank(info: ConsumerInfo) -> tuple[int, int]:
 async def group_consumers(js: JetStreamContext, stream: str, group: str) -> list[ConsumerInfo]:
     """The group's consumers on ``stream``, newest (highest epoch) last."""
     try:
-        with nats_errors(f"list the consumers of stream {stream}"):
-            infos = await js.consumers_info(stream)
+        infos = await _all_consumers(js, stream)
     except BrokerError as exc:
         if api_code(exc.__cause__ or exc) == STREAM_NOT_FOUND:
             return []
@@ -115,8 +137,7 @@ async def groups(js: JetStreamContext) -> set[str]:
 
 async def _consumer_groups(js: JetStreamContext, stream: str) -> set[str]:
     try:
-        with nats_errors(f"list the consumers of stream {stream}"):
-            infos = await js.consumers_info(stream)
+        infos = await _all_consumers(js, stream)
     except BrokerError as exc:
         if api_code(exc.__cause__ or exc) == STREAM_NOT_FOUND:
             return set()

@@ -86,7 +86,7 @@ class App:
     ``broker`` and ``processing_guarantee`` left as None come from ``SPATE_BROKER`` /
     ``SPATE_PROCESSING_GUARANTEE`` or the defaults (``local://.spate``,
     ``"at-least-once"``); other keyword arguments override the remaining
-    :class:`~spate.config.Settings` fields (``batch_size=``, ``commit_interval_s=``, …).
+    :class:`~spate.config.Settings` fields (``batch_size=``, ``fetch_timeout_s=``, …).
     """
 
     def __init__(

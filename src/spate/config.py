@@ -31,8 +31,6 @@ class Settings:
     """Most records one fetch returns and one pipeline pass handles."""
     fetch_timeout_s: float = 0.2
     """How long an idle fetch waits for the first record."""
-    commit_interval_s: float = 1.0
-    """Longest time processed offsets wait before they are committed."""
     offset_reset: OffsetResetSetting = "earliest"
     """Where a group with no committed offset starts."""
     workers: int = 1
@@ -47,7 +45,6 @@ class Settings:
             raise ConfigError("broker must be a URL such as local://.spate or kafka://host:9092")
         _check_positive("batch_size", self.batch_size, int)
         _check_positive("fetch_timeout_s", self.fetch_timeout_s, float)
-        _check_positive("commit_interval_s", self.commit_interval_s, float)
         _check_positive("workers", self.workers, int)
         if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"metrics_port={self.metrics_port!r} must be from 0 to 65535")
@@ -74,7 +71,6 @@ def _env_name(field_name: str) -> str:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "batch_size": int,
     "fetch_timeout_s": float,
-    "commit_interval_s": float,
     "workers": int,
     "metrics_port": int,
     "log_level": str.upper,

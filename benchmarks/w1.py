@@ -1,0 +1,177 @@
+"""W1: decode → keep amount >= 10 → add a field → encode → publish → commit.
+
+200,000 JSON orders of about 200 bytes, keyed by user, in 4 partitions. The same
+records go through a plain Python loop (decode, filter, encode: the work a user
+would write by hand, with no broker) and through spate on each broker given, in
+the same run, and the ratio spate/plain is what the targets are written against
+(benchmarks/README.md). Usage::
+
+    python benchmarks/w1.py --records 200000 --broker memory:// --broker local://
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import resource
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+import spate
+from spate.app import App
+
+PARTITIONS = 4
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    records: int
+    wall_s: float
+    cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.wall_s
+
+    @property
+    def cpu_us_per_record(self) -> float:
+        return self.cpu_s / self.records * 1e6
+
+
+def make_orders(count: int, seed: int = 7) -> list[tuple[bytes, bytes]]:
+    """(key, value) pairs: ~200-byte JSON orders keyed by user id."""
+    rng = random.Random(seed)
+    items = ["book", "lamp", "chair", "kettle", "plant", "mug", "desk", "pen"]
+    orders = []
+    for order_id in range(count):
+        user = f"user-{rng.randrange(10_000):05d}"
+        value = {
+            "order_id": order_id,
+            "user_id": user,
+            "amount": round(rng.uniform(0, 100), 2),
+            "currency": "EUR",
+            "item": rng.choice(items),
+            "quantity": rng.randint(1, 5),
+            "created_at": "2026-11-27T10:00:00.000000+00:00",
+            "channel": rng.choice(["web", "ios", "android"]),
+            "note": "x" * rng.randint(10, 30),
+        }
+        orders.append((user.encode(), orjson.dumps(value)))
+    return orders
+
+
+def enrich(order: dict[str, Any]) -> dict[str, Any]:
+    order["amount_cents"] = int(order["amount"] * 100)
+    return order
+
+
+def keep(order: dict[str, Any]) -> bool:
+    return bool(order["amount"] >= 10)
+
+
+def measure(name: str, records: int, work: Callable[[], None]) -> Result:
+    wall, cpu = time.perf_counter(), time.process_time()
+    work()
+    return Result(name, records, time.perf_counter() - wall, time.process_time() - cpu)
+
+
+def plain_loop(orders: list[tuple[bytes, bytes]]) -> Result:
+    """The baseline: the same decode/filter/encode a hand-written loop does."""
+
+    def work() -> None:
+        out = []
+        loads, dumps = orjson.loads, orjson.dumps
+        for _key, value in orders:
+            order = loads(value)
+            if keep(order):
+                out.append(dumps(enrich(order)))
+
+    return measure("plain loop", len(orders), work)
+
+
+async def _produce(broker: spate.Broker, orders: list[tuple[bytes, bytes]]) -> None:
+    async with broker.producer() as producer:
+        for start in range(0, len(orders), 10_000):
+            for key, value in orders[start : start + 10_000]:
+                producer.send("orders", value, key=key)
+            await producer.flush()
+
+
+async def _wait_until_committed(
+    broker: spate.Broker, total: int, runner: asyncio.Task[None]
+) -> None:
+    while True:
+        lag = await broker.lag("w1", ["orders"])
+        if sum(p.committed or 0 for p in lag) >= total:
+            return
+        if runner.done():
+            runner.result()
+            raise RuntimeError("pipeline stopped before it consumed every record")
+        await asyncio.sleep(0.02)
+
+
+async def _spate_pipeline(url: str, orders: list[tuple[bytes, bytes]]) -> Result:
+    app = App("w1", broker=url)
+    source = app.topic("orders", partitions=PARTITIONS)
+    sink = app.topic("orders-enriched", partitions=PARTITIONS)
+    app.stream(source, group="w1").filter(keep).map(enrich).to(sink)
+    # One broker for producing, running and watching: memory:// lives in one connection.
+    async with app.connect() as broker:
+        await app.prepare(broker)
+        await _produce(broker, orders)
+        stop = asyncio.Event()
+        wall, cpu = time.perf_counter(), time.process_time()
+        runner = asyncio.create_task(app.run_processors(broker, stop))
+        await _wait_until_committed(broker, len(orders), runner)
+        # The clock stops when every record is committed; the drain after it is not W1.
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        stop.set()
+        await runner
+    return Result(f"spate {url.split('://')[0]}://", len(orders), wall, cpu)
+
+
+def spate_pipeline(url: str, orders: list[tuple[bytes, bytes]]) -> Result:
+    """Through spate: fetch, decode, filter, enrich, encode, publish, commit."""
+    return asyncio.run(_spate_pipeline(url, orders))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--broker", action="append", default=None)
+    args = parser.parse_args()
+    brokers = args.broker or ["memory://", "local://"]
+    orders = make_orders(args.records)
+    baseline = plain_loop(orders)
+    results = [baseline]
+    for url in brokers:
+        workdir = None
+        if url == "local://":
+            workdir = tempfile.mkdtemp(prefix="spate-w1-")
+            url = f"local://{workdir}"
+        try:
+            results.append(spate_pipeline(url, orders))
+        finally:
+            if workdir:
+                shutil.rmtree(workdir, ignore_errors=True)
+    print(f"W1, {args.records} records, {PARTITIONS} partitions")
+    print(f"{'run':<18}{'records/s':>12}{'CPU us/rec':>12}{'ratio':>8}")
+    for result in results:
+        ratio = result.rate / baseline.rate
+        print(
+            f"{result.name:<18}{result.rate:>12,.0f}{result.cpu_us_per_record:>12.2f}{ratio:>8.0%}"
+        )
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {peak_mb:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

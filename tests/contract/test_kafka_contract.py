@@ -22,6 +22,10 @@ from spate.testing.kafka_server import session_server
 REPO = Path(__file__).resolve().parents[2]
 
 FAST_GROUPS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+"""Apache Kafka's smallest allowed session timeout: membership tests settle in seconds."""
+
+TANSU_GROUPS = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 400}
+"""Tansu holds a JoinGroup for about half the session timeout, so keep it short."""
 
 
 class TestApacheKafka(BrokerContract):
@@ -43,7 +47,7 @@ class TestTansu(BrokerContract):
     @pytest.fixture
     async def broker(self) -> AsyncIterator[Broker]:
         server = session_server("tansu")
-        async with spate.connect(server.url, kafka_config=dict(FAST_GROUPS)) as broker:
+        async with spate.connect(server.url, kafka_config=dict(TANSU_GROUPS)) as broker:
             yield broker
 
     @TANSU_LIST_OFFSETS

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("spate.kafka")
 
+_PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
+
 _POLL_EVERY = 1024
 """Serve librdkafka's callbacks once per this many sends, never per record."""
 
@@ -60,7 +62,8 @@ class KafkaProducer(Producer):
         self._closed = False
 
     def _on_delivery(self, error: KafkaError | None, message: ck.Message) -> None:
-        if error is not None:
+        # Purged records belong to an aborted transaction: dropping them is the point.
+        if error is not None and error.code() not in _PURGED:
             self._failures.append((message.topic() or "?", message.key(), error))
 
     async def start(self) -> None:

@@ -145,6 +145,15 @@ async def test_token_and_user_password_pass_through() -> None:
             assert await broker.list_topics() == []
 
 
+def test_nkey_and_creds_need_the_nkeys_package() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("nkeys") is not None:
+        pytest.skip("nkeys is installed")
+    with pytest.raises(ConfigError, match="pip install nkeys"):
+        spate.connect("nats://127.0.0.1:4222?creds=/etc/app.creds")
+
+
 def test_unknown_options_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="tokn"):
         spate.connect("nats://127.0.0.1:4222", tokn="x")

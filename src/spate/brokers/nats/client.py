@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import inspect
 import logging
 import ssl
@@ -44,6 +45,7 @@ _QUERY_OPTIONS = {
     "tls_hostname": "tls_hostname",
 }
 _TLS_QUERY = ("tls_ca", "tls_cert", "tls_key")
+_NKEY_OPTIONS = ("nkeys_seed", "nkeys_seed_str", "user_credentials")
 _NATS_CONNECT_OPTIONS = frozenset(inspect.signature(Client.connect).parameters) - {"self"}
 
 
@@ -95,6 +97,11 @@ def connect_options(parsed: BrokerURL, options: Mapping[str, Any]) -> dict[str, 
                 "check the spelling"
             )
         result[name] = value
+    if any(name in result for name in _NKEY_OPTIONS) and importlib.util.find_spec("nkeys") is None:
+        raise ConfigError(
+            "NATS NKey and credentials-file authentication needs the nkeys package; "
+            "install it with: pip install nkeys"
+        )
     return result
 
 

@@ -9,6 +9,7 @@ only if ``SET NX`` of that id succeeds in the same script, so a re-published out
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +26,36 @@ from spate.record import Headers, TopicPartition
 _CHUNK = 500
 """Records per script call: large enough to amortise the call, small enough not to
 hold the single-threaded server for long."""
+
+_length = struct.Struct(">I").pack
+
+
+def pack_records(chunk: list[_Pending], now: bytes) -> bytes:
+    """The records of one publish-script call as one argument (format: scripts.PUBLISH)."""
+    parts: list[bytes] = []
+    add = parts.extend
+    for _topic, _partition, key, value, headers, ts, dedup in chunk:
+        dedup_bytes = dedup.encode() if dedup else b""
+        key_bytes = b"" if key is None else key
+        ts_bytes = now if ts is None else b"%d" % ts
+        header_bytes = encode_headers(headers)
+        add(
+            (
+                _length(len(dedup_bytes)),
+                dedup_bytes,
+                b"\x00" if key is None else b"\x01",
+                _length(len(key_bytes)),
+                key_bytes,
+                _length(len(value)),
+                value,
+                _length(len(ts_bytes)),
+                ts_bytes,
+                _length(len(header_bytes)),
+                header_bytes,
+            )
+        )
+    return b"".join(parts)
+
 
 # (topic, partition, key, value, headers, timestamp_ms, dedup_id)
 _Pending = tuple[str, int | None, bytes | None, bytes, Headers, int | None, str | None]
@@ -87,22 +118,15 @@ class RedisProducer(Producer):
         calls: list[tuple[TopicPartition, list[_Pending]]] = []
         for tp, records in batches.items():
             calls.extend((tp, records[i : i + _CHUNK]) for i in range(0, len(records), _CHUNK))
-        now = str(self._clock.time_ms())
+        now = b"%d" % self._clock.time_ms()
+        packed = [(tp, pack_records(chunk, now)) for tp, chunk in calls]
         window = self._dedup_window_ms
 
         def build(pipe: Any) -> None:
-            for tp, chunk in calls:
-                args: list[Any] = [keys.dedup_prefix(tp), window]
-                for _topic, _part, key, value, headers, ts, dedup in chunk:
-                    args += (
-                        dedup or "",
-                        "0" if key is None else "1",
-                        key or b"",
-                        value,
-                        now if ts is None else ts,
-                        encode_headers(headers),
-                    )
-                PUBLISH_SCRIPT.queue(pipe, [keys.stream_of(tp)], args)
+            for tp, blob in packed:
+                PUBLISH_SCRIPT.queue(
+                    pipe, [keys.stream_of(tp)], [keys.dedup_prefix(tp), window, blob]
+                )
 
         try:
             results = await self._client.run(build, "publishing")

@@ -41,30 +41,46 @@ end
 """
 
 PUBLISH = """
--- KEYS: stream. ARGV: dedup key prefix, dedup window ms, then 6 per record:
--- dedup id ('' = none), has key ('1'/'0'), key, value, timestamp ms, headers ('' = none)
+-- KEYS: stream. ARGV: dedup key prefix, dedup window ms, packed records.
+-- Packed records (see producer.pack_records), each field a 4-byte big-endian length and
+-- the bytes: dedup id ('' = none), a key flag byte (1 = has key), key, value, timestamp
+-- ms (decimal), headers ('' = none). One packed argument instead of several per record
+-- keeps the client's command encoding cheap: that, not the server, limits publishing.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return redis.error_reply('SPATE_NO_TOPIC ' .. KEYS[1])
+end
+local data = ARGV[3]
+local pos = 1
+local function take()
+  local len
+  len, pos = struct.unpack('>I4', data, pos)
+  local text = string.sub(data, pos, pos + len - 1)
+  pos = pos + len
+  return text
 end
 local nxt = end_offset(KEYS[1])
 local first = nxt
 local dropped = 0
-for i = 3, #ARGV, 6 do
+while pos <= #data do
+  local dedup = take()
+  local has_key
+  has_key, pos = struct.unpack('B', data, pos)
+  local key, value, ts, headers = take(), take(), take(), take()
   local keep = true
-  if ARGV[i] ~= '' then
-    keep = redis.call('SET', ARGV[1] .. ARGV[i], fmt(nxt), 'NX', 'PX', ARGV[2])
+  if dedup ~= '' then
+    keep = redis.call('SET', ARGV[1] .. dedup, fmt(nxt), 'NX', 'PX', ARGV[2])
   end
   if keep then
-    local fields = {'v', ARGV[i + 3], 't', ARGV[i + 4]}
-    if ARGV[i + 1] == '1' then
-      fields[5] = 'k'
-      fields[6] = ARGV[i + 2]
+    local id = '1-' .. fmt(nxt)
+    if has_key == 1 and headers ~= '' then
+      redis.call('XADD', KEYS[1], id, 'v', value, 't', ts, 'k', key, 'h', headers)
+    elseif has_key == 1 then
+      redis.call('XADD', KEYS[1], id, 'v', value, 't', ts, 'k', key)
+    elseif headers ~= '' then
+      redis.call('XADD', KEYS[1], id, 'v', value, 't', ts, 'h', headers)
+    else
+      redis.call('XADD', KEYS[1], id, 'v', value, 't', ts)
     end
-    if ARGV[i + 5] ~= '' then
-      fields[#fields + 1] = 'h'
-      fields[#fields + 1] = ARGV[i + 5]
-    end
-    redis.call('XADD', KEYS[1], '1-' .. fmt(nxt), unpack(fields))
     nxt = nxt + 1
   else
     dropped = dropped + 1

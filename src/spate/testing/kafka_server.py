@@ -232,6 +232,8 @@ def start_apache_kafka(
         "transaction.state.log.min.isr": "1",
         "transaction.state.log.num.partitions": "4",
         "group.initial.rebalance.delay.ms": "0",
+        "group.min.session.timeout.ms": "1000",
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
         "log.retention.check.interval.ms": "1000",
         "log.segment.delete.delay.ms": "0",
         "log.initial.task.delay.ms": "0",

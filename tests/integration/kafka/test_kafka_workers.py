@@ -1,0 +1,221 @@
+"""Worker processes of a real App on Apache Kafka: SIGKILL takeover (at-least-once),
+exactly-once through repeated SIGKILLs, and a SIGSTOPped zombie.
+
+Workers are the processes ``spate run`` starts (``python -m spate.runtime.supervisor``);
+librdkafka properties reach them through the broker URL's query. Short session and
+transaction timeouts (the test broker allows them) keep each takeover to seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from spate.brokers.kafka import KafkaBroker
+from spate.record import Record
+from spate.testing.kafka_server import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+GROUP_QUERY = "session.timeout.ms=2000&heartbeat.interval.ms=300&transaction.timeout.ms=6000"
+
+APP_MODULE = """
+import os
+
+from spate import App
+
+app = App("kafkaworkers", batch_size=int(os.environ["W_BATCH"]))
+numbers = app.topic(os.environ["W_IN"], partitions=int(os.environ["W_PARTITIONS"]))
+copies = app.topic(os.environ["W_OUT"], partitions=int(os.environ["W_PARTITIONS"]))
+
+
+@app.handler(numbers, group=os.environ["W_GROUP"], output=copies)
+def copy(value):
+    return {"n": value["n"]}
+"""
+
+
+class Workers:
+    """Worker processes of the copy App, and the broker views the tests assert on."""
+
+    def __init__(
+        self, folder: Path, server: ServerProcess, guarantee: str, partitions: int, batch: int
+    ) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.folder, self.guarantee, self.partitions = folder, guarantee, partitions
+        self.url = f"{server.url}?{GROUP_QUERY}"
+        self.inputs, self.outputs, self.group = f"in-{tag}", f"out-{tag}", f"g-{tag}"
+        self.env = {
+            **os.environ,
+            "W_BATCH": str(batch),
+            "W_IN": self.inputs,
+            "W_OUT": self.outputs,
+            "W_GROUP": self.group,
+            "W_PARTITIONS": str(partitions),
+        }
+        (folder / "kafkaworkerapp.py").write_text(APP_MODULE)
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        settings = {"broker": self.url, "processing_guarantee": self.guarantee}
+        with (self.folder / f"worker-{len(self.procs)}.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "spate.runtime.supervisor",
+                    "kafkaworkerapp:app",
+                    orjson.dumps(settings).decode(),
+                ],
+                cwd=self.folder,
+                env=self.env,
+                stderr=log,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.folder.glob("worker-*.log")))
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture
+async def make_workers(
+    tmp_path: Path, kafka_server: ServerProcess
+) -> AsyncIterator[Callable[..., Workers]]:
+    made: list[Workers] = []
+
+    def make(guarantee: str, *, partitions: int = 4, batch: int = 500) -> Workers:
+        workers = Workers(tmp_path, kafka_server, guarantee, partitions, batch)
+        made.append(workers)
+        return workers
+
+    yield make
+    for workers in made:
+        workers.stop_all()
+
+
+async def produce_inputs(broker: KafkaBroker, workers: Workers, count: int) -> None:
+    await broker.create_topic(workers.inputs, workers.partitions)
+    await broker.create_topic(workers.outputs, workers.partitions)
+    async with broker.producer() as producer:
+        for n in range(count):
+            producer.send(workers.inputs, orjson.dumps({"n": n}), key=b"k%d" % (n % 40))
+        await producer.flush(60)
+
+
+async def committed(broker: KafkaBroker, workers: Workers) -> int:
+    return sum(entry.committed or 0 for entry in await broker.lag(workers.group, [workers.inputs]))
+
+
+async def wait_for(condition: Callable[[], object], timeout_s: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not await condition():  # type: ignore[misc]
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+class Reader:
+    """A read_committed reader of the output topic, running beside the workers."""
+
+    def __init__(self, broker: KafkaBroker, topic: str) -> None:
+        self.records: list[Record] = []
+        self._consumer = broker.consumer([topic], f"reader-{uuid.uuid4().hex[:8]}")
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async with self._consumer:
+            while not self._stop.is_set():
+                self.records.extend(await self._consumer.fetch(5000, 0.2))
+
+    async def read_until(self, count: int, timeout_s: float) -> list[int]:
+        await wait_for(self._has(count), timeout_s, f"{count} outputs")
+        await asyncio.sleep(1.0)
+        self._stop.set()
+        await self._task
+        return [orjson.loads(r.value)["n"] for r in self.records]
+
+    def _has(self, count: int) -> Callable[[], object]:
+        async def check() -> bool:
+            if self._task.done():
+                self._task.result()
+            return len(self.records) >= count
+
+        return check
+
+
+async def test_at_least_once_survives_a_sigkill(
+    kafka: KafkaBroker, make_workers: Callable[..., Workers]
+) -> None:
+    count = 50_000
+    workers = make_workers("at-least-once")
+    await produce_inputs(kafka, workers, count)
+    first, second = workers.start(), workers.start()
+    await wait_for(lambda: _above(kafka, workers, count // 5), 60, "20% progress")
+    first.send_signal(signal.SIGKILL)
+    first.wait(5)
+    await wait_for(lambda: _above(kafka, workers, count), 90, "every input committed")
+    reader = Reader(kafka, workers.outputs)
+    outputs = await reader.read_until(count, 60)
+    assert set(outputs) == set(range(count)), workers.logs()[-3000:]
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(20) == 0
+
+
+@pytest.mark.parametrize("partitions", [4, 1])
+async def test_exactly_once_through_three_sigkills_per_worker(
+    kafka: KafkaBroker, make_workers: Callable[..., Workers], partitions: int
+) -> None:
+    """Two workers copy the inputs in transactions; each is SIGKILLed and restarted
+    three times after 20% progress. A read_committed reader running throughout and
+    one reading at the end both see every input exactly once (in order with one
+    partition)."""
+    count = 100_000 if partitions > 1 else 30_000
+    workers = make_workers("exactly-once", partitions=partitions)
+    await produce_inputs(kafka, workers, count)
+    live = [workers.start(), workers.start()]
+    concurrent = Reader(kafka, workers.outputs)
+    kills_at: list[int] = []
+    for kill in range(6):
+        threshold = count * (20 + 8 * kill) // 100
+        await wait_for(lambda t=threshold: _above(kafka, workers, t), 90, f"{threshold} done")
+        victim = live[kill % 2]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(5)
+        kills_at.append(await committed(kafka, workers))
+        live[kill % 2] = workers.start()
+    assert kills_at[-1] < count, f"every kill must land mid-stream: {kills_at}"
+    await wait_for(lambda: _above(kafka, workers, count), 120, "every input committed")
+    print(f"committed at the kills: {kills_at}")
+    during = await concurrent.read_until(count, 60)
+    after = await Reader(kafka, workers.outputs).read_until(count, 60)
+    for seen in (during, after):
+        duplicates = [n for n, c in Counter(seen).items() if c > 1]
+        assert not duplicates, f"{len(duplicates)} duplicates, e.g. {duplicates[:5]}"
+        assert set(seen) == set(range(count))
+        if partitions == 1:
+            assert seen == list(range(count))
+    for proc in live:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+
+
+async def _above(broker: KafkaBroker, workers: Workers, threshold: int) -> bool:
+    return await committed(broker, workers) >= threshold

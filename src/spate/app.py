@@ -232,11 +232,16 @@ class App:
     async def prepare(self, broker: Broker) -> None:
         """Check the guarantee against the broker and create every missing topic."""
         guarantee = self.settings.processing_guarantee
-        if guarantee == "exactly-once" and not broker.capabilities.transactions:
+        capabilities = broker.capabilities
+        if guarantee == "exactly-once" and not (
+            capabilities.transactions or capabilities.dedup_on_publish
+        ):
             raise CapabilityError(
-                f"app {self.name!r}: broker {parse_broker_url(broker.url).redacted!r} has no "
-                f"transactions, so processing_guarantee={guarantee!r} is not possible there; "
-                "use 'at-least-once' or a broker with transactions (local, memory, kafka)"
+                f"app {self.name!r}: broker {parse_broker_url(broker.url).redacted!r} has "
+                f"neither transactions nor deduplication on publish, so "
+                f"processing_guarantee={guarantee!r} is not possible there; use "
+                "'at-least-once', or a broker with transactions (local, memory, kafka) or "
+                "deduplication (nats, redis: effectively-once)"
             )
         declared = dict(self.topics)
         for processor in self.processors:

@@ -11,6 +11,10 @@ and what a rebalance means for work that is not committed yet.
 * :class:`ExactlyOnce` wraps each batch in a producer transaction whose commit also
   commits the offsets, atomically. A fenced or failed commit aborts: the outputs are
   dropped and the partitions still owned are rewound to the batch's first records.
+* :class:`EffectivelyOnce` is exactly-once on brokers with no transactions but with
+  deduplication on publish (NATS, Redis): at-least-once, with every output carrying
+  a deterministic id, so the broker drops the copy a replay publishes again — within
+  the broker's deduplication window.
 """
 
 from __future__ import annotations
@@ -93,8 +97,11 @@ class AtLeastOnce:
         self, outputs: Sequence[Output], through: Offsets, records: Sequence[Record]
     ) -> None:
         await self._wait_settling()
-        _send_all(self.producer, outputs)
+        self._send(outputs)
         self._unsettled.append(dict(through))
+
+    def _send(self, outputs: Sequence[Output]) -> None:
+        _send_all(self.producer, outputs)
 
     async def abort_batch(self, records: Sequence[Record]) -> None:
         await self._wait_settling()
@@ -160,6 +167,33 @@ class AtLeastOnce:
         for tp, offset in committing.items():
             if self._pending.get(tp) == offset:
                 del self._pending[tp]
+
+
+class EffectivelyOnce(AtLeastOnce):
+    """At-least-once whose outputs carry ids that are the same on every replay.
+
+    The id names the processor, the source record (topic, partition, offset) and the
+    output's index among that record's outputs, so a record replayed after a crash,
+    a failover or by a zombie yields the same ids and the broker drops the copies.
+    """
+
+    def __init__(
+        self, producer: Producer, consumer: Consumer, stats: ProcessorStats, *, prefix: str
+    ) -> None:
+        super().__init__(producer, consumer, stats)
+        self.prefix = prefix
+
+    def _send(self, outputs: Sequence[Output]) -> None:
+        send = self.producer.send
+        prefix = self.prefix
+        previous: Record | None = None
+        index = 0
+        for topic, value, key, source in outputs:
+            # A record's outputs are contiguous: every stage keeps the batch's order.
+            index = index + 1 if source is previous else 0
+            previous = source
+            dedup_id = f"{prefix}/{source.topic}/{source.partition}/{source.offset}/{index}"
+            send(topic, value, key=key, dedup_id=dedup_id)
 
 
 class ExactlyOnce:

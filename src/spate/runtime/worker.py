@@ -28,10 +28,10 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import Any
 
-from spate.brokers.base import Broker
+from spate.brokers.base import Broker, Consumer
 from spate.config import Settings
 from spate.record import Record, TopicPartition
-from spate.runtime.delivery import AtLeastOnce, Delivery, ExactlyOnce
+from spate.runtime.delivery import AtLeastOnce, Delivery, EffectivelyOnce, ExactlyOnce
 from spate.runtime.errors import ErrorPolicy, error_policy
 from spate.runtime.stats import ProcessorStats
 from spate.serde import Serde
@@ -114,6 +114,16 @@ class Worker:
     def _transactional_id(self) -> str:
         return f"{self.app_name}.{self.stream.name}.{socket.gethostname()}-{os.getpid()}"
 
+    def _make_delivery(self, exactly_once: bool, consumer: Consumer) -> Delivery:
+        """Transactions where the broker has them; else, for exactly-once, dedup ids."""
+        if not exactly_once:
+            return AtLeastOnce(self.broker.producer(), consumer, self.stats)
+        if self.broker.capabilities.transactions:
+            producer = self.broker.producer(transactional_id=self._transactional_id())
+            return ExactlyOnce(producer, consumer, self.stats)
+        prefix = f"{self.app_name}/{self.stream.name}"
+        return EffectivelyOnce(self.broker.producer(), consumer, self.stats, prefix=prefix)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until ``stop`` is set, then drain: finish, commit, release."""
         settings = self.settings
@@ -124,11 +134,8 @@ class Worker:
             self,
             offset_reset=settings.offset_reset,
         )
-        producer = self.broker.producer(
-            transactional_id=self._transactional_id() if exactly_once else None
-        )
-        strategy = ExactlyOnce if exactly_once else AtLeastOnce
-        self._delivery = delivery = strategy(producer, consumer, self.stats)
+        self._delivery = delivery = self._make_delivery(exactly_once, consumer)
+        producer = delivery.producer
         pipeline = self.stream.compile(self.policy.record_failed)
         log.info(
             "event=start app=%s processor=%s group=%s topics=%s guarantee=%s",

@@ -69,11 +69,6 @@ def dedup_prefix(tp: TopicPartition) -> str:
     return f"{{{stream_of(tp)}}}:dedup:"
 
 
-def entry_id(offset: int) -> str:
-    """The stream ID of ``offset``."""
-    return f"1-{offset}"
-
-
 def id_before(offset: int) -> str:
     """The ID a group cursor must hold so that its next read returns ``offset``."""
     return "0-0" if offset <= 0 else f"1-{offset - 1}"

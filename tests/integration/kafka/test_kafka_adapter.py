@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 import pytest
+from confluent_kafka import TopicPartition as CkTopicPartition
+from confluent_kafka.admin import AdminClient
 
 import spate
+from spate.brokers.base import OffsetReset
 from spate.brokers.kafka import KafkaBroker
 from spate.errors import (
     ClosedError,
@@ -232,3 +236,41 @@ async def test_unreachable_broker_is_connect_error() -> None:
     with pytest.raises(ConnectError):
         async with spate.connect(url, timeout_s=2):
             pass
+
+
+@pytest.mark.parametrize(("policy", "resume", "skipped"), [("earliest", 8, 4), ("latest", 10, 6)])
+async def test_committed_offset_deleted_by_retention_follows_policy_and_is_logged(
+    kafka: KafkaBroker,
+    kafka_server: ServerProcess,
+    name: str,
+    caplog: pytest.LogCaptureFixture,
+    policy: OffsetReset,
+    resume: int,
+    skipped: int,
+) -> None:
+    """Retention is simulated exactly with DeleteRecords: the log start moves past the
+    committed offset, as when retention deletes old segments."""
+    await kafka.create_topic(name, 1)
+    tp = TopicPartition(name, 0)
+    async with kafka.producer() as producer:
+        for i in range(10):
+            producer.send(name, b"%d" % i)
+    async with kafka.consumer([name], name) as consumer:
+        await fetch_n(consumer, 10)
+        await consumer.commit({tp: 3})
+    admin = AdminClient({"bootstrap.servers": kafka_server.bootstrap})
+    deleted = admin.delete_records([CkTopicPartition(name, 0, 8)])
+    await asyncio.wrap_future(deleted[CkTopicPartition(name, 0, 8)])
+    caplog.set_level(logging.WARNING, "spate.kafka")
+    async with kafka.consumer([name], name, offset_reset=policy) as consumer:
+        records: list[Record] = []
+        for _ in range(10):  # join, then let the out-of-range reset happen
+            records += await consumer.fetch(100, 0.2)
+        async with kafka.producer() as producer:
+            producer.send(name, b"new")
+        records += await fetch_n(consumer, 1)
+        assert records[0].offset == resume
+        assert records[-1].value == b"new"
+    assert (
+        f"committed=4 earliest=8 resume={resume} policy={policy} skipped={skipped}" in caplog.text
+    )

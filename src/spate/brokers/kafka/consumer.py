@@ -60,6 +60,7 @@ class KafkaConsumer(Consumer):
         self.group = group
         self._topics = list(topics)
         self._listener: RebalanceListener = listener or NullListener()
+        self._offset_reset = str(config.get("auto.offset.reset", "earliest"))
         self._url = url
         self._timeout_s = timeout_s
         self._rebalance_timeout_s = rebalance_timeout_s
@@ -198,7 +199,42 @@ class KafkaConsumer(Consumer):
             offset = self._pending_seeks.pop(TopicPartition(p.topic, p.partition), None)
             if offset is not None:
                 p.offset = offset
+        self._report_retention_gaps(consumer, [p for p in partitions if p.offset < 0])
         consumer.incremental_assign(partitions)
+
+    def _report_retention_gaps(
+        self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]
+    ) -> None:
+        """Log, with a count, every committed offset that retention already deleted.
+
+        librdkafka then applies ``auto.offset.reset`` silently; an operator must learn
+        that records were skipped unprocessed and how many.
+        """
+        if not partitions:
+            return
+        try:
+            committed = consumer.committed(partitions, self._timeout_s)
+            for tp in committed:
+                if tp.offset < 0:
+                    continue
+                low, high = consumer.get_watermark_offsets(tp, self._timeout_s)
+                if tp.offset >= low:
+                    continue
+                resume = low if self._offset_reset in _FROM_START else high
+                logger.warning(
+                    "event=offsets_deleted_by_retention group=%s partition=%s[%d] "
+                    "committed=%d earliest=%d resume=%d policy=%s skipped=%d",
+                    self.group,
+                    tp.topic,
+                    tp.partition,
+                    tp.offset,
+                    low,
+                    resume,
+                    self._offset_reset,
+                    resume - tp.offset,
+                )
+        except KafkaException as exc:
+            logger.info("group %r: could not check for retention gaps: %s", self.group, exc)
 
     def _on_revoke(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
         tps = [tp for tp in _tps(partitions) if tp in self._owned]
@@ -311,6 +347,10 @@ class KafkaConsumer(Consumer):
     def group_metadata(self) -> object:
         """librdkafka's group metadata, for ``send_offsets_to_transaction``."""
         return self._consumer.consumer_group_metadata()
+
+
+_FROM_START = ("earliest", "smallest", "beginning")
+"""librdkafka's spellings of auto.offset.reset=earliest."""
 
 
 def _tps(partitions: list[ck.TopicPartition]) -> list[TopicPartition]:

@@ -72,8 +72,10 @@ class Workers:
         (folder / "redisworkerapp.py").write_text(APP_MODULE)
         self.admin = redis.Redis.from_url(url)
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, delay_s: float | None = None) -> subprocess.Popen[bytes]:
+        """A new worker; ``delay_s`` overrides the handler's sleep for this one."""
         settings = {"broker": self.url, "processing_guarantee": "at-least-once"}
+        env = self.env if delay_s is None else {**self.env, "W_DELAY_S": str(delay_s)}
         with (self.folder / f"worker-{len(self.procs)}.log").open("wb") as log:
             proc = subprocess.Popen(
                 [
@@ -84,7 +86,7 @@ class Workers:
                     orjson.dumps(settings).decode(),
                 ],
                 cwd=self.folder,
-                env=self.env,
+                env=env,
                 stderr=log,
             )
         self.procs.append(proc)
@@ -139,12 +141,24 @@ async def _produce(url: str, workers: Workers, count: int) -> None:
 
 
 def answered(workers: Workers) -> list[int]:
-    """Every n in the output topic, read straight from the streams."""
+    """Every n in the output topic, partition by partition in offset order."""
     found: list[int] = []
     for p in range(PARTITIONS):
         for _id, fields in workers.admin.xrange(f"{workers.outputs}:{p}"):
             found.append(orjson.loads(fields[b"v"])["n"])
     return found
+
+
+def assert_per_key_order(ns: list[int]) -> None:
+    """Per key, first answers come in input order: a failover replays, never reorders."""
+    firsts: dict[int, list[int]] = {}
+    seen: set[int] = set()
+    for n in ns:
+        if n not in seen:
+            seen.add(n)
+            firsts.setdefault(n % 40, []).append(n)
+    for key, order in firsts.items():
+        assert order == sorted(order), f"key k{key} out of order"
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -193,11 +207,47 @@ def test_two_workers_share_four_partitions_and_the_survivor_claims_pending_entri
         "the killed worker's partitions to move",
     )
     wait_until(lambda: workers.committed() == count, 60, "every input committed")
-    assert set(answered(workers)) == set(range(count))
+    ns = answered(workers)
+    assert set(ns) == set(range(count))
+    assert_per_key_order(ns)
     pending = workers.pending_by_consumer()
     assert sum(pending.values()) == 0, f"stranded pending entries: {pending}"
     second.send_signal(signal.SIGTERM)
     assert second.wait(15) == 0
+
+
+def test_a_paused_zombie_cannot_commit_over_its_replacement(
+    redis_url: str, workers_factory: Callable[..., Workers]
+) -> None:
+    count = 4000
+    workers = workers_factory(redis_url, delay_s=0.0005, batch=50)
+    asyncio.run(_produce(redis_url, workers, count))
+    zombie, other = workers.start(delay_s=0.01), workers.start()
+    wait_until(
+        lambda: set(workers.owners().values()) == {zombie.pid, other.pid},
+        20,
+        "two workers sharing the partitions",
+    )
+    time.sleep(0.3)
+    zombie.send_signal(signal.SIGSTOP)
+    wait_until(
+        lambda: workers.owners() == dict.fromkeys(range(PARTITIONS), other.pid),
+        15,
+        "the replacement owning every partition",
+    )
+    time.sleep(0.5)
+    before = workers.positions()
+    zombie.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 15
+    while "event=lost" not in workers.log_of(zombie):
+        assert time.monotonic() < deadline, "the zombie never noticed it lost its leases"
+        now = workers.positions()
+        assert all(now[p] >= before[p] for p in before), (before, now)
+    time.sleep(0.5)
+    now = workers.positions()
+    assert all(now[p] >= before[p] for p in before), (before, now)
+    wait_until(lambda: workers.committed() == count, 60, "every input committed")
+    assert set(answered(workers)) == set(range(count))
 
 
 @pytest.fixture

@@ -27,21 +27,28 @@ from spate.testing.kafka_server import ServerProcess
 
 pytestmark = pytest.mark.slow
 
-GROUP_QUERY = "session.timeout.ms=2000&heartbeat.interval.ms=300&transaction.timeout.ms=6000"
+GROUP_QUERY = (
+    "session.timeout.ms=2000&heartbeat.interval.ms=300&max.poll.interval.ms=3000"
+    "&transaction.timeout.ms=6000"
+)
 
 APP_MODULE = """
 import os
+import time
 
 from spate import App
 
 app = App("kafkaworkers", batch_size=int(os.environ["W_BATCH"]))
 numbers = app.topic(os.environ["W_IN"], partitions=int(os.environ["W_PARTITIONS"]))
 copies = app.topic(os.environ["W_OUT"], partitions=int(os.environ["W_PARTITIONS"]))
+DELAY_S = float(os.environ["W_DELAY_S"])
 
 
 @app.handler(numbers, group=os.environ["W_GROUP"], output=copies)
 def copy(value):
-    return {"n": value["n"]}
+    if DELAY_S:
+        time.sleep(DELAY_S)
+    return {"n": value["n"], "pid": os.getpid()}
 """
 
 
@@ -49,7 +56,13 @@ class Workers:
     """Worker processes of the copy App, and the broker views the tests assert on."""
 
     def __init__(
-        self, folder: Path, server: ServerProcess, guarantee: str, partitions: int, batch: int
+        self,
+        folder: Path,
+        server: ServerProcess,
+        guarantee: str,
+        partitions: int,
+        batch: int,
+        delay_s: float,
     ) -> None:
         tag = uuid.uuid4().hex[:8]
         self.folder, self.guarantee, self.partitions = folder, guarantee, partitions
@@ -62,6 +75,7 @@ class Workers:
             "W_OUT": self.outputs,
             "W_GROUP": self.group,
             "W_PARTITIONS": str(partitions),
+            "W_DELAY_S": str(delay_s),
         }
         (folder / "kafkaworkerapp.py").write_text(APP_MODULE)
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -100,8 +114,10 @@ async def make_workers(
 ) -> AsyncIterator[Callable[..., Workers]]:
     made: list[Workers] = []
 
-    def make(guarantee: str, *, partitions: int = 4, batch: int = 500) -> Workers:
-        workers = Workers(tmp_path, kafka_server, guarantee, partitions, batch)
+    def make(
+        guarantee: str, *, partitions: int = 4, batch: int = 500, delay_s: float = 0.0
+    ) -> Workers:
+        workers = Workers(tmp_path, kafka_server, guarantee, partitions, batch, delay_s)
         made.append(workers)
         return workers
 
@@ -219,3 +235,31 @@ async def test_exactly_once_through_three_sigkills_per_worker(
 
 async def _above(broker: KafkaBroker, workers: Workers, threshold: int) -> bool:
     return await committed(broker, workers) >= threshold
+
+
+async def test_a_paused_zombie_cannot_commit_or_publish_its_stale_batch(
+    kafka: KafkaBroker, make_workers: Callable[..., Workers]
+) -> None:
+    """SIGSTOP one exactly-once worker mid-batch for longer than max.poll.interval.ms
+    (and the transaction timeout); the other takes its partitions over. Resumed, the
+    zombie's stale transaction is refused: no output is duplicated, none is lost."""
+    count = 6_000
+    workers = make_workers("exactly-once", batch=100, delay_s=0.001)
+    await produce_inputs(kafka, workers, count)
+    zombie, survivor = workers.start(), workers.start()
+    await wait_for(lambda: _above(kafka, workers, count // 5), 60, "20% progress")
+    zombie.send_signal(signal.SIGSTOP)
+    stopped_at = await committed(kafka, workers)
+    await asyncio.sleep(8)
+    assert await committed(kafka, workers) > stopped_at, "the survivor took over"
+    zombie.send_signal(signal.SIGCONT)
+    await wait_for(lambda: _above(kafka, workers, count), 90, "every input committed")
+    outputs = await Reader(kafka, workers.outputs).read_until(count, 60)
+    duplicates = [n for n, c in Counter(outputs).items() if c > 1]
+    assert not duplicates, f"{len(duplicates)} duplicates, e.g. {duplicates[:5]}"
+    assert set(outputs) == set(range(count))
+    zombie_log = workers.logs()
+    assert "event=transaction_aborted" in zombie_log or "event=lost" in zombie_log
+    for proc in (zombie, survivor):
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0

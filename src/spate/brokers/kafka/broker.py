@@ -11,10 +11,15 @@ import asyncio
 import concurrent.futures
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException
+from confluent_kafka import (
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+)
 from confluent_kafka import TopicPartition as CkTopicPartition
 
 # confluent_kafka.admin re-exports these without listing them in __all__.
@@ -37,7 +42,7 @@ from spate.brokers.base import (
 )
 from spate.brokers.kafka.config import KafkaSettings, create_client
 from spate.brokers.kafka.consumer import KafkaConsumer
-from spate.brokers.kafka.errors import map_error
+from spate.brokers.kafka.errors import error_of, map_error
 from spate.brokers.kafka.producer import KafkaProducer
 from spate.brokers.url import BrokerURL
 from spate.errors import (
@@ -50,6 +55,12 @@ from spate.errors import (
 from spate.record import TopicPartition
 
 T = TypeVar("T")
+
+_COORDINATOR_BUSY = (
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+)
 
 _LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 """Kafka's rule for topic names, checked here so every Kafka-compatible broker agrees."""
@@ -109,6 +120,24 @@ class KafkaBroker(Broker):
             return await asyncio.wrap_future(future)
         except KafkaException as exc:
             raise map_error(exc, f"{context} on {self.url}") from exc
+
+    async def _retrying(
+        self, request: Callable[[], concurrent.futures.Future[T]], context: str
+    ) -> T:
+        """``request()`` again while the broker answers a retriable error (a group
+        coordinator still loading after a restart) until the timeout passes."""
+        deadline = time.monotonic() + self._settings.timeout_s
+        while True:
+            try:
+                return await asyncio.wrap_future(request())
+            except KafkaException as exc:
+                error = error_of(exc)
+                retriable = error is not None and (
+                    error.retriable() or error.code() in _COORDINATOR_BUSY
+                )
+                if not retriable or time.monotonic() > deadline:
+                    raise map_error(exc, f"{context} on {self.url}") from exc
+            await asyncio.sleep(0.1)
 
     async def _metadata(self, topic: str | None = None) -> Any:
         try:
@@ -232,10 +261,12 @@ class KafkaBroker(Broker):
         """Committed offset vs the last stable offset (read_committed high watermark),
         for every partition of ``topics`` (default: the topics the group committed on).
         A partition without a commit lags by all its retained records."""
-        futures = self._client().list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group)], request_timeout=self._settings.timeout_s
+        result = await self._retrying(
+            lambda: self._client().list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group)], request_timeout=self._settings.timeout_s
+            )[group],
+            f"offsets of group {group!r}",
         )
-        result = await self._await(futures[group], f"offsets of group {group!r}")
         committed: dict[TopicPartition, int | None] = {
             TopicPartition(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None
             for tp in result.topic_partitions

@@ -142,19 +142,22 @@ def mapped(what: str) -> Iterator[None]:
     except SpateError:
         raise
     except (rex.RedisError, OSError) as exc:
-        _stop_if_cancelled(what)
         raise translate(exc, what) from exc
 
 
-def _stop_if_cancelled(what: str) -> None:
-    """Raise CancelledError if someone cancelled the current task.
+def _cancel_requests() -> int:
+    task = asyncio.current_task()
+    return 0 if task is None else task.cancelling()
+
+
+def _stop_if_cancelled_since(before: int, what: str) -> None:
+    """Raise CancelledError if the current task was cancelled since ``before``.
 
     redis-py sometimes absorbs a cancellation that arrives while it finishes a command
-    (it returns the reply, or a timeout error): a task being cancelled must still stop,
-    or ``task.cancel(); await task`` would wait forever.
+    (it returns the reply, or raises a timeout error instead): a task being cancelled
+    must still stop, or ``task.cancel(); await task`` would wait forever.
     """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
+    if _cancel_requests() > before:
         raise asyncio.CancelledError(what)
 
 
@@ -222,15 +225,20 @@ class RedisClient:
     async def _run_once(self, build: Callable[[Any], object], what: str) -> list[Any]:
         """One attempt. A NOSCRIPT answer (the server restarted and forgot the scripts)
         reloads them and runs the pipeline once more: a refused command did nothing."""
-        with mapped(what):
-            for attempt in range(2):
-                pipe = self.redis.pipeline(transaction=False)
-                build(pipe)
-                results: list[Any] = await pipe.execute(raise_on_error=False)
-                if attempt or not any(isinstance(r, rex.NoScriptError) for r in results):
-                    break
-                await self.load_scripts()
-        _stop_if_cancelled(what)
+        before = _cancel_requests()
+        try:
+            with mapped(what):
+                for attempt in range(2):
+                    pipe = self.redis.pipeline(transaction=False)
+                    build(pipe)
+                    results: list[Any] = await pipe.execute(raise_on_error=False)
+                    if attempt or not any(isinstance(r, rex.NoScriptError) for r in results):
+                        break
+                    await self.load_scripts()
+        except SpateError:
+            _stop_if_cancelled_since(before, what)
+            raise
+        _stop_if_cancelled_since(before, what)
         return results
 
     async def close(self) -> None:

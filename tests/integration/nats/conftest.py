@@ -4,14 +4,17 @@ One server per session, on a free loopback port, with a temporary store and
 ``sync_interval: always`` (an acknowledged write is on disk), killed at the end;
 ``SPATE_TEST_NATS=nats://host:port`` uses that server instead. Tests that stop the
 server start their own (``own_server``) so they never disturb the shared one.
+``cluster_factory`` makes groups of App worker processes (:mod:`nats_workers`).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
+from nats_workers import Cluster
 
 import spate
 from spate.brokers.nats import NatsBroker
@@ -44,3 +47,20 @@ def own_server() -> Iterator[NatsServer]:
 @pytest.fixture
 def topic() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def cluster_factory(tmp_path: Path, nats_url: str) -> Iterator[Callable[..., Cluster]]:
+    """Makes :class:`nats_workers.Cluster` s; kills their workers at the end."""
+    made: list[Cluster] = []
+
+    def make(
+        guarantee: str = "at-least-once", *, delay_s: float = 0.0, batch: int = 200
+    ) -> Cluster:
+        cluster = Cluster(tmp_path, nats_url, guarantee=guarantee, delay_s=delay_s, batch=batch)
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.stop_all()

@@ -13,7 +13,7 @@ partitions; three of them are SIGKILLed at random points while work remains and 
 is replaced by a new worker. The output must then hold each input's answer exactly
 once. With ``at-least-once`` instead, the same schedule leaves inputs answered twice:
 the kills land while published answers wait for their commit. (The paused-zombie
-case is in ``test_workers.py``.)
+case is in ``test_nats_workers.py``.)
 """
 
 from __future__ import annotations

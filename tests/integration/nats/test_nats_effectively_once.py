@@ -6,7 +6,7 @@ runtime: small worker scripts on the public broker API publish each output with 
 commit. Killed between the flush and the commit, a worker leaves the batch to its
 successor, which re-publishes the same ids; JetStream drops those copies inside the
 duplicate window. The same guarantee through the App runtime is
-``test_app_effectively_once.py``.
+``test_nats_app_effectively_once.py``.
 """
 
 from __future__ import annotations

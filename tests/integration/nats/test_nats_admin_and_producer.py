@@ -7,7 +7,13 @@ import pytest
 import spate
 from spate.brokers.nats import NatsBroker
 from spate.brokers.nats.admin import stream_name
-from spate.errors import ConfigError, ConnectError, PublishError, TopicNotFoundError
+from spate.errors import (
+    CapabilityError,
+    ConfigError,
+    ConnectError,
+    PublishError,
+    TopicNotFoundError,
+)
 from spate.record import TopicPartition
 from spate.testing.nats_server import NatsServer
 
@@ -88,6 +94,13 @@ async def test_dedup_id_drops_republished_copy(broker: NatsBroker, topic: str) -
         await producer.flush()
     (row,) = await broker.lag("g", [topic])
     assert row.end_offset == 1
+
+
+async def test_a_transactional_producer_is_refused_pointing_at_dedup_ids(
+    broker: NatsBroker,
+) -> None:
+    with pytest.raises(CapabilityError, match="dedup_id"):
+        broker.producer(transactional_id="billing")
 
 
 async def test_publish_error_names_topic_and_key(broker: NatsBroker, topic: str) -> None:

@@ -213,8 +213,9 @@ class NatsBroker(Broker):
     def producer(self, *, transactional_id: str | None = None) -> Producer:
         if transactional_id is not None:
             raise CapabilityError(
-                "NATS JetStream has no transactions; use processing_guarantee='at-least-once' "
-                "(outputs carry Nats-Msg-Id, so re-published copies are dropped)"
+                "NATS JetStream has no transactions; publish with dedup_id instead "
+                "(Nats-Msg-Id: a re-published copy is dropped inside the duplicate window), "
+                "as processing_guarantee='exactly-once' does on NATS"
             )
         producer = NatsProducer(self.client, self.admin, self._is_closed)
         self._children.add(producer)

@@ -260,7 +260,7 @@ def start_apache_kafka(
     ]
     cluster_id = uuid.uuid4().hex[:22]
     formatted = subprocess.run(
-        [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
+        [*jvm, "kafka.tools.StorageTool", "format", "-g", "-t", cluster_id, "-c", str(properties)],
         capture_output=True,
         text=True,
         check=False,

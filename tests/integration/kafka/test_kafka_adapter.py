@@ -274,3 +274,20 @@ async def test_committed_offset_deleted_by_retention_follows_policy_and_is_logge
     assert (
         f"committed=4 earliest=8 resume={resume} policy={policy} skipped={skipped}" in caplog.text
     )
+
+
+async def test_a_session_timeout_the_broker_refuses_fails_fetch(
+    kafka_server: ServerProcess, name: str
+) -> None:
+    """librdkafka would retry JoinGroup forever; spate fails with ConfigError."""
+    config = {"session.timeout.ms": 600, "heartbeat.interval.ms": 100}
+    async with spate.connect(kafka_server.url, kafka_config=config) as broker:
+        await broker.create_topic(name, 1)
+        async with broker.consumer([name], name) as consumer:
+
+            async def fetch_for_ten_seconds() -> None:
+                for _ in range(50):
+                    await consumer.fetch(10, 0.2)
+
+            with pytest.raises(ConfigError, match="INVALID_SESSION_TIMEOUT"):
+                await fetch_for_ten_seconds()

@@ -98,6 +98,23 @@ class Workers:
         self.procs.append(proc)
         return proc
 
+    def spate_run(self) -> subprocess.Popen[bytes]:
+        """``spate run`` through the real CLI entry point, stderr captured."""
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from spate.cli.main import main; main()",
+                "run",
+                "kafkaworkerapp:app",
+                "--broker",
+                self.url,
+            ],
+            cwd=self.folder,
+            env=self.env,
+            stderr=subprocess.PIPE,
+        )
+
     def logs(self) -> str:
         return "\n".join(p.read_text() for p in sorted(self.folder.glob("worker-*.log")))
 
@@ -263,3 +280,28 @@ async def test_a_paused_zombie_cannot_commit_or_publish_its_stale_batch(
     for proc in (zombie, survivor):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
+
+
+async def test_bytes_that_are_not_json_stop_spate_run_naming_the_record(
+    kafka: KafkaBroker, make_workers: Callable[..., Workers]
+) -> None:
+    """As on the embedded broker: the processor stops with an error naming topic,
+    partition and offset, and never commits past the bad record."""
+    workers = make_workers("at-least-once")
+    await produce_inputs(kafka, workers, 8)
+    async with kafka.producer() as producer:
+        producer.send(workers.inputs, b"\xffnot json", partition=3)
+    bad_offset = next(
+        entry.end_offset - 1
+        for entry in await kafka.lag(workers.group, [workers.inputs])
+        if entry.partition == 3
+    )
+    run = workers.spate_run()
+    _, stderr = await asyncio.to_thread(run.communicate, timeout=30)
+    assert run.returncode == 1, stderr.decode()
+    last_line = stderr.decode().strip().splitlines()[-1]
+    assert last_line.startswith(
+        f"error: cannot decode record at topic={workers.inputs!r} partition=3 offset={bad_offset}"
+    ), last_line
+    lag = {e.partition: e for e in await kafka.lag(workers.group, [workers.inputs])}
+    assert (lag[3].committed or 0) <= bad_offset

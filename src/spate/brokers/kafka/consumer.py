@@ -34,7 +34,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from spate.brokers.base import Consumer, NullListener, RebalanceListener
 from spate.brokers.kafka.config import create_client
-from spate.brokers.kafka.errors import map_error
+from spate.brokers.kafka.errors import UNRECOVERABLE, map_error
 from spate.errors import ClosedError, CommitError, FencedError, TopicNotFoundError
 from spate.record import Record, TopicPartition
 
@@ -137,7 +137,7 @@ class KafkaConsumer(Consumer):
     # -- librdkafka callbacks (run on the consume thread) -----------------------------
 
     def _on_error(self, error: KafkaError) -> None:
-        if error.fatal():
+        if error.fatal() or error.code() in UNRECOVERABLE:
             self._fatal = error
         logger.warning("Kafka consumer of group %r on %s: %s", self.group, self._url, error)
 
@@ -298,7 +298,7 @@ class KafkaConsumer(Consumer):
     def _message_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
             return
-        if error.fatal() or error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+        if error.fatal() or error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, *UNRECOVERABLE):
             raise map_error(error, f"fetch from {self._topics}")
         logger.warning("Kafka consumer of group %r: %s", self.group, error)
 

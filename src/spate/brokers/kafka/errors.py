@@ -44,6 +44,9 @@ _BY_CODE: dict[int, type[SpateError]] = {
     KafkaError.INVALID_PARTITIONS: ConfigError,
     KafkaError.INVALID_REPLICATION_FACTOR: ConfigError,
     KafkaError.POLICY_VIOLATION: ConfigError,
+    KafkaError.INVALID_SESSION_TIMEOUT: ConfigError,
+    KafkaError.GROUP_AUTHORIZATION_FAILED: ConfigError,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED: ConfigError,
     KafkaError._UNSUPPORTED_FEATURE: CapabilityError,
     KafkaError.UNSUPPORTED_VERSION: CapabilityError,
 }
@@ -73,3 +76,12 @@ def map_error(
 def is_fencing(error: KafkaError) -> bool:
     """True when ``error`` means another member or producer owns the work now."""
     return _BY_CODE.get(error.code()) is FencedError
+
+
+UNRECOVERABLE = (
+    KafkaError.INVALID_SESSION_TIMEOUT,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+)
+"""Errors librdkafka reports as non-fatal and retries forever, though no retry can
+succeed without a configuration change: spate fails the consumer with them instead."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
 
 import spate
@@ -158,13 +162,40 @@ async def test_token_and_user_password_pass_through() -> None:
             assert await broker.list_topics() == []
 
 
-def test_nkey_and_creds_need_the_nkeys_package() -> None:
-    import importlib.util
+def nkey_user() -> tuple[str, str]:
+    """A fresh NKey user: (seed, public key)."""
+    nkeys = pytest.importorskip("nkeys")
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    return seed.decode(), nkeys.from_seed(seed).public_key.decode()
 
-    if importlib.util.find_spec("nkeys") is not None:
-        pytest.skip("nkeys is installed")
-    with pytest.raises(ConfigError, match="pip install nkeys"):
-        spate.connect("nats://127.0.0.1:4222?creds=/etc/app.creds")
+
+async def test_nkey_user_from_a_seed_file_or_a_seed_string(tmp_path: Path) -> None:
+    seed, public = nkey_user()
+    other_seed, _ = nkey_user()
+    (tmp_path / "user.nk").write_text(seed + "\n")
+    (tmp_path / "other.nk").write_text(other_seed + "\n")
+    with NatsServer(
+        extra_config=f'authorization {{ users = [ {{ nkey: "{public}" }} ] }}'
+    ) as server:
+        async with spate.connect(f"{server.url}?nkey_seed={tmp_path / 'user.nk'}") as broker:
+            await broker.create_topic("signed", 2)
+            producer = broker.producer()
+            producer.send("signed", b"hello", key=b"k")
+            await producer.flush()
+            assert [t.name for t in await broker.list_topics()] == ["signed"]
+        async with spate.connect(server.url, nkeys_seed_str=seed) as broker:
+            assert [t.name for t in await broker.list_topics()] == ["signed"]
+        for refused in (f"{server.url}?nkey_seed={tmp_path / 'other.nk'}", server.url):
+            with pytest.raises(ConnectError):
+                async with spate.connect(refused, connect_timeout_s=1):
+                    pass
+
+
+def test_nkey_and_creds_need_the_nkeys_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "nkeys", None)  # importlib finds no such module
+    for url in ("nats://127.0.0.1:4222?creds=/etc/app.creds", "nats://127.0.0.1:4222?nkey_seed=x"):
+        with pytest.raises(ConfigError, match="pip install nkeys"):
+            spate.connect(url)
 
 
 def test_unknown_options_are_config_errors() -> None:

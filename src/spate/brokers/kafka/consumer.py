@@ -80,6 +80,9 @@ class KafkaConsumer(Consumer):
         self._started = False
         self._closing = False
         self._closed = False
+        self._released = False
+        """Closed refuses fetch at once; released (the client is gone) refuses commits,
+        which the runtime still makes in ``on_revoked`` during close."""
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -132,6 +135,7 @@ class KafkaConsumer(Consumer):
             except KafkaException as exc:
                 logger.warning("closing Kafka consumer of group %r: %s", self.group, exc)
             finally:
+                self._released = True
                 self._executor.shutdown(wait=False)
 
     # -- librdkafka callbacks (run on the consume thread) -----------------------------
@@ -312,8 +316,8 @@ class KafkaConsumer(Consumer):
             )
 
     async def commit(self, through: Mapping[TopicPartition, int]) -> None:
-        if self._closed and not through:
-            return
+        if self._released:
+            raise ClosedError("commit on a closed Kafka consumer")
         if not through:
             return
         self.require_owned(through)
@@ -324,14 +328,14 @@ class KafkaConsumer(Consumer):
             )
         except KafkaException as exc:
             raise map_error(exc, f"commit for group {self.group!r}", CommitError) from exc
-        except RuntimeError as exc:
-            raise ClosedError(f"commit on a closed Kafka consumer: {exc}") from exc
         for position in result:
             if position.error is not None:
                 context = f"commit {position.topic}[{position.partition}]"
                 raise map_error(position.error, context, CommitError)
 
     async def seek(self, tp: TopicPartition, offset: int) -> None:
+        if self._released:
+            raise ClosedError("seek on a closed Kafka consumer")
         if tp in self._assigning:
             self._pending_seeks[tp] = offset
             return

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -160,35 +158,6 @@ async def test_token_and_user_password_pass_through() -> None:
     with NatsServer(extra_config=users) as server:
         async with spate.connect(f"nats://app:pw@127.0.0.1:{server.port}") as broker:
             assert await broker.list_topics() == []
-
-
-def nkey_user() -> tuple[str, str]:
-    """A fresh NKey user: (seed, public key)."""
-    nkeys = pytest.importorskip("nkeys")
-    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
-    return seed.decode(), nkeys.from_seed(seed).public_key.decode()
-
-
-async def test_nkey_user_from_a_seed_file_or_a_seed_string(tmp_path: Path) -> None:
-    seed, public = nkey_user()
-    other_seed, _ = nkey_user()
-    (tmp_path / "user.nk").write_text(seed + "\n")
-    (tmp_path / "other.nk").write_text(other_seed + "\n")
-    with NatsServer(
-        extra_config=f'authorization {{ users = [ {{ nkey: "{public}" }} ] }}'
-    ) as server:
-        async with spate.connect(f"{server.url}?nkey_seed={tmp_path / 'user.nk'}") as broker:
-            await broker.create_topic("signed", 2)
-            producer = broker.producer()
-            producer.send("signed", b"hello", key=b"k")
-            await producer.flush()
-            assert [t.name for t in await broker.list_topics()] == ["signed"]
-        async with spate.connect(server.url, nkeys_seed_str=seed) as broker:
-            assert [t.name for t in await broker.list_topics()] == ["signed"]
-        for refused in (f"{server.url}?nkey_seed={tmp_path / 'other.nk'}", server.url):
-            with pytest.raises(ConnectError):
-                async with spate.connect(refused, connect_timeout_s=1):
-                    pass
 
 
 def test_nkey_and_creds_need_the_nkeys_package(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,6 @@
-"""Worker processes on Redis: SIGKILL failover with pending-entry takeover, and a
-``kill -9`` of redis-server (append-only file, ``appendfsync always``) mid-stream.
+"""Worker processes on Redis: SIGKILL failover with pending-entry takeover, a paused
+zombie, exactly-once (effectively-once) through kills, and a ``kill -9`` of
+redis-server (append-only file, ``appendfsync always``) mid-stream.
 
 Real ``spate.runtime.supervisor`` workers (what ``spate run`` starts) with a 1 s lease
 ttl. Inputs ``{"n": i}`` are keyed ``k<i % 40>``; the handler answers
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -34,6 +36,7 @@ PARTITIONS = 4
 
 APP_MODULE = """
 import os
+import signal
 import time
 
 from spate import App
@@ -44,10 +47,20 @@ results = app.topic(os.environ["W_OUT"], partitions=4)
 DELAY_S = float(os.environ["W_DELAY_S"])
 
 
+SUICIDE_AT_CALL = int(os.environ.get("W_SUICIDE_AT_CALL", "-1"))
+calls = 0
+
+
 @app.handler(numbers, group=os.environ["W_GROUP"], output=results)
 def answer(value):
+    global calls
+    calls += 1
     if DELAY_S:
         time.sleep(DELAY_S)
+    if calls == SUICIDE_AT_CALL:
+        # The first record of a batch: the previous batch's outputs are being flushed
+        # and committed right now, the window exactly-once must cover.
+        os.kill(os.getpid(), signal.SIGKILL)
     return {"n": value["n"], "pid": os.getpid()}
 """
 
@@ -55,8 +68,11 @@ def answer(value):
 class Workers:
     """An App's worker processes against one Redis, plus views of the group state."""
 
-    def __init__(self, folder: Path, url: str, *, delay_s: float, batch: int) -> None:
+    def __init__(
+        self, folder: Path, url: str, *, delay_s: float, batch: int, guarantee: str
+    ) -> None:
         tag = uuid.uuid4().hex[:8]
+        self.guarantee = guarantee
         self.folder = folder
         self.url = f"{url}?lease_ttl_s=1"
         self.inputs, self.outputs, self.group = f"in{tag}", f"out{tag}", f"g{tag}"
@@ -74,7 +90,7 @@ class Workers:
 
     def start(self, delay_s: float | None = None) -> subprocess.Popen[bytes]:
         """A new worker; ``delay_s`` overrides the handler's sleep for this one."""
-        settings = {"broker": self.url, "processing_guarantee": "at-least-once"}
+        settings = {"broker": self.url, "processing_guarantee": self.guarantee}
         env = self.env if delay_s is None else {**self.env, "W_DELAY_S": str(delay_s)}
         with (self.folder / f"worker-{len(self.procs)}.log").open("wb") as log:
             proc = subprocess.Popen(
@@ -173,8 +189,10 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
 def workers_factory(tmp_path: Path) -> Iterator[Callable[..., Workers]]:
     made: list[Workers] = []
 
-    def make(url: str, *, delay_s: float = 0.0, batch: int = 500) -> Workers:
-        workers = Workers(tmp_path, url, delay_s=delay_s, batch=batch)
+    def make(
+        url: str, *, delay_s: float = 0.0, batch: int = 500, guarantee: str = "at-least-once"
+    ) -> Workers:
+        workers = Workers(tmp_path, url, delay_s=delay_s, batch=batch, guarantee=guarantee)
         made.append(workers)
         return workers
 
@@ -248,6 +266,34 @@ def test_a_paused_zombie_cannot_commit_over_its_replacement(
     assert all(now[p] >= before[p] for p in before), (before, now)
     wait_until(lambda: workers.committed() == count, 60, "every input committed")
     assert set(answered(workers)) == set(range(count))
+
+
+def test_exactly_once_app_answers_each_input_once_despite_three_sigkills(
+    redis_url: str, workers_factory: Callable[..., Workers]
+) -> None:
+    """processing_guarantee="exactly-once" on Redis is effectively-once: the runtime
+    publishes with deterministic dedup ids, so replays after kills are dropped. One
+    worker kills itself inside a batch (after the previous batch's outputs went out);
+    three more SIGKILLs land at random points."""
+    count = 20_000
+    workers = workers_factory(redis_url, delay_s=0.0001, batch=100, guarantee="exactly-once")
+    asyncio.run(_produce(redis_url, workers, count))
+    workers.env["W_SUICIDE_AT_CALL"] = "2001"
+    procs = [workers.start()]
+    workers.env["W_SUICIDE_AT_CALL"] = "-1"
+    procs.append(workers.start())
+    rng = random.Random(workers.group)
+    for _ in range(3):
+        time.sleep(rng.uniform(0.5, 1.2))
+        assert workers.committed() < count, "finished before three kills: make the work slower"
+        victim = rng.choice([p for p in procs if p.poll() is None])
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(5)
+        procs.append(workers.start())
+    wait_until(lambda: workers.committed() == count, 60, "every input committed")
+    answers = Counter(answered(workers))
+    assert set(answers) == set(range(count))
+    assert {n: c for n, c in answers.items() if c > 1} == {}
 
 
 @pytest.fixture

@@ -65,6 +65,18 @@ def test_partitioner_is_crc32_modulo_and_round_robin() -> None:
     assert [partitioner.choose("t", None, 3) for _ in range(6)] == [0, 1, 2, 0, 1, 2]
 
 
+def test_an_unkeyed_record_with_a_dedup_id_goes_by_the_id() -> None:
+    """Brokers deduplicate within a partition: a copy re-published by another producer
+    (whose round-robin stands elsewhere) must land where the first one did."""
+    first, replay = Partitioner(), Partitioner()
+    ids = [f"app/answer/in/0/{offset}/0" for offset in range(20)]
+    placed = [first.choose("out", None, 4, dedup_id=i) for i in ids]
+    assert placed == [zlib.crc32(i.encode()) % 4 for i in ids]
+    assert [replay.choose("out", None, 4, dedup_id=i) for i in reversed(ids)] == placed[::-1]
+    assert len(set(placed)) == 4  # still spread over the partitions
+    assert first.choose("out", b"user-1", 4, dedup_id=ids[0]) == zlib.crc32(b"user-1") % 4
+
+
 def test_topic_validation() -> None:
     with pytest.raises(ConfigError, match="partitions=0"):
         Topic.of("orders", partitions=0)

@@ -136,7 +136,8 @@ class Producer(AsyncResource):
         """Buffer one record. ``partition=None`` uses :mod:`spate.partitioner`.
 
         ``dedup_id`` lets a broker with ``dedup_on_publish`` drop a re-published copy;
-        other brokers ignore it.
+        other brokers ignore it. Such a broker passes it to the partitioner too, so an
+        unkeyed copy lands on the partition of the first (dedup is per partition).
         """
 
     @abc.abstractmethod

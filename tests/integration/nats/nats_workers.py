@@ -59,11 +59,13 @@ async def create_topics(url: str, *topics: str) -> None:
             await broker.create_topic(topic, PARTITIONS, exist_ok=True)
 
 
-async def produce(url: str, topic: str, start: int, stop: int) -> None:
-    """Publish inputs ``{"n": start}`` … ``{"n": stop - 1}``, keyed ``k<n % 40>``."""
+async def produce(url: str, topic: str, start: int, stop: int, *, keyed: bool = True) -> None:
+    """Publish inputs ``{"n": start}`` … ``{"n": stop - 1}``, keyed ``k<n % 40>`` (or
+    without keys, spread round-robin)."""
     async with spate.connect(url) as broker, broker.producer() as producer:
         for n in range(start, stop):
-            producer.send(topic, orjson.dumps({"n": n}), key=b"k%d" % (n % KEYS))
+            key = b"k%d" % (n % KEYS) if keyed else None
+            producer.send(topic, orjson.dumps({"n": n}), key=key)
         await producer.flush()
 
 
@@ -135,12 +137,12 @@ class Cluster:
         self.workers: list[subprocess.Popen[bytes]] = []
         (folder / "natsfaultapp.py").write_text(APP_MODULE)
 
-    def produce(self, count: int) -> None:
+    def produce(self, count: int, *, keyed: bool = True) -> None:
         """Create both topics and publish inputs 0 … count - 1."""
 
         async def fill() -> None:
             await create_topics(self.url, self.inputs, self.outputs)
-            await produce(self.url, self.inputs, 0, count)
+            await produce(self.url, self.inputs, 0, count, keyed=keyed)
 
         asyncio.run(fill())
 

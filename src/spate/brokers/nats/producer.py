@@ -45,6 +45,7 @@ class _Pending:
     value: bytes
     key: bytes | None
     headers: dict[str, str] | None
+    dedup_id: str | None
 
 
 class NatsProducer(Producer):
@@ -84,10 +85,15 @@ class NatsProducer(Producer):
         if partition is None:
             count = self._admin.cached_partitions(topic)
             if count is not None:
-                partition = self._partitioner.choose(topic, key, count)
+                partition = self._partitioner.choose(topic, key, count, dedup_id=dedup_id)
         self._buffer.append(
             _Pending(
-                topic, partition, value, key, encode_headers(key, headers, timestamp_ms, dedup_id)
+                topic,
+                partition,
+                value,
+                key,
+                encode_headers(key, headers, timestamp_ms, dedup_id),
+                dedup_id,
             )
         )
 
@@ -137,7 +143,9 @@ class NatsProducer(Producer):
                     raise PublishError(
                         f"cannot publish to topic {item.topic!r} (key {item.key!r}): {exc}"
                     ) from exc
-                item.partition = self._partitioner.choose(item.topic, item.key, count)
+                item.partition = self._partitioner.choose(
+                    item.topic, item.key, count, dedup_id=item.dedup_id
+                )
 
     async def flush(self, timeout_s: float | None = None) -> None:
         if self._closed or self._broker_closed():

@@ -116,12 +116,38 @@ async def test_takeover_claims_pending_entries_and_redelivers_them_in_order(
 
     records, fenced = await streams.read("g", "old", [ReadRequest(TP, old, 6, 100)])
     assert (records, fenced) == ([], {TP}), "a zombie cannot move the cursor"
-    with pytest.raises(FencedError, match=r"orders\[0\]"):
+    with pytest.raises(FencedError, match="orders:0"):
         await streams.commit("g", {TP: (9, old)})
     assert admin.xpending("orders:0", "g")["pending"] == 7, "the zombie acked nothing"
     await streams.commit("g", {TP: (9, new)})
     assert admin.xpending("orders:0", "g")["pending"] == 0
     assert admin.hget(keys.committed(TP), "g") == b"10"
+
+
+async def test_a_commit_with_one_stale_epoch_commits_nothing(broker: RedisBroker) -> None:
+    await broker.create_topic("orders", 2)
+    other = TopicPartition("orders", 1)
+    async with broker.producer() as producer:
+        for i in range(4):
+            producer.send("orders", b"%d" % i, partition=i % 2)
+        await producer.flush()
+    streams = PartitionStreams(broker.client)
+    store = RedisLeaseStore(broker.client)
+    mine = await store.acquire("g", TP, "m", 5.0)
+    stale = await store.acquire("g", other, "m", 0.1)
+    assert mine is not None
+    assert stale is not None
+    await streams.takeover("g", "m", {TP: mine, other: stale}, "earliest")
+    await streams.read("g", "m", [ReadRequest(TP, mine, 0, 10), ReadRequest(other, stale, 0, 10)])
+    await asyncio.sleep(0.2)
+    assert await store.acquire("g", other, "n", 5.0) == stale + 1
+    with pytest.raises(FencedError, match="orders:1") as caught:
+        await streams.commit("g", {TP: (1, mine), other: (1, stale)})
+    assert "orders:0" not in str(caught.value)
+    lags = {x.partition: x.committed for x in await broker.lag("g", ["orders"])}
+    assert lags == {0: None, 1: None}, "all or nothing"
+    await streams.commit("g", {TP: (1, mine)})
+    assert {x.partition: x.committed for x in await broker.lag("g", ["orders"])}[0] == 2
 
 
 async def test_a_read_from_an_earlier_offset_reads_again(broker: RedisBroker) -> None:

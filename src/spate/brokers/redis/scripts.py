@@ -139,22 +139,33 @@ return redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[3], 'COUNT', ARGV[4],
 """
 
 COMMIT = """
--- KEYS: stream, epochs, committed. ARGV: group, epoch, through.
--- Acknowledges every pending entry up to and including offset `through` and records
--- the position through + 1, refusing a stale epoch in the same atomic step.
-local refused = fence(KEYS[2], ARGV[1], ARGV[2])
-if refused then return refused end
-local upto = '1-' .. ARGV[3]
-local acked = 0
-while true do
-  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', upto, 1000)
-  if #pending == 0 then break end
-  local ids = {}
-  for i, entry in ipairs(pending) do ids[i] = entry[1] end
-  acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
-  if #pending < 1000 then break end
+-- KEYS: per partition: stream, epochs, committed. ARGV: group, then per partition:
+-- epoch, through. All or nothing: first every epoch is checked (a stale one refuses
+-- the whole commit, naming the streams), then each partition's pending entries up to
+-- and including offset `through` are acknowledged and `through + 1` is recorded.
+local stale = {}
+for i = 1, #KEYS, 3 do
+  if redis.call('HGET', KEYS[i + 1], ARGV[1]) ~= ARGV[2 + (i - 1) / 3 * 2] then
+    stale[#stale + 1] = KEYS[i]
+  end
 end
-redis.call('HSET', KEYS[3], ARGV[1], fmt(tonumber(ARGV[3]) + 1))
+if #stale > 0 then
+  return redis.error_reply('SPATE_FENCED a newer owner holds ' .. table.concat(stale, ', '))
+end
+local acked = 0
+for i = 1, #KEYS, 3 do
+  local through = ARGV[3 + (i - 1) / 3 * 2]
+  local upto = '1-' .. through
+  while true do
+    local pending = redis.call('XPENDING', KEYS[i], ARGV[1], '-', upto, 1000)
+    if #pending == 0 then break end
+    local ids = {}
+    for j, entry in ipairs(pending) do ids[j] = entry[1] end
+    acked = acked + redis.call('XACK', KEYS[i], ARGV[1], unpack(ids))
+    if #pending < 1000 then break end
+  end
+  redis.call('HSET', KEYS[i + 2], ARGV[1], fmt(tonumber(through) + 1))
+end
 return acked
 """
 

@@ -199,34 +199,24 @@ class PartitionStreams:
     async def commit(self, group: str, through: Mapping[TopicPartition, tuple[int, int]]) -> None:
         """Acknowledge every entry up to ``through[tp][0]`` at epoch ``through[tp][1]``.
 
-        Raises FencedError naming every partition whose epoch is stale; the others are
-        committed (each partition's commit is atomic on its own).
+        One script for all partitions: if any epoch is stale nothing is committed and
+        FencedError names the partitions another member owns now.
         """
         order = list(through.items())
         topics = sorted({tp.topic for tp in through})
         what = f"committing offsets of group {group!r}"
+        script_keys: list[str] = []
+        args: list[Any] = [group]
+        for tp, (offset, epoch) in order:
+            script_keys += (keys.stream_of(tp), keys.epochs(tp), keys.committed(tp))
+            args += (epoch, offset)
 
         def build(pipe: Any) -> None:
-            for tp, (offset, epoch) in order:
-                COMMIT_SCRIPT.queue(
-                    pipe,
-                    [keys.stream_of(tp), keys.epochs(tp), keys.committed(tp)],
-                    [group, epoch, offset],
-                )
+            COMMIT_SCRIPT.queue(pipe, script_keys, args)
             pipe.sadd(keys.group_topics(group), *topics)
             pipe.sadd(keys.GROUPS, group)
 
-        results = await self._client.run(build, what)
-        fenced = [
-            tp
-            for (tp, _), result in zip(order, results, strict=False)
-            if isinstance(result, BaseException)
-            and isinstance(translate(result, what), FencedError)
-        ]
-        if fenced:
-            names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in fenced)
-            raise FencedError(f"{what}: another member owns {names} now")
-        raise_first(results, what)
+        raise_first(await self._client.run(build, what), what)
 
     async def lag(self, group: str, tps: Sequence[TopicPartition]) -> list[PartitionLag]:
         """Lag per partition from spate's dense offsets: the same on Redis 6.2 and 7.x.

@@ -488,5 +488,22 @@ class BrokerContract:
             records += await self.quietly([consumer], contract_timing)
         assert [r.value for r in records] == [b"once", b"other"]
 
+    async def test_dedup_holds_for_unkeyed_records_from_another_producer(
+        self, broker: Broker
+    ) -> None:
+        """Brokers drop duplicates per partition: an unkeyed record with a ``dedup_id``
+        must land on the same partition whichever producer re-publishes it."""
+        if not broker.capabilities.dedup_on_publish:
+            pytest.skip(f"{type(broker).__name__} does not deduplicate on publish")
+        topic = await self.new_topic(broker, partitions=4)
+        async with broker.producer() as first:
+            for i in range(3):
+                first.send(topic, b"v%d" % i, dedup_id=f"in/0/{i}/0")
+            await first.flush()
+        async with broker.producer() as successor:  # its round-robin starts again at 0
+            successor.send(topic, b"v2", dedup_id="in/0/2/0")
+            await successor.flush()
+        assert sum(row.end_offset for row in await broker.lag("g", [topic])) == 3
+
 
 __all__ = ["BrokerContract", "ContractTiming", "RecordingListener"]

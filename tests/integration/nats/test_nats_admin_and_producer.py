@@ -98,22 +98,6 @@ async def test_dedup_id_drops_republished_copy(broker: NatsBroker, topic: str) -
     assert row.end_offset == 1
 
 
-async def test_unkeyed_copy_from_another_producer_is_dropped(
-    broker: NatsBroker, topic: str
-) -> None:
-    """JetStream deduplicates per stream, i.e. per partition: an unkeyed record with a
-    ``dedup_id`` must land on the same partition whoever re-publishes it."""
-    await broker.create_topic(topic, 4)
-    async with broker.producer() as first:
-        for i in range(3):
-            first.send(topic, b"v%d" % i, dedup_id=f"in/0/{i}/0")
-        await first.flush()
-    async with broker.producer() as replay:  # a successor, its round-robin at 0
-        replay.send(topic, b"v2", dedup_id="in/0/2/0")
-        await replay.flush()
-    assert sum(row.end_offset for row in await broker.lag("g", [topic])) == 3
-
-
 async def test_a_transactional_producer_is_refused_pointing_at_dedup_ids(
     broker: NatsBroker,
 ) -> None:

@@ -157,7 +157,7 @@ class RedisProducer(Producer):
                         f"create it with `spate topics create {topic}`"
                     ) from exc
             if partition is None:
-                partition = self._partitioner.choose(topic, key, count)
+                partition = self._partitioner.choose(topic, key, count, dedup_id=record[6])
             elif not 0 <= partition < count:
                 raise PublishError(
                     f"cannot publish to topic {topic!r} partition {partition} (key {key!r}): "

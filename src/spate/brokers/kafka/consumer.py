@@ -150,13 +150,18 @@ class KafkaConsumer(Consumer):
         if self._closing or self._loop is None:
             coroutine.close()
             return
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        future.add_done_callback(lambda _: self._callback_work.put(None))
+        # Set before the coroutine is scheduled: a commit it makes must already find
+        # this thread waiting to serve it. A fresh queue per callback, so a late end
+        # marker of an overrun listener cannot end the next wait early.
+        work_queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._callback_work = work_queue
         self._callback_thread = threading.current_thread()
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        future.add_done_callback(lambda _: work_queue.put(None))
         deadline = time.monotonic() + self._rebalance_timeout_s
         try:
             while (
-                work := self._callback_work.get(timeout=deadline - time.monotonic())
+                work := work_queue.get(timeout=max(0.0, deadline - time.monotonic()))
             ) is not None:
                 work()
             future.result()
@@ -281,19 +286,21 @@ class KafkaConsumer(Consumer):
             raise map_error(self._fatal, f"Kafka consumer of group {self.group!r}")
         records: list[Record] = []
         append = records.append
+        make = Record
         for m in messages:
             message_error = m.error()
             if message_error is not None:
                 self._message_error(message_error)
                 continue
+            headers = m.headers()
             append(
-                Record(
+                make(
                     m.topic(),
                     m.partition(),
                     m.offset(),
                     m.key(),
                     m.value() or b"",
-                    tuple(m.headers() or ()),
+                    tuple(headers) if headers else (),
                     m.timestamp()[1],
                 )
             )

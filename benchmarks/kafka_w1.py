@@ -61,8 +61,17 @@ class Clock:
             "steady_rate": (records - steady_done) / (wall - steady_wall),
             "cpu_us": (cpu - self.cpu0) / records * 1e6,
             "steady_cpu_us": (cpu - steady_cpu) / max(1, records - steady_done) * 1e6,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mib": peak_rss_mib(),
         }
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss it does not carry over the
+    parent's peak from before exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def produce_inputs(bootstrap: str, topic: str, count: int) -> None:

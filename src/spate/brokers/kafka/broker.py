@@ -255,6 +255,9 @@ class KafkaBroker(Broker):
     async def groups(self) -> list[str]:
         future = self._client().list_consumer_groups(request_timeout=self._settings.timeout_s)
         result = await self._await(future, "list groups")
+        if result.errors:
+            # Some brokers did not answer: a partial list would silently hide groups.
+            raise map_error(result.errors[0], f"list groups on {self.url}")
         return sorted(g.group_id for g in result.valid)
 
     async def lag(self, group: str, topics: Sequence[str] | None = None) -> list[PartitionLag]:

@@ -59,6 +59,7 @@ class KafkaProducer(Producer):
         self._failures: list[tuple[str, bytes | None, KafkaError]] = []
         self._sent = 0
         self._started = False
+        self._initialised_once = False
         self._closed = False
 
     def _on_delivery(self, error: KafkaError | None, message: ck.Message) -> None:
@@ -67,21 +68,25 @@ class KafkaProducer(Producer):
             self._failures.append((message.topic() or "?", message.key(), error))
 
     async def start(self) -> None:
-        """Initialise transactions (transactional producers): this is the probe that the
-        broker supports them, and it fences any older producer with the same id."""
+        """Initialise transactions (transactional producers): the first time, this is
+        the probe that the broker supports them; every time, it fences any older
+        producer with the same id and finishes its open transaction."""
         if self._started:
             return
-        self._started = True
         if self._transactional:
             try:
                 await asyncio.to_thread(self._producer.init_transactions, self._timeout_s)
             except KafkaException as exc:
+                if self._initialised_once:
+                    raise map_error(exc, "re-initialise transactions", CommitError) from exc
                 raise CapabilityError(
                     f"exactly-once needs Kafka transactions, but {self._url} could not "
                     f"initialise them ({exc}); use a broker with transactions enabled (on a "
                     f"single node set transaction.state.log.replication.factor=1 and "
                     f"transaction.state.log.min.isr=1) or processing_guarantee='at-least-once'"
                 ) from exc
+            self._initialised_once = True
+        self._started = True
 
     def _partitions(self, topic: str) -> int:
         count = self._partition_counts.get(topic)
@@ -244,21 +249,15 @@ class KafkaProducer(Producer):
     async def _recover(self, exc: KafkaException, context: str) -> None:
         """Turn a failed commit into a clean state and a spate error, then raise it.
 
-        Abortable errors abort (the caller replays from the last commit); a timeout
-        leaves the transaction's outcome unknown and the transaction protocol unusable,
-        so the producer is recreated (``init_transactions`` fences and finishes the old
-        one); fatal errors such as fencing leave the producer unusable.
+        Abortable errors abort (the caller replays from the last commit). Fencing means
+        a newer producer or group member owns the work: FencedError, and the producer
+        must not be recreated (that would fence the rightful owner in turn). Anything
+        else (a timeout, a lost connection, another fatal error) leaves the
+        transaction's outcome unknown and the protocol unusable, so the producer is
+        recreated; its ``init_transactions`` finishes or aborts the old transaction.
         """
         error = error_of(exc)
-        if error is None:
-            raise map_error(exc, context, CommitError) from exc
-        if error.code() == KafkaError._TIMED_OUT:
-            await self._recreate()
-            raise CommitError(
-                f"{context} timed out on {self._url}; the producer was recreated, "
-                "replay from the last committed offsets"
-            ) from exc
-        if error.txn_requires_abort():
+        if error is not None and error.txn_requires_abort():
             self._failures.clear()
             try:
                 await asyncio.to_thread(self._producer.abort_transaction, self._timeout_s)
@@ -269,15 +268,23 @@ class KafkaProducer(Producer):
                 f"{context} aborted on {self._url}: {error.str()} ({error.name()}); "
                 "replay from the last committed offsets"
             ) from exc
-        raise map_error(exc, context, CommitError) from exc
+        if error is not None and is_fencing(error):
+            raise map_error(exc, context, FencedError) from exc
+        await self._recreate()
+        raise CommitError(
+            f"{context} failed on {self._url} ({exc}); the producer was recreated, "
+            "replay from the last committed offsets"
+        ) from exc
 
     async def _recreate(self) -> None:
+        """Replace the client; the next ``begin_transaction`` initialises the new one
+        (which waits for the broker if it is still unreachable)."""
         old = self._producer
         old.purge()
         await asyncio.to_thread(old.flush, 0)
         self._producer = create_client(ck.Producer, self._config)
+        self._failures.clear()
         self._started = False
-        await self.start()
 
     async def close(self) -> None:
         """Flush what was sent, then release the client; idempotent."""

@@ -60,7 +60,11 @@ class TestTansu(BrokerContract):
     ) -> None:
         await super().test_commit_is_resumed_by_a_new_member(broker, contract_timing)
 
-    @TANSU_LIST_OFFSETS
+    @pytest.mark.xfail(
+        reason="Tansu gap: ListOffsets(latest) is wrong, so offset_reset='latest' may start "
+        "inside the existing records; not run (a failure waits out the settle timeout)",
+        run=False,
+    )
     async def test_latest_offset_reset_skips_existing_records(
         self, broker: Broker, contract_timing: ContractTiming
     ) -> None:

@@ -291,3 +291,28 @@ async def test_a_session_timeout_the_broker_refuses_fails_fetch(
 
             with pytest.raises(ConfigError, match="INVALID_SESSION_TIMEOUT"):
                 await fetch_for_ten_seconds()
+
+
+def test_configuration_precedence_and_unsafe_defaults() -> None:
+    """spate defaults < URL query < kafka_config; nothing dropped or renamed."""
+    from spate.brokers.kafka.config import KafkaSettings
+    from spate.brokers.url import parse_broker_url
+
+    parsed = parse_broker_url("kafka://u:pw@h1:9093,h2?linger.ms=20&acks=1&fetch.min.bytes=7")
+    settings = KafkaSettings(parsed, {"kafka_config": {"acks": "all", "custom.x": "y"}})
+    producer = settings.producer("tx-1")
+    assert producer["bootstrap.servers"] == "h1:9093,h2:9092"
+    assert (producer["sasl.username"], producer["sasl.password"]) == ("u", "pw")
+    assert producer["linger.ms"] == "20", "the URL beats spate's default"
+    assert producer["acks"] == "all", "kafka_config beats the URL"
+    assert producer["custom.x"] == "y", "unknown properties reach librdkafka (which judges)"
+    assert producer["enable.idempotence"] is True
+    assert producer["transactional.id"] == "tx-1"
+    consumer = settings.consumer("g", "latest")
+    assert consumer["enable.auto.commit"] is False
+    assert consumer["enable.auto.offset.store"] is False
+    assert consumer["check.crcs"] is True
+    assert consumer["auto.offset.reset"] == "latest"
+    assert consumer["partition.assignment.strategy"] == "cooperative-sticky"
+    assert consumer["isolation.level"] == "read_committed"
+    assert consumer["fetch.min.bytes"] == "7"

@@ -19,10 +19,13 @@ prerequisite such as ``java`` or ``mvn`` is missing.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -68,6 +71,9 @@ _LOG4J2_CONFIG = """<Configuration status="WARN">
 """
 
 
+_PR_SET_PDEATHSIG = 1
+
+
 class ServerUnavailable(RuntimeError):
     """A prerequisite for starting the server is missing; the message says which."""
 
@@ -107,6 +113,13 @@ class ServerProcess:
                 self.process.wait(timeout_s)
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM it when the test process dies,
+    so a killed pytest (timeout, Ctrl-C twice) leaves no broker running."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -273,6 +286,7 @@ def start_apache_kafka(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     server = ServerProcess(
         name=f"Apache Kafka {version}",
@@ -323,6 +337,7 @@ def start_tansu(workdir: Path, *, timeout_s: float = 20.0) -> ServerProcess:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     server = ServerProcess(
         name="Tansu",

@@ -117,7 +117,8 @@ class ServerProcess:
 
 def _die_with_parent() -> None:
     """In the child before exec: ask Linux to SIGTERM it when the test process dies,
-    so a killed pytest (timeout, Ctrl-C twice) leaves no broker running."""
+    so a killed pytest (timeout, Ctrl-C twice) leaves no broker running. Linux ties
+    this to the *thread* that started the server: start servers from the main thread."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 

@@ -87,6 +87,10 @@ class App:
     ``SPATE_PROCESSING_GUARANTEE`` or the defaults (``local://.spate``,
     ``"at-least-once"``); other keyword arguments override the remaining
     :class:`~spate.config.Settings` fields (``batch_size=``, ``fetch_timeout_s=``, …).
+
+    Broker-native options stay apart from spate's settings and pass through to the
+    adapter untouched: ``kafka_config={"linger.ms": 20}`` for librdkafka, or any
+    adapter option in ``broker_options`` (what ``spate.connect(url, **options)`` takes).
     """
 
     def __init__(
@@ -94,6 +98,9 @@ class App:
         name: str,
         broker: str | None = None,
         processing_guarantee: str | None = None,
+        *,
+        kafka_config: Mapping[str, Any] | None = None,
+        broker_options: Mapping[str, Any] | None = None,
         **settings_overrides: Any,
     ) -> None:
         if not isinstance(name, str) or not _VALID_APP_NAME.match(name):
@@ -104,6 +111,9 @@ class App:
         self.settings: Settings = load_settings(
             {"broker": broker, "processing_guarantee": processing_guarantee, **settings_overrides}
         )
+        self.broker_options: dict[str, Any] = dict(broker_options or {})
+        if kafka_config is not None:
+            self.broker_options["kafka_config"] = dict(kafka_config)
         self.topics: dict[str, Topic[Any]] = {}
         self.processors: list[Processor] = []
         self.stats: dict[str, ProcessorStats] = {}
@@ -227,7 +237,7 @@ class App:
 
     def connect(self) -> Broker:
         """A (not yet started) broker for this App's settings."""
-        return connect(self.settings.broker)
+        return connect(self.settings.broker, **self.broker_options)
 
     async def prepare(self, broker: Broker) -> None:
         """Check the guarantee against the broker and create every missing topic."""

@@ -11,6 +11,7 @@ from confluent_kafka import TopicPartition as CkTopicPartition
 from confluent_kafka.admin import AdminClient
 
 import spate
+from spate.app import App
 from spate.brokers.base import OffsetReset
 from spate.brokers.kafka import KafkaBroker
 from spate.errors import (
@@ -217,6 +218,13 @@ async def test_bad_property_is_config_error(kafka_server: ServerProcess) -> None
         spate.connect(kafka_server.url, kafka_conf={"acks": "all"})
 
 
+async def test_app_passes_kafka_config_to_librdkafka(kafka_server: ServerProcess) -> None:
+    app = App("kafka-config", broker=kafka_server.url, kafka_config={"no.such.property": 1})
+    app.stream(app.topic("kafka-config-in"), group="g").to(app.topic("kafka-config-out"))
+    with pytest.raises(ConfigError, match=r"no\.such\.property"):
+        await app.run_async()
+
+
 async def test_url_query_passes_through(kafka_server: ServerProcess, name: str) -> None:
     url = f"{kafka_server.url}?compression.type=lz4&client.id=from-url"
     async with spate.connect(url) as broker:
@@ -308,6 +316,8 @@ def test_configuration_precedence_and_unsafe_defaults() -> None:
     assert producer["custom.x"] == "y", "unknown properties reach librdkafka (which judges)"
     assert producer["enable.idempotence"] is True
     assert producer["transactional.id"] == "tx-1"
+    assert producer["transaction.timeout.ms"] == 10_000, "a killed worker's open transaction"
+    assert "transaction.timeout.ms" not in settings.producer(None)
     consumer = settings.consumer("g", "latest")
     assert consumer["enable.auto.commit"] is False
     assert consumer["enable.auto.offset.store"] is False

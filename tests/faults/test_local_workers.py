@@ -10,12 +10,9 @@ about a second. Inputs are ``{"n": i}`` records; the App's handler answers each 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,69 +22,30 @@ import orjson
 import pytest
 
 import spate
-from spate.record import Record
+from worker_processes import Workers, answered, duplicated, wait_until
 
 pytestmark = pytest.mark.slow
 
 PARTITIONS = 6
 LEASE_TTL_S = 1.0
 
-APP_MODULE = """
-import os
-import time
 
-from spate import App
-
-app = App("faults", batch_size=int(os.environ["FAULT_BATCH"]))
-numbers = app.topic("numbers", partitions=6)
-results = app.topic("results", partitions=6)
-DELAY_S = float(os.environ["FAULT_DELAY_S"])
-
-
-@app.handler(numbers, group="doubler", output=results)
-def answer(value):
-    time.sleep(DELAY_S)
-    return {"n": value["n"], "pid": os.getpid()}
-"""
-
-
-class Cluster:
-    """Worker processes of the fault App sharing one local:// broker directory."""
+class Cluster(Workers):
+    """Worker processes of the App sharing one local:// broker directory."""
 
     def __init__(self, folder: Path, guarantee: str, *, delay_s: float, batch: int) -> None:
-        self.folder = folder
-        self.url = f"local://{folder / 'broker'}?lease_ttl_s={LEASE_TTL_S}"
-        self.guarantee = guarantee
-        self.env = {**os.environ, "FAULT_DELAY_S": str(delay_s), "FAULT_BATCH": str(batch)}
-        self.workers: list[subprocess.Popen[bytes]] = []
-        (folder / "faultapp.py").write_text(APP_MODULE)
-
-    def start_worker(self, delay_s: float | None = None) -> subprocess.Popen[bytes]:
-        """A new worker; ``delay_s`` overrides the handler's sleep for this one."""
-        settings = {"broker": self.url, "processing_guarantee": self.guarantee}
-        env = self.env if delay_s is None else {**self.env, "FAULT_DELAY_S": str(delay_s)}
-        log = (self.folder / f"worker-{len(self.workers)}.log").open("wb")
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "spate.runtime.supervisor",
-                "faultapp:app",
-                orjson.dumps(settings).decode(),
-            ],
-            cwd=self.folder,
-            env=env,
-            stderr=log,
+        super().__init__(
+            folder,
+            f"local://{folder / 'broker'}?lease_ttl_s={LEASE_TTL_S}",
+            app="faults",
+            inputs="numbers",
+            outputs="results",
+            group="doubler",
+            partitions=PARTITIONS,
+            guarantee=guarantee,
+            delay_s=delay_s,
+            batch=batch,
         )
-        log.close()
-        self.workers.append(worker)
-        return worker
-
-    def live(self) -> list[subprocess.Popen[bytes]]:
-        return [w for w in self.workers if w.poll() is None]
-
-    def log_of(self, worker: subprocess.Popen[bytes]) -> str:
-        return (self.folder / f"worker-{self.workers.index(worker)}.log").read_text()
 
     def owners(self) -> dict[int, int]:
         """partition -> pid of the member holding its unexpired lease."""
@@ -99,12 +57,6 @@ class Cluster:
                 (now_ms,),
             ).fetchall()
         return {partition: int(member.split("-")[-2]) for partition, member in rows}
-
-    def stop_all(self) -> None:
-        for worker in self.live():
-            worker.kill()
-        for worker in self.workers:
-            worker.wait(5)
 
 
 @pytest.fixture
@@ -134,41 +86,6 @@ async def produce_inputs(url: str, count: int) -> None:
             await producer.flush()
 
 
-async def read_all(url: str, topic: str) -> list[Record]:
-    """Every record of ``topic`` (read as a fresh group that never commits)."""
-    async with spate.connect(url) as broker:
-        consumer = broker.consumer([topic], f"reader-{random.randrange(1 << 30)}")
-        records: list[Record] = []
-        async with consumer:
-            while True:
-                batch = await consumer.fetch(5000, 0.05)
-                records.extend(batch)
-                if not batch and len(consumer.assignment()) == PARTITIONS:
-                    return records
-
-
-async def committed(url: str) -> dict[int, int]:
-    async with spate.connect(url) as broker:
-        lag = await broker.lag("doubler", ["numbers"])
-    return {p.partition: p.committed or 0 for p in lag}
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def done(url: str, count: int) -> Callable[[], bool]:
-    return lambda: sum(asyncio.run(committed(url)).values()) == count
-
-
-def answers(url: str) -> Counter[int]:
-    return Counter(orjson.loads(r.value)["n"] for r in asyncio.run(read_all(url, "results")))
-
-
 def test_three_workers_share_partitions_and_survive_a_kill(
     cluster_factory: Callable[..., Cluster],
 ) -> None:
@@ -176,8 +93,8 @@ def test_three_workers_share_partitions_and_survive_a_kill(
     cluster = cluster_factory("at-least-once")
     asyncio.run(produce_inputs(cluster.url, count))
     for _ in range(3):
-        cluster.start_worker()
-    pids = {w.pid for w in cluster.workers}
+        cluster.start()
+    pids = {w.pid for w in cluster.procs}
 
     def split_three_ways() -> bool:
         owners = cluster.owners()
@@ -186,7 +103,7 @@ def test_three_workers_share_partitions_and_survive_a_kill(
     wait_until(split_three_ways, 10, "6 partitions split 2-2-2 over 3 workers")
     owners = cluster.owners()
     assert set(owners.values()) == pids
-    victim = cluster.workers[0]
+    victim = cluster.procs[0]
     victim_partitions = {p for p, pid in owners.items() if pid == victim.pid}
     victim.send_signal(signal.SIGKILL)
     victim.wait(5)
@@ -198,8 +115,8 @@ def test_three_workers_share_partitions_and_survive_a_kill(
     wait_until(moved, 10, "the killed worker's partitions to move")
     survivors = {w.pid for w in cluster.live()}
     assert {cluster.owners()[p] for p in victim_partitions} <= survivors
-    wait_until(done(cluster.url, count), 20, "every input committed")
-    seen = answers(cluster.url)
+    wait_until(lambda: cluster.committed() == count, 20, "every input committed")
+    seen = answered(cluster.answers())
     assert set(seen) == set(range(count))  # at-least-once: nothing lost
     for worker in cluster.live():
         worker.send_signal(signal.SIGTERM)
@@ -211,20 +128,19 @@ def test_exactly_once_holds_after_three_kills(cluster_factory: Callable[..., Clu
     cluster = cluster_factory("exactly-once", delay_s=0.0015, batch=40)
     asyncio.run(produce_inputs(cluster.url, count))
     for _ in range(3):
-        cluster.start_worker()
+        cluster.start()
     rng = random.Random()
     for _ in range(3):
         time.sleep(rng.uniform(0.3, 0.8))
         victim = rng.choice(cluster.live())
         victim.send_signal(signal.SIGKILL)
         victim.wait(5)
-        cluster.start_worker()
-    assert sum(asyncio.run(committed(cluster.url)).values()) < count, "kills after the end"
-    wait_until(done(cluster.url, count), 30, "every input committed")
-    seen = answers(cluster.url)
+        cluster.start()
+    assert cluster.committed() < count, "kills after the end"
+    wait_until(lambda: cluster.committed() == count, 30, "every input committed")
+    seen = answered(cluster.answers())
     assert set(seen) == set(range(count))
-    duplicated = {n: c for n, c in seen.items() if c != 1}
-    assert not duplicated
+    assert not duplicated(seen)
     for worker in cluster.live():
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(10) == 0
@@ -238,8 +154,8 @@ def test_paused_member_cannot_commit_or_publish_over_its_replacement(
     asyncio.run(produce_inputs(cluster.url, count))
     # The zombie spends nearly all its time inside 0.5 s batches, so the pause lands
     # mid-batch: after SIGCONT it finishes the batch and tries to commit it.
-    zombie = cluster.start_worker(delay_s=0.01)
-    other = cluster.start_worker()
+    zombie = cluster.start(delay_s=0.01)
+    other = cluster.start()
 
     def split() -> bool:
         owners = cluster.owners()
@@ -260,10 +176,10 @@ def test_paused_member_cannot_commit_or_publish_over_its_replacement(
     aborted = "event=transaction_aborted" in cluster.log_of(zombie)
     zombie.send_signal(signal.SIGTERM)  # done with it; its slow batches would only take time
     assert zombie.wait(10) == 0
-    wait_until(done(cluster.url, count), 30, "every input committed")
-    seen = answers(cluster.url)
+    wait_until(lambda: cluster.committed() == count, 30, "every input committed")
+    seen = answered(cluster.answers())
     assert set(seen) == set(range(count))
-    assert not {n: c for n, c in seen.items() if c != 1}
+    assert not duplicated(seen)
     other.send_signal(signal.SIGTERM)
     assert other.wait(10) == 0
     assert aborted
@@ -276,52 +192,18 @@ def test_sigterm_mid_stream_exits_zero_with_commits_matching_outputs(
     count = 6000
     cluster = cluster_factory("at-least-once", delay_s=0.001, batch=50)
     asyncio.run(produce_inputs(cluster.url, count))
-    parent = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from spate.cli.main import main; main()",
-            "run",
-            "faultapp:app",
-            "--broker",
-            cluster.url,
-            "--workers",
-            str(workers),
-        ],
-        cwd=cluster.folder,
-        env=cluster.env,
-        stderr=subprocess.PIPE,
-    )
+    parent = cluster.spate_run("--workers", str(workers))
     try:
-        wait_until(lambda: sum(asyncio.run(committed(cluster.url)).values()) > 500, 15, "progress")
+        wait_until(lambda: cluster.committed() > 500, 15, "progress")
         parent.send_signal(signal.SIGTERM)
         assert parent.wait(10) == 0
     finally:
         if parent.poll() is None:
             parent.kill()
-    offsets = asyncio.run(committed(cluster.url))
+    offsets = cluster.positions()
     assert sum(offsets.values()) < count, "the stop should land mid-stream"
     expected = Counter(n for n in range(count) if n // PARTITIONS < offsets[n % PARTITIONS])
-    assert answers(cluster.url) == expected  # each committed input answered once, no more
-
-
-def spate_run(cluster: Cluster, *args: str) -> subprocess.Popen[bytes]:
-    """``spate run faultapp:app --broker URL ...`` through the real CLI entry point."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from spate.cli.main import main; main()",
-            "run",
-            "faultapp:app",
-            "--broker",
-            cluster.url,
-            *args,
-        ],
-        cwd=cluster.folder,
-        env=cluster.env,
-        stderr=subprocess.PIPE,
-    )
+    assert answered(cluster.answers()) == expected  # each committed input answered once, no more
 
 
 def test_bytes_that_are_not_json_stop_spate_run_naming_the_record(
@@ -336,14 +218,14 @@ def test_bytes_that_are_not_json_stop_spate_run_naming_the_record(
             await producer.flush()
 
     asyncio.run(poison())
-    run = spate_run(cluster)
+    run = cluster.spate_run()
     _, stderr = run.communicate(timeout=20)
     assert run.returncode == 1
     last_line = stderr.decode().strip().splitlines()[-1]
     assert last_line.startswith(
         "error: cannot decode record at topic='numbers' partition=3 offset=2"
     )
-    assert asyncio.run(committed(cluster.url))[3] <= 2  # never committed past the bad record
+    assert cluster.positions()[3] <= 2  # never committed past the bad record
 
 
 def test_a_second_signal_forces_exit_without_waiting_for_the_batch(
@@ -351,7 +233,7 @@ def test_a_second_signal_forces_exit_without_waiting_for_the_batch(
 ) -> None:
     cluster = cluster_factory("at-least-once", delay_s=1.0, batch=10)
     asyncio.run(produce_inputs(cluster.url, 60))
-    run = spate_run(cluster)
+    run = cluster.spate_run()
     try:
         wait_until(lambda: len(cluster.owners()) == PARTITIONS, 10, "the worker to start")
         time.sleep(0.5)  # inside its first batch, which takes 10 seconds
@@ -362,4 +244,4 @@ def test_a_second_signal_forces_exit_without_waiting_for_the_batch(
     finally:
         if run.poll() is None:
             run.kill()
-    assert sum(asyncio.run(committed(cluster.url)).values()) == 0
+    assert cluster.committed() == 0

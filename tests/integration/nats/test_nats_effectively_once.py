@@ -23,9 +23,18 @@ from pathlib import Path
 
 import orjson
 import pytest
-from nats_workers import answered, create_topics, positions, produce, read_all, wait_until
+from nats_workers import PARTITIONS
 
 from spate.testing.nats_server import NatsServer
+from worker_processes import (
+    answered,
+    create_topics,
+    duplicated,
+    positions,
+    produce,
+    read_all,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +64,7 @@ asyncio.run(main(*sys.argv[1:5]))
 
 
 async def fill(url: str, source: str, target: str, count: int) -> None:
-    await create_topics(url, source, target)
+    await create_topics(url, PARTITIONS, source, target)
     await produce(url, source, 0, count)
 
 
@@ -97,9 +106,9 @@ def test_outputs_exactly_once_after_three_kills(tmp_path: Path, nats_url: str) -
             if worker.poll() is None:
                 worker.kill()
             worker.wait(5)
-    seen = answered(asyncio.run(read_all(url, target)))
+    seen = answered(asyncio.run(read_all(url, target, PARTITIONS)))
     assert set(seen) == set(range(count))
-    assert not {n: c for n, c in seen.items() if c != 1}
+    assert not duplicated(seen)
 
 
 APP_MODULE = """
@@ -151,4 +160,4 @@ def test_workers_ride_out_a_hard_server_restart(tmp_path: Path, own_server: Nats
             if worker.poll() is None:
                 worker.kill()
             worker.wait(5)
-    assert set(answered(asyncio.run(read_all(url, target)))) == set(range(count))
+    assert set(answered(asyncio.run(read_all(url, target, PARTITIONS)))) == set(range(count))

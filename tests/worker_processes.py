@@ -1,0 +1,262 @@
+"""Worker processes of one small App, for the tests that kill, pause and restart them.
+
+The broker-independent half of every tier's multi-process tests (local, NATS, Redis,
+Kafka): :class:`Workers` writes :data:`APP_MODULE` into a temporary folder and starts
+real worker processes there (``python -m spate.runtime.supervisor``, what ``spate run``
+starts), or ``spate run`` itself through the CLI entry point; the helpers below wait
+for progress and read the answers. Each tier adds only how it asks its broker who
+owns which partition and how far the group has committed.
+
+Inputs are ``{"n": i}``, keyed ``k<i % 40>`` where a tier keys them; the handler
+answers ``{"n": i, "pid": worker pid}`` after a short sleep, so kills land mid-batch.
+With ``trace=True`` it first appends ``i`` to ``<pid>.trace`` with an unbuffered
+write, so a test can tell which inputs each worker ran (a SIGKILL loses none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import orjson
+
+import spate
+from spate.record import Record
+
+KEYS = 40
+
+APP_MODULE = """
+import os
+import signal
+import time
+
+from spate import App
+
+app = App(os.environ["W_APP"], batch_size=int(os.environ["W_BATCH"]))
+numbers = app.topic(os.environ["W_IN"], partitions=int(os.environ["W_PARTITIONS"]))
+results = app.topic(os.environ["W_OUT"], partitions=int(os.environ["W_PARTITIONS"]))
+DELAY_S = float(os.environ["W_DELAY_S"])
+TRACE = (
+    os.open(f"{os.getpid()}.trace", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    if os.environ["W_TRACE"]
+    else None
+)
+SUICIDE_AT_CALL = int(os.environ.get("W_SUICIDE_AT_CALL", "-1"))
+calls = 0
+
+
+@app.handler(numbers, group=os.environ["W_GROUP"], output=results)
+def answer(value):
+    global calls
+    calls += 1
+    if TRACE is not None:
+        os.write(TRACE, b"%d\\n" % value["n"])
+    if DELAY_S:
+        time.sleep(DELAY_S)
+    if calls == SUICIDE_AT_CALL:
+        # The first record of a batch: the previous batch's outputs are being flushed
+        # and committed right now, the window exactly-once must cover.
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"n": value["n"], "pid": os.getpid()}
+"""
+
+APP_REF = "workerapp:app"
+
+
+class Workers:
+    """Worker processes of :data:`APP_MODULE` on one broker URL, all in ``folder``."""
+
+    def __init__(
+        self,
+        folder: Path,
+        url: str,
+        *,
+        app: str,
+        inputs: str,
+        outputs: str,
+        group: str,
+        partitions: int,
+        guarantee: str,
+        delay_s: float,
+        batch: int,
+        trace: bool = False,
+    ) -> None:
+        self.folder, self.url, self.guarantee = folder, url, guarantee
+        self.inputs, self.outputs, self.group = inputs, outputs, group
+        self.partitions = partitions
+        self.env = {
+            **os.environ,
+            "W_APP": app,
+            "W_IN": inputs,
+            "W_OUT": outputs,
+            "W_GROUP": group,
+            "W_PARTITIONS": str(partitions),
+            "W_DELAY_S": str(delay_s),
+            "W_BATCH": str(batch),
+            "W_TRACE": "1" if trace else "",
+        }
+        self.procs: list[subprocess.Popen[bytes]] = []
+        (folder / "workerapp.py").write_text(APP_MODULE)
+
+    def start(self, delay_s: float | None = None) -> subprocess.Popen[bytes]:
+        """A new worker, its stderr in ``worker-<i>.log``; ``delay_s`` overrides the
+        handler's sleep for this one."""
+        settings = {"broker": self.url, "processing_guarantee": self.guarantee}
+        env = self.env if delay_s is None else {**self.env, "W_DELAY_S": str(delay_s)}
+        with (self.folder / f"worker-{len(self.procs)}.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "spate.runtime.supervisor",
+                    APP_REF,
+                    orjson.dumps(settings).decode(),
+                ],
+                cwd=self.folder,
+                env=env,
+                stderr=log,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def spate_run(self, *args: str) -> subprocess.Popen[bytes]:
+        """``spate run workerapp:app --broker URL ...`` through the real CLI entry point,
+        stderr captured."""
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from spate.cli.main import main; main()",
+                "run",
+                APP_REF,
+                "--broker",
+                self.url,
+                *args,
+            ],
+            cwd=self.folder,
+            env=self.env,
+            stderr=subprocess.PIPE,
+        )
+
+    def produce(self, count: int, *, keyed: bool = True) -> None:
+        """Create both topics and publish inputs 0 … count - 1, keyed ``k<n % 40>`` (or
+        without keys, spread round-robin)."""
+
+        async def fill() -> None:
+            await create_topics(self.url, self.partitions, self.inputs, self.outputs)
+            await produce(self.url, self.inputs, 0, count, keyed=keyed)
+
+        asyncio.run(fill())
+
+    def positions(self) -> dict[int, int]:
+        """partition -> the group's committed position."""
+        return asyncio.run(positions(self.url, self.group, self.inputs))
+
+    def committed(self) -> int:
+        return sum(self.positions().values())
+
+    def answers(self) -> list[Record]:
+        """Every record of the output topic."""
+        return asyncio.run(read_all(self.url, self.outputs, self.partitions))
+
+    def live(self) -> list[subprocess.Popen[bytes]]:
+        return [p for p in self.procs if p.poll() is None]
+
+    def log_of(self, proc: subprocess.Popen[bytes]) -> str:
+        return (self.folder / f"worker-{self.procs.index(proc)}.log").read_text()
+
+    def logs(self) -> str:
+        """Every worker's log, one after the other."""
+        return "\n".join(self.log_of(proc) for proc in self.procs)
+
+    def trace_of(self, proc: subprocess.Popen[bytes]) -> Counter[int]:
+        """How many times ``proc`` ran the handler on each input (needs ``trace=True``)."""
+        path = self.folder / f"{proc.pid}.trace"
+        if not path.exists():
+            return Counter()
+        return Counter(int(line) for line in path.read_text().split())
+
+    def stop_all(self) -> None:
+        for proc in self.live():
+            proc.kill()
+        for proc in self.procs:
+            proc.wait(10)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+async def create_topics(url: str, partitions: int, *topics: str) -> None:
+    async with spate.connect(url) as broker:
+        for topic in topics:
+            await broker.create_topic(topic, partitions, exist_ok=True)
+
+
+async def produce(url: str, topic: str, start: int, stop: int, *, keyed: bool = True) -> None:
+    """Publish inputs ``{"n": start}`` … ``{"n": stop - 1}``, keyed ``k<n % 40>`` (or
+    without keys, spread round-robin)."""
+    async with spate.connect(url) as broker, broker.producer() as producer:
+        for n in range(start, stop):
+            key = b"k%d" % (n % KEYS) if keyed else None
+            producer.send(topic, orjson.dumps({"n": n}), key=key)
+        await producer.flush()
+
+
+async def positions(url: str, group: str, topic: str) -> dict[int, int]:
+    """partition -> the group's committed position."""
+    async with spate.connect(url) as broker:
+        rows = await broker.lag(group, [topic])
+    return {row.partition: row.committed or 0 for row in rows}
+
+
+async def read_all(url: str, topic: str, partitions: int) -> list[Record]:
+    """Every record of ``topic``, read as a fresh group that never commits."""
+    async with spate.connect(url) as broker:
+        records: list[Record] = []
+        async with broker.consumer([topic], f"reader-{uuid.uuid4().hex}") as consumer:
+            while True:
+                batch = await consumer.fetch(5000, 0.2)
+                records.extend(batch)
+                if not batch and len(consumer.assignment()) == partitions:
+                    return records
+
+
+def numbers(records: Iterable[Record]) -> list[int]:
+    """The ``n`` of each answer, partition by partition in offset order."""
+    ordered = sorted(records, key=lambda r: (r.partition, r.offset))
+    return [orjson.loads(r.value)["n"] for r in ordered]
+
+
+def answered(records: Iterable[Record]) -> Counter[int]:
+    """How many answers each input has among ``records``."""
+    return Counter(numbers(records))
+
+
+def duplicated(counts: Counter[int]) -> dict[int, int]:
+    """Inputs answered more than once, with how many times."""
+    return {n: c for n, c in counts.items() if c > 1}
+
+
+def assert_per_key_order(ns: Sequence[int]) -> None:
+    """Per key, the first answer to each input comes in input order (``ns`` in
+    partition and offset order): a failover replays a suffix, it never reorders."""
+    firsts: dict[int, list[int]] = defaultdict(list)
+    seen: set[int] = set()
+    for n in ns:
+        if n not in seen:
+            seen.add(n)
+            firsts[n % KEYS].append(n)
+    for key, order in firsts.items():
+        assert order == sorted(order), f"key k{key} out of order"

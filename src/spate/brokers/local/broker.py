@@ -31,8 +31,6 @@ URL query options (also accepted as keyword options of ``spate.connect``):
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -40,7 +38,6 @@ from pathlib import Path
 from typing import Any, Self
 
 from spate.brokers.base import (
-    Broker,
     Capabilities,
     Consumer,
     OffsetReset,
@@ -50,6 +47,7 @@ from spate.brokers.base import (
     TopicInfo,
 )
 from spate.brokers.leased import DEFAULT_LEASE_TTL_S
+from spate.brokers.lifecycle import OwningBroker
 from spate.brokers.local import log, retention
 from spate.brokers.local.consumer import LocalConsumer
 from spate.brokers.local.producer import LocalProducer
@@ -62,7 +60,7 @@ from spate.brokers.local.storage import (
 )
 from spate.brokers.url import BrokerURL
 from spate.clock import SYSTEM_CLOCK, Clock
-from spate.errors import ConfigError, ConnectError, SpateError
+from spate.errors import ConfigError, ConnectError
 from spate.record import TopicPartition
 from spate.topic import validate_topic_name
 
@@ -72,7 +70,7 @@ DEFAULT_PATH = ".spate"
 _FLOAT_OPTIONS = ("lease_ttl_s", "heartbeat_s", "busy_timeout_s", "retention_check_s")
 
 
-class LocalBroker(Broker):
+class LocalBroker(OwningBroker):
     """The embedded broker. Use as ``async with LocalBroker(...) as broker``."""
 
     capabilities = Capabilities(
@@ -117,10 +115,8 @@ class LocalBroker(Broker):
         self.busy_timeout_s = busy_timeout_s
         self.retention_check_s = retention_check_s
         self.clock = clock
+        super().__init__()
         self._db: Database | None = None
-        self._children: set[LocalProducer | LocalConsumer] = set()
-        self._retention_task: asyncio.Task[None] | None = None
-        self._closed = False
 
     @classmethod
     def from_url(cls, parsed: BrokerURL, options: dict[str, Any]) -> Self:
@@ -172,31 +168,14 @@ class LocalBroker(Broker):
             synchronous=self.synchronous,
             busy_timeout_s=self.busy_timeout_s,
         )
-        self._retention_task = asyncio.get_running_loop().create_task(
-            self._retention_loop(), name=f"spate-retention-{self.url}"
+        self._start_retention(
+            self.enforce_retention, every_s=self.retention_check_s, clock=self.clock, log=logger
         )
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        task, self._retention_task = self._retention_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        try:
-            for child in list(self._children):
-                with contextlib.suppress(SpateError):
-                    await child.close()
-        finally:
-            db, self._db = self._db, None
-            if db is not None:
-                await release_database(db)
-
-    def forget(self, child: LocalProducer | LocalConsumer) -> None:
-        """Called by a producer or consumer when it closes."""
-        self._children.discard(child)
+    async def _disconnect(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            await release_database(db)
 
     # -- admin ---------------------------------------------------------------------------
 
@@ -248,9 +227,7 @@ class LocalBroker(Broker):
     # -- clients -------------------------------------------------------------------------
 
     def producer(self, *, transactional_id: str | None = None) -> Producer:
-        producer = LocalProducer(self, transactional_id)
-        self._children.add(producer)
-        return producer
+        return self._track(LocalProducer(self, transactional_id))
 
     def consumer(
         self,
@@ -260,9 +237,9 @@ class LocalBroker(Broker):
         *,
         offset_reset: OffsetReset = "earliest",
     ) -> Consumer:
-        consumer = LocalConsumer(self, self.db, topics, group, listener, offset_reset=offset_reset)
-        self._children.add(consumer)
-        return consumer
+        return self._track(
+            LocalConsumer(self, self.db, topics, group, listener, offset_reset=offset_reset)
+        )
 
     # -- retention -----------------------------------------------------------------------
 
@@ -275,14 +252,6 @@ class LocalBroker(Broker):
             return retention.enforce(conn, topics, now)
 
         return await self.db.run(run)
-
-    async def _retention_loop(self) -> None:
-        while True:
-            await self.clock.sleep(self.retention_check_s)
-            try:
-                await self.enforce_retention()
-            except SpateError as exc:
-                logger.warning("%s: retention failed: %s", self.url, exc)
 
 
 __all__ = ["LocalBroker"]

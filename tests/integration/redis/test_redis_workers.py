@@ -2,19 +2,15 @@
 zombie, exactly-once (effectively-once) through kills, and a ``kill -9`` of
 redis-server (append-only file, ``appendfsync always``) mid-stream.
 
-Real ``spate.runtime.supervisor`` workers (what ``spate run`` starts) with a 1 s lease
-ttl. Inputs ``{"n": i}`` are keyed ``k<i % 40>``; the handler answers
-``{"n": i, "pid": worker pid}``.
+Real ``spate.runtime.supervisor`` workers (what ``spate run`` starts; see
+:mod:`worker_processes`) with a 1 s lease ttl. Inputs ``{"n": i}`` are keyed
+``k<i % 40>``; the handler answers ``{"n": i, "pid": worker pid}``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -25,91 +21,37 @@ import orjson
 import pytest
 import redis
 
-import spate
+import worker_processes
 from spate.brokers.redis import keys
 from spate.record import TopicPartition
 from spate.testing.redis_server import RedisServer, find_redis_servers
+from worker_processes import assert_per_key_order, duplicated, wait_until
 
 pytestmark = pytest.mark.slow
 
 PARTITIONS = 4
 
-APP_MODULE = """
-import os
-import signal
-import time
 
-from spate import App
-
-app = App("redisworkers", batch_size=int(os.environ["W_BATCH"]))
-numbers = app.topic(os.environ["W_IN"], partitions=4)
-results = app.topic(os.environ["W_OUT"], partitions=4)
-DELAY_S = float(os.environ["W_DELAY_S"])
-
-
-SUICIDE_AT_CALL = int(os.environ.get("W_SUICIDE_AT_CALL", "-1"))
-calls = 0
-
-
-@app.handler(numbers, group=os.environ["W_GROUP"], output=results)
-def answer(value):
-    global calls
-    calls += 1
-    if DELAY_S:
-        time.sleep(DELAY_S)
-    if calls == SUICIDE_AT_CALL:
-        # The first record of a batch: the previous batch's outputs are being flushed
-        # and committed right now, the window exactly-once must cover.
-        os.kill(os.getpid(), signal.SIGKILL)
-    return {"n": value["n"], "pid": os.getpid()}
-"""
-
-
-class Workers:
+class Workers(worker_processes.Workers):
     """An App's worker processes against one Redis, plus views of the group state."""
 
     def __init__(
         self, folder: Path, url: str, *, delay_s: float, batch: int, guarantee: str
     ) -> None:
         tag = uuid.uuid4().hex[:8]
-        self.guarantee = guarantee
-        self.folder = folder
-        self.url = f"{url}?lease_ttl_s=1"
-        self.inputs, self.outputs, self.group = f"in{tag}", f"out{tag}", f"g{tag}"
-        self.env = {
-            **os.environ,
-            "W_DELAY_S": str(delay_s),
-            "W_BATCH": str(batch),
-            "W_IN": self.inputs,
-            "W_OUT": self.outputs,
-            "W_GROUP": self.group,
-        }
-        self.procs: list[subprocess.Popen[bytes]] = []
-        (folder / "redisworkerapp.py").write_text(APP_MODULE)
+        super().__init__(
+            folder,
+            f"{url}?lease_ttl_s=1",
+            app="redisworkers",
+            inputs=f"in{tag}",
+            outputs=f"out{tag}",
+            group=f"g{tag}",
+            partitions=PARTITIONS,
+            guarantee=guarantee,
+            delay_s=delay_s,
+            batch=batch,
+        )
         self.admin = redis.Redis.from_url(url)
-
-    def start(self, delay_s: float | None = None) -> subprocess.Popen[bytes]:
-        """A new worker; ``delay_s`` overrides the handler's sleep for this one."""
-        settings = {"broker": self.url, "processing_guarantee": self.guarantee}
-        env = self.env if delay_s is None else {**self.env, "W_DELAY_S": str(delay_s)}
-        with (self.folder / f"worker-{len(self.procs)}.log").open("wb") as log:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "spate.runtime.supervisor",
-                    "redisworkerapp:app",
-                    orjson.dumps(settings).decode(),
-                ],
-                cwd=self.folder,
-                env=env,
-                stderr=log,
-            )
-        self.procs.append(proc)
-        return proc
-
-    def log_of(self, proc: subprocess.Popen[bytes]) -> str:
-        return (self.folder / f"worker-{self.procs.index(proc)}.log").read_text()
 
     def owners(self) -> dict[int, int]:
         """partition -> pid of the member holding its lease."""
@@ -123,14 +65,13 @@ class Workers:
         return owners
 
     def positions(self) -> dict[int, int]:
+        """partition -> the group's committed position, read from Redis directly (the
+        server may be restarting)."""
         out = {}
         for p in range(PARTITIONS):
             raw = self.admin.hget(keys.committed(TopicPartition(self.inputs, p)), self.group)
             out[p] = int(raw or 0)
         return out
-
-    def committed(self) -> int:
-        return sum(self.positions().values())
 
     def pending_by_consumer(self) -> Counter[str]:
         pending: Counter[str] = Counter()
@@ -138,22 +79,6 @@ class Workers:
             for row in self.admin.xinfo_consumers(f"{self.inputs}:{p}", self.group):
                 pending[row["name"].decode()] += row["pending"]
         return pending
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(5)
-
-
-async def _produce(url: str, workers: Workers, count: int) -> None:
-    async with spate.connect(url) as broker:
-        await broker.create_topic(workers.inputs, PARTITIONS)
-        await broker.create_topic(workers.outputs, PARTITIONS)
-        async with broker.producer() as producer:
-            for n in range(count):
-                producer.send(workers.inputs, orjson.dumps({"n": n}), key=b"k%d" % (n % 40))
-            await producer.flush()
 
 
 def answered(workers: Workers) -> list[int]:
@@ -163,26 +88,6 @@ def answered(workers: Workers) -> list[int]:
         for _id, fields in workers.admin.xrange(f"{workers.outputs}:{p}"):
             found.append(orjson.loads(fields[b"v"])["n"])
     return found
-
-
-def assert_per_key_order(ns: list[int]) -> None:
-    """Per key, first answers come in input order: a failover replays, never reorders."""
-    firsts: dict[int, list[int]] = {}
-    seen: set[int] = set()
-    for n in ns:
-        if n not in seen:
-            seen.add(n)
-            firsts.setdefault(n % 40, []).append(n)
-    for key, order in firsts.items():
-        assert order == sorted(order), f"key k{key} out of order"
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -206,7 +111,7 @@ def test_two_workers_share_four_partitions_and_the_survivor_claims_pending_entri
 ) -> None:
     count = 50_000
     workers = workers_factory(redis_url, delay_s=0.00002)
-    asyncio.run(_produce(redis_url, workers, count))
+    workers.produce(count)
     first, second = workers.start(), workers.start()
 
     def split_two_ways() -> bool:
@@ -239,7 +144,7 @@ def test_a_paused_zombie_cannot_commit_over_its_replacement(
 ) -> None:
     count = 4000
     workers = workers_factory(redis_url, delay_s=0.0005, batch=50)
-    asyncio.run(_produce(redis_url, workers, count))
+    workers.produce(count)
     zombie, other = workers.start(delay_s=0.01), workers.start()
     wait_until(
         lambda: set(workers.owners().values()) == {zombie.pid, other.pid},
@@ -277,7 +182,7 @@ def test_exactly_once_app_answers_each_input_once_despite_three_sigkills(
     three more SIGKILLs land at random points."""
     count = 20_000
     workers = workers_factory(redis_url, delay_s=0.0001, batch=100, guarantee="exactly-once")
-    asyncio.run(_produce(redis_url, workers, count))
+    workers.produce(count)
     workers.env["W_SUICIDE_AT_CALL"] = "2001"
     procs = [workers.start()]
     workers.env["W_SUICIDE_AT_CALL"] = "-1"
@@ -293,7 +198,7 @@ def test_exactly_once_app_answers_each_input_once_despite_three_sigkills(
     wait_until(lambda: workers.committed() == count, 60, "every input committed")
     answers = Counter(answered(workers))
     assert set(answers) == set(range(count))
-    assert {n: c for n, c in answers.items() if c > 1} == {}
+    assert duplicated(answers) == {}
 
 
 @pytest.fixture
@@ -309,7 +214,7 @@ def test_redis_killed_and_restarted_with_aof_loses_nothing_acknowledged(
 ) -> None:
     count = 20_000
     workers = workers_factory(aof_server.url, delay_s=0.0001, batch=200)
-    asyncio.run(_produce(aof_server.url, workers, count))
+    workers.produce(count)
     proc = workers.start()
     wait_until(lambda: workers.committed() > 2000, 30, "progress")
     before = workers.positions()

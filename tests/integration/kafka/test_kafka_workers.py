@@ -1,7 +1,7 @@
 """Worker processes of a real App on Apache Kafka: SIGKILL takeover (at-least-once),
 exactly-once through repeated SIGKILLs, and a SIGSTOPped zombie.
 
-Workers are the processes ``spate run`` starts (``python -m spate.runtime.supervisor``);
+Workers are the processes ``spate run`` starts (:mod:`worker_processes`);
 librdkafka properties reach them through the broker URL's query. Short session and
 transaction timeouts (the test broker allows them) keep each takeover to seconds.
 """
@@ -9,10 +9,7 @@ transaction timeouts (the test broker allows them) keep each takeover to seconds
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -21,9 +18,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+import worker_processes
 from spate.brokers.kafka import KafkaBroker
 from spate.record import Record
 from spate.testing.kafka_server import ServerProcess
+from worker_processes import duplicated
 
 pytestmark = pytest.mark.slow
 
@@ -32,28 +31,9 @@ GROUP_QUERY = (
     "&transaction.timeout.ms=6000"
 )
 
-APP_MODULE = """
-import os
-import time
 
-from spate import App
-
-app = App("kafkaworkers", batch_size=int(os.environ["W_BATCH"]))
-numbers = app.topic(os.environ["W_IN"], partitions=int(os.environ["W_PARTITIONS"]))
-copies = app.topic(os.environ["W_OUT"], partitions=int(os.environ["W_PARTITIONS"]))
-DELAY_S = float(os.environ["W_DELAY_S"])
-
-
-@app.handler(numbers, group=os.environ["W_GROUP"], output=copies)
-def copy(value):
-    if DELAY_S:
-        time.sleep(DELAY_S)
-    return {"n": value["n"], "pid": os.getpid()}
-"""
-
-
-class Workers:
-    """Worker processes of the copy App, and the broker views the tests assert on."""
+class Workers(worker_processes.Workers):
+    """Worker processes of the copy App on the test Kafka, names of their own."""
 
     def __init__(
         self,
@@ -65,64 +45,18 @@ class Workers:
         delay_s: float,
     ) -> None:
         tag = uuid.uuid4().hex[:8]
-        self.folder, self.guarantee, self.partitions = folder, guarantee, partitions
-        self.url = f"{server.url}?{GROUP_QUERY}"
-        self.inputs, self.outputs, self.group = f"in-{tag}", f"out-{tag}", f"g-{tag}"
-        self.env = {
-            **os.environ,
-            "W_BATCH": str(batch),
-            "W_IN": self.inputs,
-            "W_OUT": self.outputs,
-            "W_GROUP": self.group,
-            "W_PARTITIONS": str(partitions),
-            "W_DELAY_S": str(delay_s),
-        }
-        (folder / "kafkaworkerapp.py").write_text(APP_MODULE)
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> subprocess.Popen[bytes]:
-        settings = {"broker": self.url, "processing_guarantee": self.guarantee}
-        with (self.folder / f"worker-{len(self.procs)}.log").open("wb") as log:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "spate.runtime.supervisor",
-                    "kafkaworkerapp:app",
-                    orjson.dumps(settings).decode(),
-                ],
-                cwd=self.folder,
-                env=self.env,
-                stderr=log,
-            )
-        self.procs.append(proc)
-        return proc
-
-    def spate_run(self) -> subprocess.Popen[bytes]:
-        """``spate run`` through the real CLI entry point, stderr captured."""
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from spate.cli.main import main; main()",
-                "run",
-                "kafkaworkerapp:app",
-                "--broker",
-                self.url,
-            ],
-            cwd=self.folder,
-            env=self.env,
-            stderr=subprocess.PIPE,
+        super().__init__(
+            folder,
+            f"{server.url}?{GROUP_QUERY}",
+            app="kafkaworkers",
+            inputs=f"in-{tag}",
+            outputs=f"out-{tag}",
+            group=f"g-{tag}",
+            partitions=partitions,
+            guarantee=guarantee,
+            delay_s=delay_s,
+            batch=batch,
         )
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text() for p in sorted(self.folder.glob("worker-*.log")))
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
 
 
 @pytest.fixture
@@ -240,7 +174,7 @@ async def test_exactly_once_through_three_sigkills_per_worker(
     during = await concurrent.read_until(count, 60)
     after = await Reader(kafka, workers.outputs).read_until(count, 60)
     for seen in (during, after):
-        duplicates = [n for n, c in Counter(seen).items() if c > 1]
+        duplicates = list(duplicated(Counter(seen)))
         assert not duplicates, f"{len(duplicates)} duplicates, e.g. {duplicates[:5]}"
         assert set(seen) == set(range(count))
         if partitions == 1:
@@ -272,7 +206,7 @@ async def test_a_paused_zombie_cannot_commit_or_publish_its_stale_batch(
     zombie.send_signal(signal.SIGCONT)
     await wait_for(lambda: _above(kafka, workers, count), 90, "every input committed")
     outputs = await Reader(kafka, workers.outputs).read_until(count, 60)
-    duplicates = [n for n, c in Counter(outputs).items() if c > 1]
+    duplicates = list(duplicated(Counter(outputs)))
     assert not duplicates, f"{len(duplicates)} duplicates, e.g. {duplicates[:5]}"
     assert set(outputs) == set(range(count))
     zombie_log = workers.logs()

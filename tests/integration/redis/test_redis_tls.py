@@ -1,8 +1,8 @@
-"""``rediss://`` against a redis-server listening with TLS (a throw-away certificate)."""
+"""``rediss://`` against a redis-server listening with TLS (a throw-away certificate from
+:mod:`tls_certificates`)."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,48 +11,27 @@ import pytest
 import spate
 from spate.errors import ConnectError
 from spate.testing.redis_server import RedisServer, find_redis_servers, free_port
+from tls_certificates import make_certificates
 
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
-    """(TLS port, CA certificate) of a server with a self-signed certificate for
+    """(TLS port, CA certificate) of a server with a throw-away certificate for
     127.0.0.1; skipped where no TLS-capable redis-server is installed."""
     sevens = {v: b for v, b in find_redis_servers().items() if int(v.split(".")[0]) >= 7}
     if not sevens:
         pytest.skip("no redis-server 7.x (the bundled 6.2 is built without TLS)")
     binary = sevens[max(sevens, key=lambda v: tuple(map(int, v.split("."))))]
     folder = tmp_path_factory.mktemp("redis-tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    certs = make_certificates(folder)
     port = free_port()
     args = (
         "--tls-port",
         str(port),
         "--tls-cert-file",
-        str(cert),
+        str(certs.server_cert),
         "--tls-key-file",
-        str(key),
+        str(certs.server_key),
         "--tls-auth-clients",
         "no",
     )
@@ -61,7 +40,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, 
     except RuntimeError as exc:
         pytest.skip(f"this redis-server has no TLS: {exc}")
     with server:
-        yield port, cert
+        yield port, certs.ca
 
 
 async def test_rediss_publishes_and_reads_over_tls(tls_server: tuple[int, Path]) -> None:

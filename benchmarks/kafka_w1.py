@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,10 +28,9 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as CkTopicPartition
-from w1 import PARTITIONS, enrich, keep, make_orders
+from w1 import PARTITIONS, enrich, keep, make_orders, peak_rss_mib, w1_app
 
 import spate
-from spate.app import App
 from spate.testing.kafka_server import start_apache_kafka, start_tansu
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,15 +61,6 @@ class Clock:
             "steady_cpu_us": (cpu - steady_cpu) / max(1, records - steady_done) * 1e6,
             "peak_rss_mib": peak_rss_mib(),
         }
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS (VmHWM: unlike ru_maxrss it does not carry over the
-    parent's peak from before exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def produce_inputs(bootstrap: str, topic: str, count: int) -> None:
@@ -127,10 +116,14 @@ def raw_loop(bootstrap: str, source: str, sink: str, count: int) -> dict[str, An
 
 
 async def spate_run(bootstrap: str, source: str, sink: str, count: int, guarantee: str) -> Any:
-    app = App(f"w1-{guarantee}", broker=f"kafka://{bootstrap}", processing_guarantee=guarantee)
-    app.stream(app.topic(source, partitions=PARTITIONS), group=f"g-{source}").filter(keep).map(
-        enrich
-    ).to(app.topic(sink, partitions=PARTITIONS))
+    app = w1_app(
+        f"w1-{guarantee}",
+        f"kafka://{bootstrap}",
+        source,
+        sink,
+        f"g-{source}",
+        processing_guarantee=guarantee,
+    )
     async with app.connect() as broker:
         await app.prepare(broker)
         stop = asyncio.Event()

@@ -20,23 +20,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import resource
-import sys
 import time
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import nats
 import nats.errors
 import orjson
 from nats.js.api import AckPolicy, ConsumerConfig
+from w1 import (
+    PARTITIONS,
+    Result,
+    enrich,
+    keep,
+    make_orders,
+    prepare_topics,
+    print_table,
+    spate_pipeline,
+)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from w1 import PARTITIONS, Result, _spate_pipeline, enrich, keep, make_orders
-
-import spate
 from spate.brokers.nats.admin import stream_name
 from spate.testing.nats_server import NatsServer
 
@@ -44,19 +46,8 @@ RAW_IN, RAW_OUT = "raw-orders", "raw-orders-enriched"
 BATCH = 500
 
 
-async def _prepare_raw(url: str, orders: list[tuple[bytes, bytes]]) -> None:
-    async with spate.connect(url) as broker:
-        await broker.create_topic(RAW_IN, PARTITIONS)
-        await broker.create_topic(RAW_OUT, PARTITIONS)
-        async with broker.producer() as producer:
-            for start in range(0, len(orders), 10_000):
-                for key, value in orders[start : start + 10_000]:
-                    producer.send(RAW_IN, value, key=key)
-                await producer.flush()
-
-
 async def _raw_loop(url: str, orders: list[tuple[bytes, bytes]]) -> Result:
-    await _prepare_raw(url, orders)
+    await prepare_topics(url, RAW_IN, RAW_OUT, orders)
     nc = await nats.connect(url)
     js = nc.jetstream()
     subs = []
@@ -113,16 +104,8 @@ def main() -> None:
     orders = make_orders(args.records)
     with _server(args.nats, args.sync_always) as url:
         raw = asyncio.run(_raw_loop(url, orders))
-        ours = asyncio.run(_spate_pipeline(url, orders))
-    print(f"W1 on NATS, {args.records} records, {PARTITIONS} partitions")
-    print(f"{'run':<18}{'records/s':>12}{'CPU us/rec':>12}{'rate':>8}{'CPU':>8}")
-    for result in (raw, ours):
-        print(
-            f"{result.name:<18}{result.rate:>12,.0f}{result.cpu_us_per_record:>12.2f}"
-            f"{result.rate / raw.rate:>8.0%}{result.cpu_s / raw.cpu_s:>8.2f}"
-        )
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS {peak_mb:.0f} MiB")
+        ours = spate_pipeline(url, orders)
+    print_table(f"W1 on NATS, {args.records} records, {PARTITIONS} partitions", [raw, ours])
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import resource
-import sys
 import tempfile
 import time
 import zlib
@@ -30,31 +28,25 @@ from pathlib import Path
 import orjson
 import redis
 import redis.asyncio as aioredis
+from w1 import (
+    PARTITIONS,
+    Result,
+    enrich,
+    keep,
+    make_orders,
+    prepare_topics,
+    print_table,
+    spate_pipeline,
+)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from w1 import PARTITIONS, Result, _spate_pipeline, enrich, keep, make_orders
-
-import spate
 from spate.testing.redis_server import RedisServer
 
 RAW_IN, RAW_OUT, RAW_GROUP = "raw-orders", "raw-orders-enriched", "raw"
 BATCH = 500
 
 
-async def _prepare_raw(url: str, orders: list[tuple[bytes, bytes]]) -> None:
-    async with spate.connect(url) as broker:
-        await broker.create_topic(RAW_IN, PARTITIONS)
-        await broker.create_topic(RAW_OUT, PARTITIONS)
-        async with broker.producer() as producer:
-            for start in range(0, len(orders), 10_000):
-                for key, value in orders[start : start + 10_000]:
-                    producer.send(RAW_IN, value, key=key)
-                await producer.flush()
-
-
 async def _raw_loop(url: str, orders: list[tuple[bytes, bytes]]) -> Result:
-    await _prepare_raw(url, orders)
+    await prepare_topics(url, RAW_IN, RAW_OUT, orders)
     client = aioredis.Redis.from_url(url)
     streams = [f"{RAW_IN}:{p}" for p in range(PARTITIONS)]
     for stream in streams:
@@ -101,16 +93,8 @@ def main() -> None:
     with _server(args.redis) as url:
         redis.Redis.from_url(url).flushdb()
         raw = asyncio.run(_raw_loop(url, orders))
-        ours = asyncio.run(_spate_pipeline(url, orders))
-    print(f"W1 on Redis, {args.records} records, {PARTITIONS} partitions")
-    print(f"{'run':<18}{'records/s':>12}{'CPU us/rec':>12}{'rate':>8}{'CPU':>8}")
-    for result in (raw, ours):
-        print(
-            f"{result.name:<18}{result.rate:>12,.0f}{result.cpu_us_per_record:>12.2f}"
-            f"{result.rate / raw.rate:>8.0%}{result.cpu_s / raw.cpu_s:>8.2f}"
-        )
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS {peak_mb:.0f} MiB")
+        ours = spate_pipeline(url, orders)
+    print_table(f"W1 on Redis, {args.records} records, {PARTITIONS} partitions", [raw, ours])
 
 
 if __name__ == "__main__":

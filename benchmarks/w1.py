@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -97,12 +98,34 @@ def plain_loop(orders: list[tuple[bytes, bytes]]) -> Result:
     return measure("plain loop", len(orders), work)
 
 
-async def _produce(broker: spate.Broker, orders: list[tuple[bytes, bytes]]) -> None:
+def w1_app(name: str, url: str, source: str, sink: str, group: str, **options: Any) -> App:
+    """The W1 App: ``source`` → keep → enrich → ``sink``, in group ``group``."""
+    app = App(name, broker=url, **options)
+    inputs = app.topic(source, partitions=PARTITIONS)
+    outputs = app.topic(sink, partitions=PARTITIONS)
+    app.stream(inputs, group=group).filter(keep).map(enrich).to(outputs)
+    return app
+
+
+async def produce_orders(
+    broker: spate.Broker, topic: str, orders: list[tuple[bytes, bytes]]
+) -> None:
+    """Publish ``orders`` to ``topic`` in flushed chunks of 10,000."""
     async with broker.producer() as producer:
         for start in range(0, len(orders), 10_000):
             for key, value in orders[start : start + 10_000]:
-                producer.send("orders", value, key=key)
+                producer.send(topic, value, key=key)
             await producer.flush()
+
+
+async def prepare_topics(
+    url: str, source: str, sink: str, orders: list[tuple[bytes, bytes]]
+) -> None:
+    """Create ``source`` and ``sink`` and fill ``source`` with ``orders`` (for a raw loop)."""
+    async with spate.connect(url) as broker:
+        await broker.create_topic(source, PARTITIONS)
+        await broker.create_topic(sink, PARTITIONS)
+        await produce_orders(broker, source, orders)
 
 
 async def _wait_until_committed(
@@ -118,15 +141,12 @@ async def _wait_until_committed(
         await asyncio.sleep(0.02)
 
 
-async def _spate_pipeline(url: str, orders: list[tuple[bytes, bytes]]) -> Result:
-    app = App("w1", broker=url)
-    source = app.topic("orders", partitions=PARTITIONS)
-    sink = app.topic("orders-enriched", partitions=PARTITIONS)
-    app.stream(source, group="w1").filter(keep).map(enrich).to(sink)
+async def spate_pipeline_async(url: str, orders: list[tuple[bytes, bytes]]) -> Result:
+    app = w1_app("w1", url, "orders", "orders-enriched", "w1")
     # One broker for producing, running and watching: memory:// lives in one connection.
     async with app.connect() as broker:
         await app.prepare(broker)
-        await _produce(broker, orders)
+        await produce_orders(broker, "orders", orders)
         stop = asyncio.Event()
         wall, cpu = time.perf_counter(), time.process_time()
         runner = asyncio.create_task(app.run_processors(broker, stop))
@@ -140,7 +160,29 @@ async def _spate_pipeline(url: str, orders: list[tuple[bytes, bytes]]) -> Result
 
 def spate_pipeline(url: str, orders: list[tuple[bytes, bytes]]) -> Result:
     """Through spate: fetch, decode, filter, enrich, encode, publish, commit."""
-    return asyncio.run(_spate_pipeline(url, orders))
+    return asyncio.run(spate_pipeline_async(url, orders))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss it does not carry over the
+    parent's peak from before exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def print_table(title: str, results: list[Result]) -> None:
+    """Each run's rate and CPU per record, and both relative to the first run."""
+    first = results[0]
+    print(title)
+    print(f"{'run':<18}{'records/s':>12}{'CPU us/rec':>12}{'rate':>8}{'CPU':>8}")
+    for result in results:
+        print(
+            f"{result.name:<18}{result.rate:>12,.0f}{result.cpu_us_per_record:>12.2f}"
+            f"{result.rate / first.rate:>8.0%}{result.cpu_s / first.cpu_s:>8.2f}"
+        )
+    print(f"peak RSS {peak_rss_mib():.0f} MiB")
 
 
 def main() -> None:
@@ -150,8 +192,7 @@ def main() -> None:
     args = parser.parse_args()
     brokers = args.broker or ["memory://", "local://"]
     orders = make_orders(args.records)
-    baseline = plain_loop(orders)
-    results = [baseline]
+    results = [plain_loop(orders)]
     for url in brokers:
         workdir = None
         if url == "local://":
@@ -162,15 +203,7 @@ def main() -> None:
         finally:
             if workdir:
                 shutil.rmtree(workdir, ignore_errors=True)
-    print(f"W1, {args.records} records, {PARTITIONS} partitions")
-    print(f"{'run':<18}{'records/s':>12}{'CPU us/rec':>12}{'ratio':>8}")
-    for result in results:
-        ratio = result.rate / baseline.rate
-        print(
-            f"{result.name:<18}{result.rate:>12,.0f}{result.cpu_us_per_record:>12.2f}{ratio:>8.0%}"
-        )
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS {peak_mb:.0f} MiB")
+    print_table(f"W1, {args.records} records, {PARTITIONS} partitions", results)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ user-facing guide.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
@@ -16,7 +15,6 @@ from typing import Any, Self
 import orjson
 
 from spate.brokers.base import (
-    Broker,
     Capabilities,
     Consumer,
     OffsetReset,
@@ -25,6 +23,7 @@ from spate.brokers.base import (
     RebalanceListener,
     TopicInfo,
 )
+from spate.brokers.lifecycle import OwningBroker
 from spate.brokers.redis import keys
 from spate.brokers.redis.client import RedisClient, RedisOptions, mapped, raise_first
 from spate.brokers.redis.consumer import RedisConsumer
@@ -33,9 +32,7 @@ from spate.brokers.redis.streams import PartitionStreams, RetentionPolicy, TrimR
 from spate.brokers.url import BrokerURL
 from spate.errors import (
     CapabilityError,
-    ClosedError,
     ConfigError,
-    SpateError,
     TopicExistsError,
     TopicNotFoundError,
 )
@@ -45,7 +42,7 @@ from spate.topic import validate_topic_name
 logger = logging.getLogger("spate.brokers.redis")
 
 
-class RedisBroker(Broker):
+class RedisBroker(OwningBroker):
     """Redis Streams. Use as ``async with spate.connect("redis://host:6379/0") as b``."""
 
     capabilities = Capabilities(
@@ -57,15 +54,13 @@ class RedisBroker(Broker):
     )
 
     def __init__(self, url: BrokerURL, options: RedisOptions, passthrough: Mapping[str, Any]):
+        super().__init__()
         self.url = url.redacted
         self.options = options
         self.client = RedisClient(url, passthrough, reconnect_timeout_s=options.reconnect_timeout_s)
         self._streams = PartitionStreams(self.client)
         self._partition_counts: dict[str, int] = {}
-        self._children: set[RedisProducer | RedisConsumer] = set()
-        self._retention_task: asyncio.Task[None] | None = None
         self._started = False
-        self._closed = False
 
     @classmethod
     def from_url(cls, parsed: BrokerURL, options: dict[str, Any]) -> Self:
@@ -80,40 +75,21 @@ class RedisBroker(Broker):
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._closed:
-            raise ClosedError(f"broker {self.url} is closed")
+        self._check_open()
         if self._started:
             return
         await self.client.start()
         self._started = True
         if self.options.retention_interval_s > 0:
-            self._retention_task = asyncio.get_running_loop().create_task(
-                self._retention_loop(), name=f"spate-retention-{self.url}"
+            self._start_retention(
+                self.enforce_retention,
+                every_s=self.options.retention_interval_s,
+                clock=self.options.clock,
+                log=logger,
             )
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        task, self._retention_task = self._retention_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        try:
-            for child in list(self._children):
-                with contextlib.suppress(SpateError):
-                    await child.close()
-        finally:
-            await self.client.close()
-
-    def forget(self, child: RedisProducer | RedisConsumer) -> None:
-        """Called by a producer or consumer when it closes."""
-        self._children.discard(child)
-
-    def _check_usable(self) -> None:
-        if self._closed:
-            raise ClosedError(f"broker {self.url} is closed")
+    async def _disconnect(self) -> None:
+        await self.client.close()
 
     # -- topics --------------------------------------------------------------------------
 
@@ -125,7 +101,7 @@ class RedisBroker(Broker):
         *,
         exist_ok: bool = False,
     ) -> TopicInfo:
-        self._check_usable()
+        self._check_open()
         validate_topic_name(name)
         if not isinstance(partitions, int) or partitions < 1:
             raise ConfigError(f"topic {name!r}: partitions={partitions!r} must be an integer >= 1")
@@ -154,7 +130,7 @@ class RedisBroker(Broker):
         return TopicInfo(name=name, partitions=partitions, config=config)
 
     async def describe_topic(self, name: str) -> TopicInfo:
-        self._check_usable()
+        self._check_open()
         what = f"describing topic {name!r}"
         results = await self.client.run(lambda pipe: pipe.hgetall(keys.topic_meta(name)), what)
         raise_first(results, what)
@@ -172,7 +148,7 @@ class RedisBroker(Broker):
         return TopicInfo(name=name, partitions=partitions, config=config)
 
     async def delete_topic(self, name: str) -> None:
-        self._check_usable()
+        self._check_open()
         info = await self.describe_topic(name)
         tps = [TopicPartition(name, p) for p in range(info.partitions)]
         what = f"deleting topic {name!r}"
@@ -193,7 +169,7 @@ class RedisBroker(Broker):
         self._partition_counts.pop(name, None)
 
     async def list_topics(self) -> list[TopicInfo]:
-        self._check_usable()
+        self._check_open()
         what = "listing topics"
         names = await self.client.run(lambda pipe: pipe.smembers(keys.TOPICS), what)
         raise_first(names, what)
@@ -226,21 +202,21 @@ class RedisBroker(Broker):
     # -- producers and consumers ---------------------------------------------------------
 
     def producer(self, *, transactional_id: str | None = None) -> Producer:
-        self._check_usable()
+        self._check_open()
         if transactional_id is not None:
             raise CapabilityError(
                 f"broker {self.url}: Redis has no transactions; use dedup ids "
                 "(processing_guarantee='exactly-once' publishes with them) instead"
             )
-        producer = RedisProducer(
-            self.client,
-            self.partition_count,
-            self.forget_topic,
-            dedup_window_ms=int(self.options.dedup_window_s * 1000),
-            clock=self.options.clock,
+        return self._track(
+            RedisProducer(
+                self.client,
+                self.partition_count,
+                self.forget_topic,
+                dedup_window_ms=int(self.options.dedup_window_s * 1000),
+                clock=self.options.clock,
+            )
         )
-        self._children.add(producer)
-        return producer
 
     def consumer(
         self,
@@ -250,22 +226,20 @@ class RedisBroker(Broker):
         *,
         offset_reset: OffsetReset = "earliest",
     ) -> Consumer:
-        self._check_usable()
-        consumer = RedisConsumer(self, topics, group, listener, offset_reset=offset_reset)
-        self._children.add(consumer)
-        return consumer
+        self._check_open()
+        return self._track(RedisConsumer(self, topics, group, listener, offset_reset=offset_reset))
 
     # -- groups, lag, retention ----------------------------------------------------------
 
     async def groups(self) -> list[str]:
-        self._check_usable()
+        self._check_open()
         what = "listing groups"
         results = await self.client.run(lambda pipe: pipe.smembers(keys.GROUPS), what)
         raise_first(results, what)
         return sorted(g.decode() for g in results[0])
 
     async def lag(self, group: str, topics: Sequence[str] | None = None) -> list[PartitionLag]:
-        self._check_usable()
+        self._check_open()
         if topics is None:
             what = f"listing topics of group {group!r}"
             results = await self.client.run(
@@ -283,7 +257,7 @@ class RedisBroker(Broker):
     async def records_lost(self, group: str) -> dict[TopicPartition, int]:
         """Records retention removed before ``group`` acknowledged them, per partition
         (only on topics whose config says ``retention.allow.loss=true``)."""
-        self._check_usable()
+        self._check_open()
         tps: list[TopicPartition] = []
         for info in await self.list_topics():
             tps.extend(TopicPartition(info.name, p) for p in range(info.partitions))
@@ -296,7 +270,7 @@ class RedisBroker(Broker):
 
     async def enforce_retention(self) -> dict[TopicPartition, TrimResult]:
         """Trim every topic that has a retention config, once; see docs/redis.md."""
-        self._check_usable()
+        self._check_open()
         out: dict[TopicPartition, TrimResult] = {}
         now_ms = self.options.clock.time_ms()
         for info in await self.list_topics():
@@ -316,11 +290,3 @@ class RedisBroker(Broker):
                         tp.partition,
                     )
         return out
-
-    async def _retention_loop(self) -> None:
-        while True:
-            await self.options.clock.sleep(self.options.retention_interval_s)
-            try:
-                await self.enforce_retention()
-            except SpateError as exc:
-                logger.warning("retention on %s failed: %s", self.url, exc)

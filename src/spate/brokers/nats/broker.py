@@ -17,7 +17,6 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from spate.brokers.base import (
-    Broker,
     Capabilities,
     Consumer,
     OffsetReset,
@@ -27,6 +26,7 @@ from spate.brokers.base import (
     TopicInfo,
 )
 from spate.brokers.leased import DEFAULT_LEASE_TTL_S
+from spate.brokers.lifecycle import OwningBroker
 from spate.brokers.nats import offsets
 from spate.brokers.nats.admin import TopicAdmin
 from spate.brokers.nats.client import connect_options, open_connection
@@ -36,7 +36,7 @@ from spate.brokers.nats.leases import NatsLeaseStore
 from spate.brokers.nats.producer import NatsProducer
 from spate.brokers.url import BrokerURL
 from spate.clock import SYSTEM_CLOCK, Clock
-from spate.errors import CapabilityError, ClosedError, ConfigError, ConnectError, SpateError
+from spate.errors import CapabilityError, ConfigError, ConnectError, SpateError
 
 _FLOAT_OPTIONS = (
     "lease_ttl_s",
@@ -48,7 +48,7 @@ _FLOAT_OPTIONS = (
 _INT_OPTIONS = ("max_ack_pending",)
 
 
-class NatsBroker(Broker):
+class NatsBroker(OwningBroker):
     """JetStream as a spate broker. Use as ``async with spate.connect("nats://…") as b``."""
 
     capabilities = Capabilities(
@@ -80,6 +80,7 @@ class NatsBroker(Broker):
         ):
             if value <= 0:
                 raise ConfigError(f"NATS broker option {name}={value!r} must be > 0")
+        super().__init__()
         self.url = url
         self.lease_ttl_s = lease_ttl_s
         self.heartbeat_s = heartbeat_s
@@ -93,8 +94,6 @@ class NatsBroker(Broker):
         self._js: JetStreamContext | None = None
         self._admin: TopicAdmin | None = None
         self._leases: NatsLeaseStore | None = None
-        self._children: set[NatsProducer | NatsConsumer] = set()
-        self._closed = False
 
     @classmethod
     def from_url(cls, parsed: BrokerURL, options: dict[str, Any]) -> Self:
@@ -154,8 +153,7 @@ class NatsBroker(Broker):
         return self._closed
 
     async def start(self) -> None:
-        if self._closed:
-            raise ClosedError(f"broker {self.url} is closed")
+        self._check_open()
         if self._client is not None:
             return
         self._client, self._js = await open_connection(
@@ -164,22 +162,11 @@ class NatsBroker(Broker):
         self._admin = TopicAdmin(self._js)
         self._leases = NatsLeaseStore(self._js, self.clock)
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            for child in list(self._children):
-                with contextlib.suppress(SpateError):
-                    await child.close()
-        finally:
-            client, self._client = self._client, None
-            if client is not None and not client.is_closed:
-                with contextlib.suppress(SpateError), nats_errors("close the connection"):
-                    await client.close()
-
-    def forget(self, child: NatsProducer | NatsConsumer) -> None:
-        self._children.discard(child)
+    async def _disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and not client.is_closed:
+            with contextlib.suppress(SpateError), nats_errors("close the connection"):
+                await client.close()
 
     # -- admin ---------------------------------------------------------------------------
 
@@ -217,9 +204,7 @@ class NatsBroker(Broker):
                 "(Nats-Msg-Id: a re-published copy is dropped inside the duplicate window), "
                 "as processing_guarantee='exactly-once' does on NATS"
             )
-        producer = NatsProducer(self.client, self.admin, self._is_closed)
-        self._children.add(producer)
-        return producer
+        return self._track(NatsProducer(self.client, self.admin, self._is_closed))
 
     def consumer(
         self,
@@ -229,11 +214,8 @@ class NatsBroker(Broker):
         *,
         offset_reset: OffsetReset = "earliest",
     ) -> Consumer:
-        if self._closed:
-            raise ClosedError(f"broker {self.url} is closed")
-        consumer = NatsConsumer(self, topics, group, listener, offset_reset=offset_reset)
-        self._children.add(consumer)
-        return consumer
+        self._check_open()
+        return self._track(NatsConsumer(self, topics, group, listener, offset_reset=offset_reset))
 
 
 def _number(parsed: BrokerURL, name: str, value: Any, kind: type[float] | type[int]) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -79,15 +80,17 @@ class Workers:
         url: str,
         *,
         app: str,
-        inputs: str,
-        outputs: str,
-        group: str,
         partitions: int,
         guarantee: str,
         delay_s: float,
         batch: int,
         trace: bool = False,
+        names: tuple[str, str, str] | None = None,
     ) -> None:
+        """``names``: (inputs, outputs, group); by default names of their own, so
+        tests on a shared broker never meet each other's."""
+        tag = uuid.uuid4().hex[:8]
+        inputs, outputs, group = names or (f"in-{tag}", f"out-{tag}", f"g-{tag}")
         self.folder, self.url, self.guarantee = folder, url, guarantee
         self.inputs, self.outputs, self.group = inputs, outputs, group
         self.partitions = partitions
@@ -165,6 +168,25 @@ class Workers:
     def answers(self) -> list[Record]:
         """Every record of the output topic."""
         return asyncio.run(read_all(self.url, self.outputs, self.partitions))
+
+    def resume_zombie(self, zombie: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+        """SIGCONT a paused worker whose partitions moved on. Whatever it does after
+        waking (finish its stale batch, commit it), until it notices it lost its leases
+        and half a second after, the group's committed positions never go back behind
+        what they were when it woke."""
+        before = self.positions()
+
+        def assert_not_behind() -> None:
+            now = self.positions()
+            assert all(now[p] >= before[p] for p in before), (before, now)
+
+        zombie.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + timeout_s
+        while "event=lost" not in self.log_of(zombie):
+            assert time.monotonic() < deadline, "the zombie never noticed it lost its leases"
+            assert_not_behind()
+        time.sleep(0.5)
+        assert_not_behind()
 
     def live(self) -> list[subprocess.Popen[bytes]]:
         return [p for p in self.procs if p.poll() is None]

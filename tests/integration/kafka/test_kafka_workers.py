@@ -44,14 +44,10 @@ class Workers(worker_processes.Workers):
         batch: int,
         delay_s: float,
     ) -> None:
-        tag = uuid.uuid4().hex[:8]
         super().__init__(
             folder,
             f"{server.url}?{GROUP_QUERY}",
             app="kafkaworkers",
-            inputs=f"in-{tag}",
-            outputs=f"out-{tag}",
-            group=f"g-{tag}",
             partitions=partitions,
             guarantee=guarantee,
             delay_s=delay_s,

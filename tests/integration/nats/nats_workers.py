@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from pathlib import Path
 
 import spate
@@ -29,14 +28,10 @@ class Cluster(Workers):
     def __init__(
         self, folder: Path, nats_url: str, *, guarantee: str, delay_s: float, batch: int
     ) -> None:
-        tag = uuid.uuid4().hex[:8]
         super().__init__(
             folder,
             f"{nats_url}?lease_ttl_s={LEASE_TTL_S}",
             app="natsfaults",
-            inputs=f"in{tag}",
-            outputs=f"out{tag}",
-            group=f"g{tag}",
             partitions=PARTITIONS,
             guarantee=guarantee,
             delay_s=delay_s,

@@ -24,9 +24,9 @@ import orjson
 import pytest
 import redis
 
-import spate
 from spate.brokers.redis import keys
 from spate.record import TopicPartition
+from worker_processes import create_topics, produce
 
 pytestmark = pytest.mark.slow
 
@@ -72,13 +72,8 @@ asyncio.run(main(*sys.argv[1:]))
 
 
 async def _produce(url: str, source: str, sink: str, count: int) -> None:
-    async with spate.connect(url) as broker:
-        await broker.create_topic(source, PARTITIONS)
-        await broker.create_topic(sink, PARTITIONS)
-        async with broker.producer() as producer:
-            for n in range(count):
-                producer.send(source, orjson.dumps({"n": n}), key=b"k%d" % (n % 40))
-            await producer.flush()
+    await create_topics(url, PARTITIONS, source, sink)
+    await produce(url, source, 0, count)
 
 
 def test_three_sigkills_leave_each_result_exactly_once(redis_url: str, tmp_path: Path) -> None:

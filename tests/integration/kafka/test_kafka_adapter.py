@@ -23,6 +23,7 @@ from spate.errors import (
 )
 from spate.partitioner import partition_for_key
 from spate.record import Record, TopicPartition
+from spate.testing.contract import RecordingListener
 from spate.testing.kafka_server import ServerProcess, free_port
 
 
@@ -34,22 +35,6 @@ async def fetch_n(consumer: spate.Consumer, n: int, timeout_s: float = 20.0) -> 
         assert asyncio.get_running_loop().time() < deadline, f"got {len(records)} of {n}"
         records.extend(await consumer.fetch(1000, 0.2))
     return records
-
-
-class Recorder:
-    """A listener that logs every call, to assert on rebalance behaviour."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, tuple[TopicPartition, ...]]] = []
-
-    async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
-        self.events.append(("assigned", tuple(sorted(partitions))))
-
-    async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
-        self.events.append(("revoked", tuple(sorted(partitions))))
-
-    async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
-        self.events.append(("lost", tuple(sorted(partitions))))
 
 
 async def test_topic_admin(kafka: KafkaBroker, name: str) -> None:
@@ -137,7 +122,7 @@ async def test_seek_inside_on_assigned(kafka: KafkaBroker, name: str) -> None:
         for i in range(20):
             producer.send(name, b"%d" % i, partition=i % 2)
 
-    class SeekOnAssign(Recorder):
+    class SeekOnAssign(RecordingListener):
         consumer: spate.Consumer
 
         async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
@@ -159,12 +144,12 @@ async def test_rebalance_between_two_members(kafka: KafkaBroker, name: str) -> N
     async with kafka.producer() as producer:
         for i in range(400):
             producer.send(name, b"%d" % i, key=b"%d" % i)
-    first_events = Recorder()
+    first_events = RecordingListener()
     committed_on_revoke: list[TopicPartition] = []
     first = kafka.consumer([name], name, first_events)
     seen: dict[TopicPartition, int] = {}
 
-    class CommitOnRevoke(Recorder):
+    class CommitOnRevoke(RecordingListener):
         async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
             await super().on_revoked(partitions)
             done = {tp: seen[tp] for tp in partitions if tp in seen}
@@ -177,7 +162,7 @@ async def test_rebalance_between_two_members(kafka: KafkaBroker, name: str) -> N
     for r in await fetch_n(first, 400):
         seen[r.topic_partition] = max(seen.get(r.topic_partition, -1), r.offset)
     assert len(first.assignment()) == 4
-    second_events = Recorder()
+    second_events = RecordingListener()
     second = kafka.consumer([name], name, second_events)
     second_task = asyncio.create_task(fetch_n(second, 1, timeout_s=30))
     async with asyncio.timeout(30):

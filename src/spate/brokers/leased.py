@@ -29,6 +29,7 @@ from spate.brokers.base import (
     OffsetReset,
     RebalanceListener,
 )
+from spate.brokers.lifecycle import OwningBroker
 from spate.clock import SYSTEM_CLOCK, Clock
 from spate.coordination import LeaseStore, assign, new_member_id
 from spate.errors import ClosedError, ConfigError, FencedError, LeaseLost, SpateError
@@ -203,6 +204,7 @@ class LeasedConsumer(Consumer):
         listener: RebalanceListener | None,
         *,
         store: LeaseStore,
+        owner: OwningBroker,
         offset_reset: OffsetReset = "earliest",
         member_id: str | None = None,
         ttl_s: float = DEFAULT_LEASE_TTL_S,
@@ -217,6 +219,7 @@ class LeasedConsumer(Consumer):
         self.group = group
         self.offset_reset: OffsetReset = offset_reset
         self._listener: RebalanceListener = listener or NullListener()
+        self._owner = owner
         self.member = GroupMember(
             store,
             group,
@@ -355,11 +358,19 @@ class LeasedConsumer(Consumer):
         self._positions[tp] = offset
 
     async def close(self) -> None:
+        """Revoke what is owned and leave the group. The broker that made this consumer
+        forgets it even if leaving fails: a closed consumer is not kept by its broker."""
         if self._closed:
             return
         self._closed = True
-        if not self._started:
-            return
+        try:
+            if self._started:
+                await self._leave()
+        finally:
+            self._owner.forget(self)
+
+    async def _leave(self) -> None:
+        """Let the runtime commit what it still owns, then hand the leases back."""
         owned = sorted(self._positions)
         try:
             if owned:

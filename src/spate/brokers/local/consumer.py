@@ -37,13 +37,13 @@ class LocalConsumer(LeasedConsumer):
             group,
             listener,
             store=SqliteLeaseStore(db, broker.clock),
+            owner=broker,
             offset_reset=offset_reset,
             ttl_s=broker.lease_ttl_s,
             heartbeat_s=broker.heartbeat_s,
             clock=broker.clock,
         )
         self.db = db
-        self._broker = broker
         self._rotation = 0
         self._partly_read: log.PartlyRead = {}
 
@@ -52,12 +52,6 @@ class LocalConsumer(LeasedConsumer):
             topics = self.topics
             await self.db.run(lambda conn: log.partition_counts(conn, topics))
         await super().start()
-
-    async def close(self) -> None:
-        try:
-            await super().close()
-        finally:
-            self._broker.forget(self)
 
     async def _partitions(self) -> Sequence[TopicPartition]:
         topics = self.topics

@@ -91,6 +91,7 @@ class NatsConsumer(LeasedConsumer):
             group,
             listener,
             store=broker.leases,
+            owner=broker,
             offset_reset=offset_reset,
             ttl_s=broker.lease_ttl_s,
             heartbeat_s=broker.heartbeat_s,
@@ -373,4 +374,3 @@ class NatsConsumer(LeasedConsumer):
                         await sub.unsubscribe()
                 except BrokerError:
                     pass
-            self._broker.forget(self)

@@ -48,6 +48,7 @@ class RedisConsumer(LeasedConsumer):
             group,
             listener,
             store=RedisLeaseStore(broker.client),
+            owner=broker,
             offset_reset=offset_reset,
             ttl_s=options.lease_ttl_s,
             heartbeat_s=options.heartbeat_s,
@@ -65,12 +66,6 @@ class RedisConsumer(LeasedConsumer):
             for topic in self.topics:
                 await self._broker.partition_count(topic)
         await super().start()
-
-    async def close(self) -> None:
-        try:
-            await super().close()
-        finally:
-            self._broker.forget(self)
 
     async def _partitions(self) -> Sequence[TopicPartition]:
         found: list[TopicPartition] = []

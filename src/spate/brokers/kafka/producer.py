@@ -120,54 +120,29 @@ class KafkaProducer(Producer):
             raise ClosedError("send on a closed Kafka producer")
         if partition is None:
             partition = self._partitioner.choose(topic, key, self._partitions(topic))
-        try:
-            if headers or timestamp_ms:
-                self._producer.produce(
-                    topic,
-                    value,
-                    key,
-                    partition=partition,
-                    timestamp=timestamp_ms or 0,
-                    headers=list(headers) if headers else None,
-                )
-            else:
-                self._producer.produce(topic, value, key, partition)
-        except BufferError:
-            self._wait_for_room(topic, value, key, headers, partition, timestamp_ms)
-        except KafkaException as exc:
-            context = f"publish to topic {topic!r} key={key!r}"
-            raise map_error(exc, context, PublishError) from exc
-        self._sent += 1
-        if self._sent % _POLL_EVERY == 0:
-            self._producer.poll(0)
-
-    def _wait_for_room(
-        self,
-        topic: str,
-        value: bytes,
-        key: bytes | None,
-        headers: Headers,
-        partition: int,
-        timestamp_ms: int | None,
-    ) -> None:
-        """librdkafka's queue is full: serve deliveries until the record fits."""
         while True:
-            self._producer.poll(0.05)
             try:
-                self._producer.produce(
-                    topic,
-                    value,
-                    key,
-                    partition=partition,
-                    timestamp=timestamp_ms or 0,
-                    headers=list(headers) if headers else None,
-                )
-                return
+                if headers or timestamp_ms:
+                    self._producer.produce(
+                        topic,
+                        value,
+                        key,
+                        partition=partition,
+                        timestamp=timestamp_ms or 0,
+                        headers=list(headers) if headers else None,
+                    )
+                else:
+                    self._producer.produce(topic, value, key, partition)
+                break
             except BufferError:
-                continue
+                # librdkafka's queue is full: serve deliveries until the record fits.
+                self._producer.poll(0.05)
             except KafkaException as exc:
                 context = f"publish to topic {topic!r} key={key!r}"
                 raise map_error(exc, context, PublishError) from exc
+        self._sent += 1
+        if self._sent % _POLL_EVERY == 0:
+            self._producer.poll(0)
 
     def _raise_failures(self) -> None:
         if not self._failures:

@@ -7,6 +7,7 @@ Semantics every adapter keeps:
 
 * ``Producer.send`` only buffers (no ``await`` per record); ``flush`` waits until the
   broker acknowledged everything sent so far, or raises :class:`PublishError`.
+  ``send_many`` is the same for a whole batch, in order, at one call per batch.
 * ``Consumer.fetch`` returns a *batch*. Rebalance callbacks of the listener run inside
   ``fetch`` (as Kafka's ``poll`` does), so the runtime never races with them.
 * ``Consumer.commit(through)`` is cumulative: "every record up to and including this
@@ -19,7 +20,7 @@ Semantics every adapter keeps:
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
@@ -118,6 +119,12 @@ class AsyncResource:
         await self.close()
 
 
+Outgoing = tuple[str, bytes, bytes | None, object]
+"""One record for :meth:`Producer.send_many`: (topic, value, key, anything). The fourth
+element is the caller's own (the runtime's source record) and is ignored, so the
+runtime hands over its outputs as they are, without a copy per record."""
+
+
 class Producer(AsyncResource):
     """Publishes records. ``send`` buffers; ``flush`` waits for acknowledgement."""
 
@@ -139,6 +146,18 @@ class Producer(AsyncResource):
         other brokers ignore it. Such a broker passes it to the partitioner too, so an
         unkeyed copy lands on the partition of the first (dedup is per partition).
         """
+
+    def send_many(self, outputs: Iterable[Outgoing]) -> None:
+        """Buffer each ``(topic, value, key, _)`` in order, exactly as
+        ``send(topic, value, key=key)`` would, one after the other.
+
+        The runtime publishes a batch's outputs through this one call (DESIGN §10: work
+        per batch), so an adapter can override it with a loop that pays its per-call
+        costs (closed check, partition counts, keyword arguments) once per batch.
+        """
+        send = self.send
+        for topic, value, key, _ in outputs:
+            send(topic, value, key=key)
 
     @abc.abstractmethod
     async def flush(self, timeout_s: float | None = None) -> None:

@@ -101,7 +101,7 @@ class AtLeastOnce:
         self._unsettled.append(dict(through))
 
     def _send(self, outputs: Sequence[Output]) -> None:
-        _send_all(self.producer, outputs)
+        self.producer.send_many(outputs)
 
     async def abort_batch(self, records: Sequence[Record]) -> None:
         await self._wait_settling()
@@ -213,7 +213,7 @@ class ExactlyOnce:
         self, outputs: Sequence[Output], through: Offsets, records: Sequence[Record]
     ) -> None:
         try:
-            _send_all(self.producer, outputs)
+            self.producer.send_many(outputs)
             await self.producer.commit_transaction(self.consumer, through)
         except (FencedError, BrokerError) as exc:
             self.stats.commit_failures += 1
@@ -266,12 +266,6 @@ class ExactlyOnce:
 
     async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
         return None  # nothing uncommitted survives a batch
-
-
-def _send_all(producer: Producer, outputs: Sequence[Output]) -> None:
-    send = producer.send
-    for topic, value, key, _source in outputs:
-        send(topic, value, key=key)
 
 
 def _names(offsets: Mapping[TopicPartition, int] | Sequence[TopicPartition]) -> str:

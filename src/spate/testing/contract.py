@@ -252,6 +252,29 @@ class BrokerContract:
                 assert record.key is not None
                 assert record.partition == partition_for_key(record.key, 4)
 
+    async def test_send_many_is_send_in_order(
+        self, broker: Broker, contract_timing: ContractTiming
+    ) -> None:
+        topic, other = await self.new_topic(broker, 4), await self.new_topic(broker, 2)
+        outputs = [
+            (topic if i % 5 else other, b"many-%d" % i, b"user-%d" % (i % 7) if i % 3 else None, i)
+            for i in range(60)
+        ]
+        async with broker.producer() as producer:
+            producer.send_many(outputs)
+            await producer.flush()
+        async with broker.consumer([topic, other], self.fresh_group()) as consumer:
+            records = await self.collect(consumer, 60, contract_timing)
+        assert sorted(r.value for r in records) == sorted(value for _, value, _, _ in outputs)
+        last: dict[tuple[str, int], int] = {}
+        for record in sorted(records, key=lambda r: r.offset):
+            index = int(record.value.split(b"-")[1])
+            assert index > last.get((record.topic, record.partition), -1), "order was not kept"
+            last[(record.topic, record.partition)] = index
+            if record.key is not None:
+                assert record.partition == partition_for_key(record.key, 4 if index % 5 else 2)
+        assert {r.partition for r in records if r.topic == topic and r.key is None} == {0, 1, 2, 3}
+
     async def test_unkeyed_records_spread_over_partitions(
         self, broker: Broker, contract_timing: ContractTiming
     ) -> None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import confluent_kafka as ck
 from confluent_kafka import KafkaError, KafkaException
 
-from spate.brokers.base import Consumer, Producer
+from spate.brokers.base import Consumer, Outgoing, Producer
 from spate.brokers.kafka.config import create_client
 from spate.brokers.kafka.errors import error_of, is_fencing, map_error
 from spate.errors import (
@@ -31,7 +31,7 @@ from spate.errors import (
     PublishError,
     TopicNotFoundError,
 )
-from spate.partitioner import Partitioner
+from spate.partitioner import Partitioner, partition_for_key
 from spate.record import Headers, TopicPartition
 
 if TYPE_CHECKING:
@@ -120,6 +120,51 @@ class KafkaProducer(Producer):
             raise ClosedError("send on a closed Kafka producer")
         if partition is None:
             partition = self._partitioner.choose(topic, key, self._partitions(topic))
+        self._produce(topic, value, key, partition, headers, timestamp_ms)
+        self._sent += 1
+        if self._sent % _POLL_EVERY == 0:
+            self._producer.poll(0)
+
+    def send_many(self, outputs: Iterable[Outgoing]) -> None:
+        """``send`` for a batch: the closed check, the poll and the partition count of
+        a run of records to one topic are paid once, keyed records go straight to
+        :func:`partition_for_key`, and librdkafka is called positionally."""
+        if self._closed:
+            raise ClosedError("send on a closed Kafka producer")
+        produce = self._producer.produce
+        choose = self._partitioner.choose
+        count_topic: str | None = None
+        count = 0
+        sent = 0
+        try:
+            for topic, value, key, _ in outputs:
+                if topic != count_topic:
+                    count, count_topic = self._partitions(topic), topic
+                partition = (
+                    partition_for_key(key, count) if key is not None else choose(topic, None, count)
+                )
+                try:
+                    produce(topic, value, key, partition)
+                except BufferError:
+                    self._produce(topic, value, key, partition, (), None)
+                sent += 1
+        except KafkaException as exc:
+            raise map_error(exc, f"publish to topic {topic!r} key={key!r}", PublishError) from exc
+        finally:
+            before, self._sent = self._sent, self._sent + sent
+            if self._sent // _POLL_EVERY != before // _POLL_EVERY:
+                self._producer.poll(0)
+
+    def _produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        partition: int,
+        headers: Headers,
+        timestamp_ms: int | None,
+    ) -> None:
+        """One produce call, retried while librdkafka's queue is full."""
         while True:
             try:
                 if headers or timestamp_ms:
@@ -133,16 +178,13 @@ class KafkaProducer(Producer):
                     )
                 else:
                     self._producer.produce(topic, value, key, partition)
-                break
+                return
             except BufferError:
                 # librdkafka's queue is full: serve deliveries until the record fits.
                 self._producer.poll(0.05)
             except KafkaException as exc:
                 context = f"publish to topic {topic!r} key={key!r}"
                 raise map_error(exc, context, PublishError) from exc
-        self._sent += 1
-        if self._sent % _POLL_EVERY == 0:
-            self._producer.poll(0)
 
     def _raise_failures(self) -> None:
         if not self._failures:

@@ -55,7 +55,7 @@ from spate.runtime.stats import ProcessorStats
 from spate.runtime.worker import Worker
 from spate.serde import Serde
 from spate.streams.stream import Stream
-from spate.topic import Topic, validate_topic_name
+from spate.topic import Topic
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -142,7 +142,7 @@ class App:
     ) -> Topic[Any]:
         """Declare a topic; it is created on start if missing (an existing one is kept)."""
         topic = Topic.of(
-            validate_topic_name(name),
+            name,
             partitions=partitions,
             value_type=value_type,
             serde=serde,

@@ -7,6 +7,7 @@ validates as it parses. The json module is never used on the hot path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
@@ -32,6 +33,8 @@ class JsonSerde:
     """Untyped JSON with orjson: dicts, lists, numbers, strings."""
 
     name = "json"
+    fast_decode = staticmethod(orjson.loads)
+    fast_encode = staticmethod(orjson.dumps)
 
     def encode(self, value: Any) -> bytes:
         try:
@@ -60,6 +63,8 @@ class TypedJsonSerde(Generic[T]):
                 "msgspec Struct, a dataclass, a TypedDict or a builtin type"
             ) from exc
         self._encoder = msgspec.json.Encoder()
+        self.fast_decode = self._decoder.decode
+        self.fast_encode = self._encoder.encode
 
     def encode(self, value: T) -> bytes:
         try:
@@ -72,6 +77,24 @@ class TypedJsonSerde(Generic[T]):
             return self._decoder.decode(data)
         except msgspec.DecodeError as exc:
             raise SerdeError(f"not a valid {self.name}: {exc}") from exc
+
+
+def fast_decoder(serde: Serde[T]) -> Callable[[bytes], T]:
+    """The quickest way to decode one value of ``serde``, for a whole batch at a time.
+
+    A serde may offer ``fast_decode``: its library's own function, without the
+    translation to :class:`SerdeError` (a Python frame per record that a batch of
+    good records does not need). It may raise anything on bad input; the runtime
+    then decodes that batch record by record with ``decode`` for the precise error.
+    """
+    fast: Callable[[bytes], T] | None = getattr(serde, "fast_decode", None)
+    return fast if fast is not None else serde.decode
+
+
+def fast_encoder(serde: Serde[T]) -> Callable[[T], bytes]:
+    """``fast_decoder``'s counterpart for ``encode`` (``fast_encode``)."""
+    fast: Callable[[T], bytes] | None = getattr(serde, "fast_encode", None)
+    return fast if fast is not None else serde.encode
 
 
 class StrSerde:

@@ -34,7 +34,7 @@ from spate.record import Record, TopicPartition
 from spate.runtime.delivery import AtLeastOnce, Delivery, EffectivelyOnce, ExactlyOnce
 from spate.runtime.errors import ErrorPolicy, error_policy
 from spate.runtime.stats import ProcessorStats
-from spate.serde import Serde
+from spate.serde import Serde, fast_decoder
 from spate.streams.stream import Batch, Pipeline, Stream
 
 log = logging.getLogger("spate.runtime")
@@ -68,6 +68,8 @@ class Worker:
         """Where plain user functions run (None: on the event loop)."""
         self._delivery: Delivery | None = None
         self._serdes: dict[str, Serde[Any]] = {t.name: t.serde for t in stream.topics}
+        self._fast_decoders = {name: fast_decoder(serde) for name, serde in self._serdes.items()}
+        self._fast_decode = next(iter(self._fast_decoders.values()))
 
     # --- rebalance listener -----------------------------------------------------------
 
@@ -205,9 +207,10 @@ class Worker:
         serdes = self._serdes
         try:
             if len(serdes) == 1:
-                decode = next(iter(serdes.values())).decode
+                decode = self._fast_decode
                 return [(r, r.key, decode(r.value)) for r in records]
-            return [(r, r.key, serdes[r.topic].decode(r.value)) for r in records]
+            decoders = self._fast_decoders
+            return [(r, r.key, decoders[r.topic](r.value)) for r in records]
         except Exception:
             pass  # find the bad records one by one (decoding has no side effects)
         batch: Batch = []

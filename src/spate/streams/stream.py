@@ -36,7 +36,7 @@ from typing import Any
 
 from spate.errors import ConfigError
 from spate.record import Record
-from spate.serde import encode_key
+from spate.serde import encode_key, fast_encoder
 from spate.topic import Topic
 
 Item = tuple[Record, bytes | None, Any]
@@ -319,8 +319,7 @@ def _apeek(
 
 
 def _to(topic: Topic[Any], fail: Fail) -> Callable[[Batch], list[Output]]:
-    name = topic.name
-    encode = topic.serde.encode
+    name, encode, checked = _sink(topic)
 
     def run(batch: Batch) -> list[Output]:
         outputs: list[Output] = []
@@ -328,11 +327,30 @@ def _to(topic: Topic[Any], fail: Fail) -> Callable[[Batch], list[Output]]:
         for source, key, value in batch:
             try:
                 append((name, encode(value), key, source))
-            except Exception as exc:
-                fail(source, exc)
+            except Exception:
+                data = _encode_checked(checked, value, source, fail)
+                if data is not None:
+                    append((name, data, key, source))
         return outputs
 
     return run
+
+
+def _sink(topic: Topic[Any]) -> tuple[str, Callable[[Any], bytes], Callable[[Any], bytes]]:
+    """A target topic's name, fast encoder and checked encoder."""
+    return topic.name, fast_encoder(topic.serde), topic.serde.encode
+
+
+def _encode_checked(
+    encode: Callable[[Any], bytes], value: Any, source: Record, fail: Fail
+) -> bytes | None:
+    """After a serde's fast encoder raised: its own ``encode``, whose SerdeError says
+    what was wrong, goes to the error policy (None: the record is skipped)."""
+    try:
+        return encode(value)
+    except Exception as exc:
+        fail(source, exc)
+        return None
 
 
 def _route(
@@ -340,8 +358,8 @@ def _route(
     default: Topic[Any] | None,
     fail: Fail,
 ) -> Callable[[Batch], list[Output]]:
-    table = [(pred, t.name, t.serde.encode) for pred, t in routes]
-    fallback = None if default is None else (default.name, default.serde.encode)
+    table = [(pred, _sink(t)) for pred, t in routes]
+    fallback = None if default is None else _sink(default)
 
     def run(batch: Batch) -> list[Output]:
         outputs: list[Output] = []
@@ -349,14 +367,22 @@ def _route(
         for source, key, value in batch:
             try:
                 target = fallback
-                for pred, name, encode in table:
+                for pred, sink in table:
                     if pred(value):
-                        target = (name, encode)
+                        target = sink
                         break
-                if target is not None:
-                    append((target[0], target[1](value), key, source))
             except Exception as exc:
                 fail(source, exc)
+                continue
+            if target is None:
+                continue
+            name, encode, checked = target
+            try:
+                append((name, encode(value), key, source))
+            except Exception:
+                data = _encode_checked(checked, value, source, fail)
+                if data is not None:
+                    append((name, data, key, source))
         return outputs
 
     return run

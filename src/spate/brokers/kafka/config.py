@@ -45,10 +45,13 @@ PRODUCER_DEFAULTS: Mapping[str, Any] = {
     "queue.buffering.max.messages": 1_000_000,
     "queue.buffering.max.kbytes": 1_048_576,
     "delivery.report.only.error": True,
+    "partitioner": "consistent_random",
 }
 """Idempotent, acknowledged by all in-sync replicas, batched for throughput.
 
 Only failed deliveries are reported: success needs no Python callback per record.
+``consistent_random`` (librdkafka's default, set here to say it is relied on) places a
+key by CRC32 modulo the partition count, as spate does on every other broker.
 """
 
 TRANSACTIONAL_DEFAULTS: Mapping[str, Any] = {"transaction.timeout.ms": 10_000}

@@ -5,8 +5,13 @@ retries (idempotently) in its own threads. Delivery reports are requested for fa
 only, so success costs no Python callback; ``flush`` waits for the queue to drain and
 raises :class:`PublishError` naming the topic and key of a record that failed.
 
-The partition is always chosen here with :class:`spate.partitioner.Partitioner` and
-passed explicitly, so a key lands on the same partition number on every broker.
+Keyed records are placed by librdkafka's ``consistent_random`` partitioner, which is
+CRC32 of the key modulo the partition count: the same function
+:mod:`spate.partitioner` applies on every other broker, so a key lands on the same
+partition number everywhere, at no Python cost per record (and a ``partitioner``
+given in ``kafka_config``, e.g. ``murmur2_random`` to match Java producers, is
+honoured). Records without a key (or with an empty one) get their partition here:
+round-robin, as on every broker, rather than librdkafka's sticky choice.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from spate.errors import (
     PublishError,
     TopicNotFoundError,
 )
-from spate.partitioner import Partitioner, partition_for_key
+from spate.partitioner import Partitioner
 from spate.record import Headers, TopicPartition
 
 if TYPE_CHECKING:
@@ -40,6 +45,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("spate.kafka")
 
 _PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
+
+_UNASSIGNED = -1
+"""librdkafka's RD_KAFKA_PARTITION_UA: let the configured partitioner choose."""
 
 _POLL_EVERY = 1024
 """Serve librdkafka's callbacks once per this many sends, never per record."""
@@ -118,34 +126,36 @@ class KafkaProducer(Producer):
     ) -> None:
         if self._closed:
             raise ClosedError("send on a closed Kafka producer")
-        if partition is None:
-            partition = self._partitioner.choose(topic, key, self._partitions(topic))
+        count = self._partitions(topic)
+        if partition is None and not key:
+            partition = self._partitioner.choose(topic, key, count)
         self._produce(topic, value, key, partition, headers, timestamp_ms)
         self._sent += 1
         if self._sent % _POLL_EVERY == 0:
             self._producer.poll(0)
 
     def send_many(self, outputs: Iterable[Outgoing]) -> None:
-        """``send`` for a batch: the closed check, the poll and the partition count of
-        a run of records to one topic are paid once, keyed records go straight to
-        :func:`partition_for_key`, and librdkafka is called positionally."""
+        """``send`` for a batch: the closed check, the poll and the topic check of a
+        run of records to one topic are paid once, and librdkafka is called
+        positionally."""
         if self._closed:
             raise ClosedError("send on a closed Kafka producer")
         produce = self._producer.produce
         choose = self._partitioner.choose
-        count_topic: str | None = None
+        checked_topic: str | None = None
         count = 0
         sent = 0
         try:
             for topic, value, key, _ in outputs:
-                if topic != count_topic:
-                    count, count_topic = self._partitions(topic), topic
-                partition = (
-                    partition_for_key(key, count) if key is not None else choose(topic, None, count)
-                )
+                if topic != checked_topic:
+                    count, checked_topic = self._partitions(topic), topic
                 try:
-                    produce(topic, value, key, partition)
+                    if key:
+                        produce(topic, value, key)
+                    else:
+                        produce(topic, value, key, choose(topic, key, count))
                 except BufferError:
+                    partition = None if key else choose(topic, key, count)
                     self._produce(topic, value, key, partition, (), None)
                 sent += 1
         except KafkaException as exc:
@@ -160,24 +170,22 @@ class KafkaProducer(Producer):
         topic: str,
         value: bytes,
         key: bytes | None,
-        partition: int,
+        partition: int | None,
         headers: Headers,
         timestamp_ms: int | None,
     ) -> None:
-        """One produce call, retried while librdkafka's queue is full."""
+        """One produce call, retried while librdkafka's queue is full; ``partition``
+        None lets librdkafka's partitioner place the key."""
         while True:
             try:
-                if headers or timestamp_ms:
-                    self._producer.produce(
-                        topic,
-                        value,
-                        key,
-                        partition=partition,
-                        timestamp=timestamp_ms or 0,
-                        headers=list(headers) if headers else None,
-                    )
-                else:
-                    self._producer.produce(topic, value, key, partition)
+                self._producer.produce(
+                    topic,
+                    value,
+                    key,
+                    partition=_UNASSIGNED if partition is None else partition,
+                    timestamp=timestamp_ms or 0,
+                    headers=list(headers) if headers else None,
+                )
                 return
             except BufferError:
                 # librdkafka's queue is full: serve deliveries until the record fits.

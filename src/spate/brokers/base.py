@@ -190,10 +190,15 @@ class Consumer(AsyncResource):
         """Up to ``max_records`` records, waiting at most ``timeout_s`` for the first."""
 
     @abc.abstractmethod
-    async def commit(self, through: Mapping[TopicPartition, int]) -> None:
+    async def commit(self, through: Mapping[TopicPartition, int], *, wait: bool = True) -> None:
         """Mark every record up to and including ``through[tp]`` as done.
 
         Raises FencedError when a partition is no longer owned by this member.
+        ``wait=False`` lets a broker whose commits cost a thread hop and a round trip
+        (Kafka) send the commit and return; a failure is then logged, not raised, and
+        the caller must commit the same offsets again with ``wait=True`` before it
+        relies on them (at-least-once does so when idle, on revocation and at stop).
+        Brokers that commit cheaply on the event loop always wait.
         """
 
     @abc.abstractmethod

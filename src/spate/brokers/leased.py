@@ -343,7 +343,7 @@ class LeasedConsumer(Consumer):
             self._positions[TopicPartition(topic, partition)] = offset + 1
         return records
 
-    async def commit(self, through: Mapping[TopicPartition, int]) -> None:
+    async def commit(self, through: Mapping[TopicPartition, int], *, wait: bool = True) -> None:
         self._check_open()
         if through:
             await self._write_commit(through, self.epochs(list(through)))

@@ -7,7 +7,9 @@ and what a rebalance means for work that is not committed yet.
 
 * :class:`AtLeastOnce` flushes the producer, then commits the batch's offsets: an
   offset is committed only after every output of its record was acknowledged. The
-  flush and commit of one batch overlap the processing of the next.
+  flush and commit of one batch overlap the processing of the next; those commits
+  do not wait for the broker's answer, and the same offsets are committed again,
+  waiting, when the processor idles, loses partitions or stops.
 * :class:`ExactlyOnce` wraps each batch in a producer transaction whose commit also
   commits the offsets, atomically. A fenced or failed commit aborts: the outputs are
   dropped and the partitions still owned are rewound to the batch's first records.
@@ -76,9 +78,11 @@ class AtLeastOnce:
 
     Pipelined (DESIGN §10): batch *n*'s flush and commit run in the background while
     the user code of batch *n + 1* runs, and finish before *n + 1*'s outputs are
-    sent, so a flush never overlaps a send and outputs keep their order. A crash
-    replays at most the two batches not yet committed; idling, a rebalance and a stop
-    settle everything first.
+    sent, so a flush never overlaps a send and outputs keep their order. These
+    commits are sent without waiting for the broker's answer (on Kafka that saves a
+    thread hop and a round trip per batch); their offsets stay *unconfirmed* until
+    idling, a rebalance or a stop commits them again and waits. A crash replays at
+    most what was not committed: normally the two batches in flight.
     """
 
     def __init__(self, producer: Producer, consumer: Consumer, stats: ProcessorStats) -> None:
@@ -87,11 +91,13 @@ class AtLeastOnce:
         self.stats = stats
         self._unsettled: list[dict[TopicPartition, int]] = []
         self._pending: dict[TopicPartition, int] = {}
+        self._unconfirmed: dict[TopicPartition, int] = {}
+        """Committed without waiting: committed again, waiting, by ``settle``."""
         self._settling: asyncio.Task[None] | None = None
 
     async def begin_batch(self) -> None:
         if self._unsettled and self._settling is None:
-            self._settling = asyncio.create_task(self._settle())
+            self._settling = asyncio.create_task(self._settle(wait=False))
 
     async def end_batch(
         self, outputs: Sequence[Output], through: Offsets, records: Sequence[Record]
@@ -107,9 +113,9 @@ class AtLeastOnce:
         await self._wait_settling()
 
     async def settle(self) -> None:
-        """Flush and commit every finished batch now."""
+        """Flush and commit every finished batch now, and wait for the commit."""
         await self._wait_settling()
-        await self._settle()
+        await self._settle(wait=True)
 
     async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
         await self.settle()
@@ -118,6 +124,7 @@ class AtLeastOnce:
         await self._wait_settling()
         for tp in partitions:
             self._pending.pop(tp, None)
+            self._unconfirmed.pop(tp, None)
             for through in self._unsettled:
                 through.pop(tp, None)
 
@@ -126,20 +133,23 @@ class AtLeastOnce:
         if task is not None:
             await task
 
-    async def _settle(self) -> None:
+    async def _settle(self, *, wait: bool) -> None:
         batches, self._unsettled = self._unsettled, []
         if batches:
             await self.producer.flush()
         for through in batches:
             self._pending.update(through)
-        await self._commit(self._pending)
+        if wait and self._unconfirmed:
+            self._pending = {**self._unconfirmed, **self._pending}
+            self._unconfirmed.clear()
+        await self._commit(self._pending, wait=wait)
 
-    async def _commit(self, offsets: Offsets) -> None:
+    async def _commit(self, offsets: Offsets, *, wait: bool) -> None:
         if not offsets:
             return
         committing = dict(offsets)
         try:
-            await self.consumer.commit(committing)
+            await self.consumer.commit(committing, wait=wait)
         except FencedError as exc:
             # Another member owns some of these partitions now; what it re-reads it
             # re-publishes (at-least-once). Keeping the offsets would fail forever.
@@ -152,6 +162,7 @@ class AtLeastOnce:
             )
             for tp in committing:
                 self._pending.pop(tp, None)
+                self._unconfirmed.pop(tp, None)
             return
         except CommitError as exc:
             # Kept pending: the next commit covers these offsets too.
@@ -167,6 +178,8 @@ class AtLeastOnce:
         for tp, offset in committing.items():
             if self._pending.get(tp) == offset:
                 del self._pending[tp]
+        if not wait:
+            self._unconfirmed.update(committing)
 
 
 class EffectivelyOnce(AtLeastOnce):

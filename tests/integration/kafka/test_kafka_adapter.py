@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 
 import pytest
+from confluent_kafka import KafkaError
 from confluent_kafka import TopicPartition as CkTopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -14,6 +15,7 @@ import spate
 from spate.app import App
 from spate.brokers.base import OffsetReset
 from spate.brokers.kafka import KafkaBroker
+from spate.brokers.kafka.consumer import KafkaConsumer
 from spate.errors import (
     ClosedError,
     ConfigError,
@@ -101,6 +103,28 @@ async def test_new_group_starts_earliest_and_resumes_after_commit(
         assert [r.offset for r in records] == [5, 6, 7, 8, 9]
     async with kafka.consumer([name], name + "-late", offset_reset="latest") as consumer:
         assert await consumer.fetch(100, 1.0) == []
+
+
+async def test_commit_without_waiting_lands_and_a_failure_is_logged(
+    kafka: KafkaBroker, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await kafka.create_topic(name, 1)
+    async with kafka.producer() as producer:
+        for i in range(10):
+            producer.send(name, b"%d" % i)
+    async with kafka.consumer([name], name) as consumer:
+        await fetch_n(consumer, 10)
+        await consumer.commit({TopicPartition(name, 0): 6}, wait=False)
+        deadline = asyncio.get_running_loop().time() + 20
+        while (await kafka.lag(name, [name]))[0].committed != 7:
+            assert asyncio.get_running_loop().time() < deadline, "commit never landed"
+            await consumer.fetch(10, 0.1)  # serves librdkafka's commit callback
+        assert isinstance(consumer, KafkaConsumer)
+        with caplog.at_level(logging.WARNING, logger="spate.kafka"):
+            consumer._on_commit(
+                KafkaError(KafkaError.REBALANCE_IN_PROGRESS), [CkTopicPartition(name, 0, 9)]
+            )
+        assert f"event=commit_failed group={name} partitions={name}[0]" in caplog.text
 
 
 async def test_seek(kafka: KafkaBroker, name: str) -> None:

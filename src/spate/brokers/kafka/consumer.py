@@ -65,7 +65,7 @@ class KafkaConsumer(Consumer):
         self._timeout_s = timeout_s
         self._rebalance_timeout_s = rebalance_timeout_s
         self._consumer: ck.Consumer = create_client(
-            ck.Consumer, {**config, "error_cb": self._on_error}
+            ck.Consumer, {**config, "error_cb": self._on_error, "on_commit": self._on_commit}
         )
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "spate-kafka-consume")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -74,7 +74,7 @@ class KafkaConsumer(Consumer):
         self._pending_seeks: dict[TopicPartition, int] = {}
         self._callback_error: BaseException | None = None
         self._fatal: KafkaError | None = None
-        self._inflight: concurrent.futures.Future[list[ck.Message]] | None = None
+        self._inflight: concurrent.futures.Future[list[Record]] | None = None
         self._callback_thread: threading.Thread | None = None
         self._callback_work: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._started = False
@@ -139,6 +139,19 @@ class KafkaConsumer(Consumer):
                 self._executor.shutdown(wait=False)
 
     # -- librdkafka callbacks (run on the consume thread) -----------------------------
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[ck.TopicPartition]) -> None:
+        """The outcome of a commit made with ``wait=False`` (served inside ``consume``)."""
+        failed = [p for p in partitions if p.error is not None]
+        if error is None and not failed:
+            return
+        logger.warning(
+            "event=commit_failed group=%s partitions=%s error=%s; the next commit covers "
+            "these offsets",
+            self.group,
+            ",".join(f"{p.topic}[{p.partition}]" for p in failed or partitions) or "-",
+            error if error is not None else failed[0].error,
+        )
 
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal() or error.code() in UNRECOVERABLE:
@@ -270,11 +283,9 @@ class KafkaConsumer(Consumer):
             raise ClosedError("fetch on a closed Kafka consumer")
         if not self._started:
             await self.start()
-        self._inflight = self._executor.submit(self._consumer.consume, max_records, timeout_s)
+        self._inflight = self._executor.submit(self._consume, max_records, timeout_s)
         try:
-            # Any: librdkafka's message accessors are Optional only for error messages,
-            # which are filtered below; checking each field per record would cost time.
-            messages: list[Any] = await asyncio.wrap_future(self._inflight)
+            records = await asyncio.wrap_future(self._inflight)
         except KafkaException as exc:
             raise map_error(exc, f"fetch from {self._topics}") from exc
         finally:
@@ -284,6 +295,18 @@ class KafkaConsumer(Consumer):
             raise error
         if self._fatal is not None:
             raise map_error(self._fatal, f"Kafka consumer of group {self.group!r}")
+        return records
+
+    def _consume(self, max_records: int, timeout_s: float) -> list[Record]:
+        """On the consume thread: a batch of messages, as Records.
+
+        Converting here, right after librdkafka built the messages, touches them while
+        they are still in this core's cache, and their memory is freed where it was
+        allocated; on the event loop the same loop cost more.
+        """
+        # Any: librdkafka's message accessors are Optional only for error messages,
+        # which are filtered below; checking each field per record would cost time.
+        messages: list[Any] = self._consumer.consume(max_records, timeout_s)
         records: list[Record] = []
         append = records.append
         make = Record
@@ -322,13 +345,21 @@ class KafkaConsumer(Consumer):
                 f"{', '.join(f'{t}[{p}]' for t, p in lost)}; another member took them over"
             )
 
-    async def commit(self, through: Mapping[TopicPartition, int]) -> None:
+    async def commit(self, through: Mapping[TopicPartition, int], *, wait: bool = True) -> None:
+        """``wait=False`` (outside a rebalance) hands the commit to librdkafka and
+        returns: no thread hop, no round trip; ``_on_commit`` logs a failure."""
         if self._released:
             raise ClosedError("commit on a closed Kafka consumer")
         if not through:
             return
         self.require_owned(through)
         positions = [ck.TopicPartition(t, p, o + 1) for (t, p), o in through.items()]
+        if not wait and self._callback_thread is None:
+            try:
+                self._consumer.commit(offsets=positions, asynchronous=True)
+            except KafkaException as exc:
+                raise map_error(exc, f"commit for group {self.group!r}", CommitError) from exc
+            return
         try:
             result = await self._call(
                 lambda: self._consumer.commit(offsets=positions, asynchronous=False)

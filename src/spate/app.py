@@ -51,6 +51,7 @@ from spate.brokers.url import parse_broker_url
 from spate.config import Settings, load_settings
 from spate.errors import CapabilityError, ConfigError
 from spate.runtime.errors import OnError, error_policy
+from spate.runtime.garbage import young_threshold_at_least
 from spate.runtime.stats import ProcessorStats
 from spate.runtime.worker import Worker
 from spate.serde import Serde
@@ -312,13 +313,16 @@ class App:
             ",".join(p.name for p in self.processors),
             os.getpid(),
         )
-        tasks = [asyncio.create_task(w.run(stop), name=f"spate:{w.stream.name}") for w in workers]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        finally:
-            stop.set()  # one processor failed (or we were cancelled): drain the others
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            executor.shutdown(wait=False)
+        with young_threshold_at_least(settings.gc_threshold):
+            tasks = [
+                asyncio.create_task(w.run(stop), name=f"spate:{w.stream.name}") for w in workers
+            ]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            finally:
+                stop.set()  # one processor failed (or we were cancelled): drain the others
+                results = await asyncio.gather(*tasks, return_exceptions=True)
+                executor.shutdown(wait=False)
         log.info("event=app_stop app=%s", self.name)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):

@@ -34,6 +34,9 @@ class Settings:
     offset_reset: OffsetResetSetting = "earliest"
     """Where a group with no committed offset starts."""
     workers: int = 1
+    gc_threshold: int = 20_000
+    """Python's young-generation GC threshold while processors run (0: leave it as
+    it is); see :mod:`spate.runtime.garbage`."""
     log_level: LogLevel = "INFO"
     metrics_port: int | None = None
 
@@ -46,6 +49,11 @@ class Settings:
         _check_positive("batch_size", self.batch_size, int)
         _check_positive("fetch_timeout_s", self.fetch_timeout_s, float)
         _check_positive("workers", self.workers, int)
+        if not isinstance(self.gc_threshold, int) or self.gc_threshold < 0:
+            raise ConfigError(
+                f"gc_threshold={self.gc_threshold!r} must be 0 (leave Python's collector "
+                "alone) or a positive int"
+            )
         if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"metrics_port={self.metrics_port!r} must be from 0 to 65535")
 
@@ -72,6 +80,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "batch_size": int,
     "fetch_timeout_s": float,
     "workers": int,
+    "gc_threshold": int,
     "metrics_port": int,
     "log_level": str.upper,
 }

@@ -290,9 +290,7 @@ class App:
         """
         self.validate()
         settings = settings or self.settings
-        # One thread for every plain user function of this App: the event loop stays
-        # free during long batches, and plain functions never run concurrently.
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"spate-{self.name}")
+        executor = self._user_thread(broker)
         workers = [
             Worker(
                 self.name,
@@ -322,11 +320,26 @@ class App:
             finally:
                 stop.set()  # one processor failed (or we were cancelled): drain the others
                 results = await asyncio.gather(*tasks, return_exceptions=True)
-                executor.shutdown(wait=False)
+                if executor is not None:
+                    executor.shutdown(wait=False)
         log.info("event=app_stop app=%s", self.name)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
+
+    def _user_thread(self, broker: Broker) -> ThreadPoolExecutor | None:
+        """Where plain user functions run: one thread for all of this App's processors
+        (they never run concurrently), or None for the event loop itself.
+
+        The thread keeps the loop free during long batches where spate's own lease
+        heartbeats live on it (local, NATS, Redis). Where the broker keeps group
+        membership itself (Kafka: librdkafka's threads heartbeat), the loop has
+        nothing urgent to do during a batch, and handing each batch to a thread and
+        back would cost more CPU than the rest of the per-batch work.
+        """
+        if broker.capabilities.native_groups:
+            return None
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"spate-{self.name}")
 
     def validate(self) -> None:
         """Raise ConfigError if this App cannot run (it has no processors)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -280,3 +281,20 @@ def test_blocking_user_code_does_not_stop_lease_heartbeats() -> None:
     assert stats.consumed == 2
     assert stats.partitions_lost == 0
     assert stats.commit_failures == 0
+
+
+async def test_plain_functions_run_on_the_apps_user_thread_where_leases_use_the_loop() -> None:
+    """On lease brokers a batch of plain code must not starve the heartbeats on the loop."""
+    app = App("threads", broker="memory://")
+    seen: list[str] = []
+
+    def note(value: Any) -> Any:
+        seen.append(threading.current_thread().name)
+        return value
+
+    app.stream(app.topic("in"), group="g").map(note).to(app.topic("out"))
+    async with TestApp(app) as test:
+        test.send("in", {"n": 1})
+        await test.run_until_idle_async()
+    assert seen
+    assert all(name.startswith("spate-threads") for name in seen)

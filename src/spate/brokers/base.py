@@ -36,7 +36,8 @@ class Capabilities:
     """What a broker can do; the runtime decides by these, never by broker type."""
 
     native_groups: bool
-    """The broker assigns partitions itself (Kafka); otherwise spate's leases do."""
+    """The broker assigns partitions and keeps members alive itself (Kafka);
+    otherwise spate's leases do, with heartbeats on the event loop."""
     per_key_order: bool
     replay: bool
     """Records stay after consumption and can be re-read with ``seek``."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError
@@ -25,6 +27,7 @@ from spate.errors import (
 )
 from spate.partitioner import partition_for_key
 from spate.record import Record, TopicPartition
+from spate.testing.app import TestApp
 from spate.testing.contract import RecordingListener
 from spate.testing.kafka_server import ServerProcess, free_port
 
@@ -335,3 +338,22 @@ def test_configuration_precedence_and_unsafe_defaults() -> None:
     assert consumer["partition.assignment.strategy"] == "cooperative-sticky"
     assert consumer["isolation.level"] == "read_committed"
     assert consumer["fetch.min.bytes"] == "7"
+
+
+async def test_plain_functions_run_on_the_event_loop(
+    kafka_server: ServerProcess, name: str
+) -> None:
+    """librdkafka's threads keep the member alive, so a batch needs no hand-off to a
+    user thread and back."""
+    app = App(name, broker=kafka_server.url)
+    seen: list[str] = []
+
+    def note(value: Any) -> Any:
+        seen.append(threading.current_thread().name)
+        return value
+
+    app.stream(app.topic(f"{name}-in"), group=name).map(note).to(app.topic(f"{name}-out"))
+    async with TestApp(app, broker=kafka_server.url, timeout_s=60) as test:
+        test.send(f"{name}-in", {"n": 1})
+        await test.run_until_idle_async()
+    assert seen == [threading.current_thread().name]

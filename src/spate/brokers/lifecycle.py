@@ -7,8 +7,9 @@ made and closes them *first*, while the connection still works: producers flush,
 consumers revoke (the runtime commits) and leave their groups. Only then does the
 adapter release its connection (:meth:`OwningBroker._disconnect`).
 
-Kafka's clients each own a librdkafka connection of their own, so the Kafka broker
-does not need this.
+Kafka's clients each have a librdkafka connection of their own, but the same order
+still matters to a user who closes only the broker: producers flush and consumers
+commit and leave their group rather than being dropped mid-flight.
 """
 
 from __future__ import annotations

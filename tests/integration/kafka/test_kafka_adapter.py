@@ -357,3 +357,26 @@ async def test_plain_functions_run_on_the_event_loop(
         test.send(f"{name}-in", {"n": 1})
         await test.run_until_idle_async()
     assert seen == [threading.current_thread().name]
+
+
+async def test_closing_the_broker_closes_its_producers_and_consumers(
+    kafka_server: ServerProcess, name: str
+) -> None:
+    broker = spate.connect(kafka_server.url)
+    await broker.start()
+    await broker.create_topic(name, 1)
+    listener = RecordingListener()
+    consumer = broker.consumer([name], name, listener)
+    producer = broker.producer()
+    producer.send(name, b"first")
+    await producer.flush()
+    await fetch_n(consumer, 1)
+    producer.send(name, b"buffered")
+    await broker.close()
+    assert listener.events[-1] == ("revoked", (TopicPartition(name, 0),))
+    with pytest.raises(ClosedError):
+        producer.send(name, b"late")
+    with pytest.raises(ClosedError):
+        await consumer.fetch(1, 0.1)
+    async with spate.connect(kafka_server.url) as again, again.consumer([name], name + "-2") as c:
+        assert [r.value for r in await fetch_n(c, 2)] == [b"first", b"buffered"]

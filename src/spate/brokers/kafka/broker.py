@@ -33,7 +33,6 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from spate.brokers.base import (
-    Broker,
     Capabilities,
     OffsetReset,
     PartitionLag,
@@ -44,6 +43,7 @@ from spate.brokers.kafka.config import KafkaSettings, create_client
 from spate.brokers.kafka.consumer import KafkaConsumer
 from spate.brokers.kafka.errors import error_of, map_error
 from spate.brokers.kafka.producer import KafkaProducer
+from spate.brokers.lifecycle import OwningBroker
 from spate.brokers.url import BrokerURL
 from spate.errors import (
     ClosedError,
@@ -76,16 +76,16 @@ CAPABILITIES = Capabilities(
 Kafka does not drop a record re-published by a new process: dedup_on_publish=False."""
 
 
-class KafkaBroker(Broker):
+class KafkaBroker(OwningBroker):
     """One Kafka cluster. ``spate.connect("kafka://h:9092", kafka_config={...})``."""
 
     capabilities = CAPABILITIES
 
     def __init__(self, settings: KafkaSettings) -> None:
+        super().__init__()
         self._settings = settings
         self.url = settings.url
         self._admin: AdminClient | None = None
-        self._closed = False
 
     @classmethod
     def from_url(cls, parsed: BrokerURL, options: dict[str, Any]) -> KafkaBroker:
@@ -104,8 +104,7 @@ class KafkaBroker(Broker):
             raise ConnectError(f"cannot reach Kafka at {self.url}: {exc}") from exc
         self._admin = admin
 
-    async def close(self) -> None:
-        self._closed = True
+    async def _disconnect(self) -> None:
         self._admin = None
 
     def _client(self) -> AdminClient:
@@ -226,10 +225,13 @@ class KafkaBroker(Broker):
 
     def producer(self, *, transactional_id: str | None = None) -> KafkaProducer:
         self._client()
-        return KafkaProducer(
-            self._settings.producer(transactional_id),
-            url=self.url,
-            timeout_s=self._settings.timeout_s,
+        return self._track(
+            KafkaProducer(
+                self._settings.producer(transactional_id),
+                url=self.url,
+                timeout_s=self._settings.timeout_s,
+                owner=self,
+            )
         )
 
     def consumer(
@@ -241,13 +243,16 @@ class KafkaBroker(Broker):
         offset_reset: OffsetReset = "earliest",
     ) -> KafkaConsumer:
         self._client()
-        return KafkaConsumer(
-            self._settings.consumer(group, offset_reset),
-            topics,
-            group,
-            listener,
-            url=self.url,
-            timeout_s=self._settings.timeout_s,
+        return self._track(
+            KafkaConsumer(
+                self._settings.consumer(group, offset_reset),
+                topics,
+                group,
+                listener,
+                url=self.url,
+                timeout_s=self._settings.timeout_s,
+                owner=self,
+            )
         )
 
     # -- groups -----------------------------------------------------------------------

@@ -35,6 +35,7 @@ from confluent_kafka import KafkaError, KafkaException
 from spate.brokers.base import Consumer, NullListener, RebalanceListener
 from spate.brokers.kafka.config import create_client
 from spate.brokers.kafka.errors import UNRECOVERABLE, map_error
+from spate.brokers.lifecycle import OwningBroker
 from spate.errors import ClosedError, CommitError, FencedError, TopicNotFoundError
 from spate.record import Record, TopicPartition
 
@@ -56,7 +57,9 @@ class KafkaConsumer(Consumer):
         url: str,
         timeout_s: float,
         rebalance_timeout_s: float = 60.0,
+        owner: OwningBroker | None = None,
     ) -> None:
+        self._owner = owner
         self.group = group
         self._topics = list(topics)
         self._listener: RebalanceListener = listener or NullListener()
@@ -137,6 +140,8 @@ class KafkaConsumer(Consumer):
             finally:
                 self._released = True
                 self._executor.shutdown(wait=False)
+                if self._owner is not None:
+                    self._owner.forget(self)
 
     # -- librdkafka callbacks (run on the consume thread) -----------------------------
 

@@ -27,6 +27,7 @@ from confluent_kafka import KafkaError, KafkaException
 from spate.brokers.base import Consumer, Outgoing, Producer
 from spate.brokers.kafka.config import create_client
 from spate.brokers.kafka.errors import error_of, is_fencing, map_error
+from spate.brokers.lifecycle import OwningBroker
 from spate.errors import (
     CapabilityError,
     ClosedError,
@@ -56,7 +57,15 @@ _POLL_EVERY = 1024
 class KafkaProducer(Producer):
     """A confluent-kafka producer; transactional when given a ``transactional.id``."""
 
-    def __init__(self, config: dict[str, Any], *, url: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        url: str,
+        timeout_s: float,
+        owner: OwningBroker | None = None,
+    ) -> None:
+        self._owner = owner
         self._config = {**config, "on_delivery": self._on_delivery}
         self._url = url
         self._timeout_s = timeout_s
@@ -326,4 +335,6 @@ class KafkaProducer(Producer):
             await asyncio.to_thread(self._producer.flush, self._timeout_s)
         finally:
             self._closed = True
+            if self._owner is not None:
+                self._owner.forget(self)
         self._raise_failures()

@@ -304,12 +304,13 @@ class App:
             for p in self.processors
         ]
         log.info(
-            "event=app_start app=%s broker=%s guarantee=%s processors=%s pid=%d",
+            "event=app_start app=%s broker=%s guarantee=%s processors=%s pid=%d instance=%s",
             self.name,
             parse_broker_url(broker.url).redacted,
             settings.processing_guarantee,
             ",".join(p.name for p in self.processors),
             os.getpid(),
+            settings.instance_id or "-",
         )
         with young_threshold_at_least(settings.gc_threshold):
             tasks = [

@@ -8,6 +8,7 @@ the field (or the variable it came from) and the fix.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, cast, get_args
@@ -34,6 +35,11 @@ class Settings:
     offset_reset: OffsetResetSetting = "earliest"
     """Where a group with no committed offset starts."""
     workers: int = 1
+    instance_id: str | None = None
+    """A stable name for this process across restarts (a pod name, ``host-slot``),
+    unique among the running ones. On Kafka it names the transactional producer and
+    the static group member, so a restarted instance takes over its predecessor at
+    once (see docs/kafka.md); unset, each process is new to the broker."""
     gc_threshold: int = 20_000
     """Python's young-generation GC threshold while processors run (0: leave it as
     it is); see :mod:`spate.runtime.garbage`."""
@@ -49,6 +55,11 @@ class Settings:
         _check_positive("batch_size", self.batch_size, int)
         _check_positive("fetch_timeout_s", self.fetch_timeout_s, float)
         _check_positive("workers", self.workers, int)
+        if self.instance_id is not None and not _INSTANCE_ID.fullmatch(str(self.instance_id)):
+            raise ConfigError(
+                f"instance_id={self.instance_id!r} must be 1-100 characters from "
+                "a-z A-Z 0-9 . _ - (a pod or host name, say)"
+            )
         if not isinstance(self.gc_threshold, int) or self.gc_threshold < 0:
             raise ConfigError(
                 f"gc_threshold={self.gc_threshold!r} must be 0 (leave Python's collector "
@@ -56,6 +67,9 @@ class Settings:
             )
         if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"metrics_port={self.metrics_port!r} must be from 0 to 65535")
+
+
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
 def _check_choice(name: str, value: object, choices: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spate.config import DEFAULT_BROKER, load_settings
+from spate.config import DEFAULT_BROKER, Settings, load_settings
 from spate.errors import ConfigError
 
 
@@ -31,3 +31,10 @@ def test_bad_values_name_the_field_and_the_variable() -> None:
         load_settings(environ={"SPATE_BATCH_SIZE": "0"})
     with pytest.raises(ConfigError, match="unknown setting 'bach_size'"):
         load_settings({"bach_size": 3}, environ={})
+
+
+def test_instance_id_must_be_a_plain_name() -> None:
+    assert Settings(instance_id="web-0.eu").instance_id == "web-0.eu"
+    with pytest.raises(ConfigError, match="instance_id='a b'"):
+        Settings(instance_id="a b")
+    assert load_settings(environ={"SPATE_INSTANCE_ID": "pod-3"}).instance_id == "pod-3"

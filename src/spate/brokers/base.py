@@ -252,8 +252,15 @@ class Broker(AsyncResource):
         listener: RebalanceListener | None = None,
         *,
         offset_reset: OffsetReset = "earliest",
+        instance_id: str | None = None,
     ) -> Consumer:
-        """A group member reading ``topics``; a new group starts at ``offset_reset``."""
+        """A group member reading ``topics``; a new group starts at ``offset_reset``.
+
+        ``instance_id`` names this member across restarts: a broker with native groups
+        makes it a static member (Kafka's ``group.instance.id``), which gets its
+        partitions back on restart without a rebalance. Lease brokers need no such
+        name (a restarted member takes expired leases) and ignore it.
+        """
 
     @abc.abstractmethod
     async def lag(self, group: str, topics: Sequence[str] | None = None) -> list[PartitionLag]:

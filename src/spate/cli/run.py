@@ -37,12 +37,23 @@ def run_command(
     log_level: Annotated[
         str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")
     ] = None,
+    instance_id: Annotated[
+        str | None,
+        typer.Option(
+            "--instance-id",
+            envvar="SPATE_INSTANCE_ID",
+            show_envvar=True,
+            help="Stable name of this process across restarts (Kafka: transactional and "
+            "static member id); with --workers N each worker is NAME-i.",
+        ),
+    ] = None,
 ) -> None:
     """Run an App: every processor, until Ctrl-C/SIGTERM, then drain and exit 0."""
     overrides = {
         "broker": broker,
         "processing_guarantee": guarantee,
         "log_level": log_level.upper() if log_level else None,
+        "instance_id": instance_id,
     }
     app = load_app(target)
     app.configure(**overrides)

@@ -70,16 +70,23 @@ def load_app(target: str) -> App:
 
 
 def run_workers(target: str, overrides: dict[str, Any], workers: int) -> int:
-    """Start ``workers`` processes running ``target`` and supervise them; the exit code."""
-    load_app(target)  # fail here, once, on a bad target rather than in every worker
-    command = [
-        sys.executable,
-        "-m",
-        "spate.runtime.supervisor",
-        target,
-        orjson.dumps({**overrides, "workers": 1}).decode(),
-    ]
-    children = [subprocess.Popen(command, start_new_session=True) for _ in range(workers)]
+    """Start ``workers`` processes running ``target`` and supervise them; the exit code.
+
+    With an ``instance_id`` (flag, App or ``SPATE_INSTANCE_ID``) worker *i* is
+    ``<instance_id>-<i>``: stable across restarts of this command, unique among its
+    workers."""
+    app = load_app(target)  # fail here, once, on a bad target rather than in every worker
+    app.configure(**overrides)
+    base = app.settings.instance_id
+
+    def command(index: int) -> list[str]:
+        settings = {**overrides, "workers": 1}
+        if base is not None:
+            settings["instance_id"] = f"{base}-{index}"
+        args = [sys.executable, "-m", "spate.runtime.supervisor", target]
+        return [*args, orjson.dumps(settings).decode()]
+
+    children = [subprocess.Popen(command(i), start_new_session=True) for i in range(workers)]
     log.info(
         "event=workers_started target=%s workers=%d pids=%s",
         target,

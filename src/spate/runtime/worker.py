@@ -116,7 +116,12 @@ class Worker:
     # --- the loop -----------------------------------------------------------------------
 
     def _transactional_id(self) -> str:
-        return f"{self.app_name}.{self.stream.name}.{socket.gethostname()}-{os.getpid()}"
+        """Stable across restarts when the process has an ``instance_id``: the restarted
+        producer then fences its zombie and aborts the transaction it left open at once
+        (readers wait ``transaction.timeout.ms`` otherwise). Zombies are fenced either
+        way by the group generation sent with every transaction (KIP-447)."""
+        instance = self.settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+        return f"{self.app_name}.{self.stream.name}.{instance}"
 
     def _make_delivery(self, exactly_once: bool, consumer: Consumer) -> Delivery:
         """Transactions where the broker has them; else, for exactly-once, dedup ids."""
@@ -137,6 +142,7 @@ class Worker:
             self.stream.group,
             self,
             offset_reset=settings.offset_reset,
+            instance_id=settings.instance_id,
         )
         self._delivery = delivery = self._make_delivery(exactly_once, consumer)
         producer = delivery.producer

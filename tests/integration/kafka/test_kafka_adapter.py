@@ -338,6 +338,8 @@ def test_configuration_precedence_and_unsafe_defaults() -> None:
     assert consumer["partition.assignment.strategy"] == "cooperative-sticky"
     assert consumer["isolation.level"] == "read_committed"
     assert consumer["fetch.min.bytes"] == "7"
+    assert "group.instance.id" not in consumer
+    assert settings.consumer("g", "latest", "web-1")["group.instance.id"] == "web-1"
 
 
 async def test_plain_functions_run_on_the_event_loop(

@@ -30,6 +30,8 @@ GROUP_QUERY = (
     "session.timeout.ms=2000&heartbeat.interval.ms=300&max.poll.interval.ms=3000"
     "&transaction.timeout.ms=6000"
 )
+SLOW_QUERY = "session.timeout.ms=30000&heartbeat.interval.ms=1000&transaction.timeout.ms=30000"
+"""Timeouts a restarted instance must not wait out."""
 
 
 class Workers(worker_processes.Workers):
@@ -235,3 +237,32 @@ async def test_bytes_that_are_not_json_stop_spate_run_naming_the_record(
     ), last_line
     lag = {e.partition: e for e in await kafka.lag(workers.group, [workers.inputs])}
     assert (lag[3].committed or 0) <= bad_offset
+
+
+async def test_a_restarted_instance_takes_over_at_once(
+    kafka: KafkaBroker, make_workers: Callable[..., Workers]
+) -> None:
+    """With an instance id, a worker SIGKILLed mid-transaction and started again gets
+    its partitions back without waiting out the session (static membership) and
+    aborts the transaction its predecessor left open without waiting out the
+    transaction timeout. Both are 30 s here; the new worker resumes in a few."""
+    count = 30_000
+    workers = make_workers("exactly-once", partitions=1, batch=200, delay_s=0.0003)
+    workers.url = workers.url.replace(GROUP_QUERY, SLOW_QUERY)
+    workers.env["SPATE_INSTANCE_ID"] = f"instance-{uuid.uuid4().hex[:6]}"
+    await produce_inputs(kafka, workers, count)
+    first = workers.start()
+    await wait_for(lambda: _above(kafka, workers, count // 5), 60, "20% progress")
+    first.send_signal(signal.SIGKILL)
+    first.wait(5)
+    killed_at = await committed(kafka, workers)
+    restarted_at = asyncio.get_running_loop().time()
+    again = workers.start()
+    await wait_for(lambda: _above(kafka, workers, killed_at + 1000), 25, "progress after restart")
+    resumed_s = asyncio.get_running_loop().time() - restarted_at
+    assert resumed_s < 15, f"took {resumed_s:.1f}s: the predecessor was waited out"
+    await wait_for(lambda: _above(kafka, workers, count), 90, "every input committed")
+    outputs = await Reader(kafka, workers.outputs).read_until(count, 60)
+    assert outputs == list(range(count))
+    again.send_signal(signal.SIGTERM)
+    assert again.wait(20) == 0

@@ -241,11 +241,12 @@ class KafkaBroker(OwningBroker):
         listener: RebalanceListener | None = None,
         *,
         offset_reset: OffsetReset = "earliest",
+        instance_id: str | None = None,
     ) -> KafkaConsumer:
         self._client()
         return self._track(
             KafkaConsumer(
-                self._settings.consumer(group, offset_reset),
+                self._settings.consumer(group, offset_reset, instance_id),
                 topics,
                 group,
                 listener,

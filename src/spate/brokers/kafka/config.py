@@ -124,10 +124,13 @@ class KafkaSettings:
             {**PRODUCER_DEFAULTS, **TRANSACTIONAL_DEFAULTS}, {"transactional.id": transactional_id}
         )
 
-    def consumer(self, group: str, offset_reset: str) -> dict[str, Any]:
-        return self._merge(
-            CONSUMER_DEFAULTS, {"group.id": group, "auto.offset.reset": offset_reset}
-        )
+    def consumer(
+        self, group: str, offset_reset: str, instance_id: str | None = None
+    ) -> dict[str, Any]:
+        overrides = {"group.id": group, "auto.offset.reset": offset_reset}
+        if instance_id is not None:
+            overrides["group.instance.id"] = instance_id
+        return self._merge(CONSUMER_DEFAULTS, overrides)
 
 
 ClientT = TypeVar("ClientT")

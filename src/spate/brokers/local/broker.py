@@ -236,6 +236,7 @@ class LocalBroker(OwningBroker):
         listener: RebalanceListener | None = None,
         *,
         offset_reset: OffsetReset = "earliest",
+        instance_id: str | None = None,
     ) -> Consumer:
         return self._track(
             LocalConsumer(self, self.db, topics, group, listener, offset_reset=offset_reset)

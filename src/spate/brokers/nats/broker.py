@@ -213,6 +213,7 @@ class NatsBroker(OwningBroker):
         listener: RebalanceListener | None = None,
         *,
         offset_reset: OffsetReset = "earliest",
+        instance_id: str | None = None,
     ) -> Consumer:
         self._check_open()
         return self._track(NatsConsumer(self, topics, group, listener, offset_reset=offset_reset))

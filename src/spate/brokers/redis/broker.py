@@ -225,6 +225,7 @@ class RedisBroker(OwningBroker):
         listener: RebalanceListener | None = None,
         *,
         offset_reset: OffsetReset = "earliest",
+        instance_id: str | None = None,
     ) -> Consumer:
         self._check_open()
         return self._track(RedisConsumer(self, topics, group, listener, offset_reset=offset_reset))

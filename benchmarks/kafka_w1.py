@@ -3,13 +3,19 @@
 Every run gets fresh topics and a fresh group on the same broker and does the same
 work: batch consume, decode, keep ``amount >= 10``, add a field, encode, produce,
 commit once per batch after the batch's outputs are acknowledged. Each run is its own
-process, so its CPU time and peak RSS are its own. "Steady" figures start at the
-first commit (the group has joined and the first batch is done).
+process, so its CPU time and peak RSS are its own. "Steady" figures start after the
+first batch (the group has joined) and end when every record was processed; the last
+batch's flush and commit come after that line for both and are checked, not timed.
 
 Apache Kafka is started from the cached jars (spate.testing.kafka_server) unless
-``--bootstrap host:port`` is given; ``--tansu`` adds Tansu. Usage::
+``--bootstrap host:port`` is given; ``--tansu`` adds Tansu. ``--rounds N`` repeats
+the three runs N times, interleaved, and reports the median of each round's ratio to
+that round's raw loop: on a shared machine the CPU per record of every run drifts by
+±15% from minute to minute, and a ratio within one round drifts much less.
+``--threads`` adds each run's CPU per thread. Usage::
 
-    python benchmarks/kafka_w1.py --records 200000 [--bootstrap 127.0.0.1:9092] [--tansu]
+    python benchmarks/kafka_w1.py --records 200000 [--rounds 3] [--threads]
+        [--bootstrap 127.0.0.1:9092] [--tansu]
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,8 +55,9 @@ class Clock:
     def mark_steady(self, done: int) -> None:
         if self.steady is None:
             self.steady = (time.perf_counter(), time.process_time(), done)
+            self.threads0 = thread_cpu_s()
 
-    def report(self, name: str, records: int) -> dict[str, Any]:
+    def report(self, name: str, records: int, batches: int) -> dict[str, Any]:
         wall, cpu = time.perf_counter(), time.process_time()
         assert self.steady is not None
         steady_wall, steady_cpu, steady_done = self.steady
@@ -60,7 +69,30 @@ class Clock:
             "cpu_us": (cpu - self.cpu0) / records * 1e6,
             "steady_cpu_us": (cpu - steady_cpu) / max(1, records - steady_done) * 1e6,
             "peak_rss_mib": peak_rss_mib(),
+            "records_per_batch": records / max(1, batches),
+            "threads": {
+                name: cpu - self.threads0.get(name, 0.0) for name, cpu in thread_cpu_s().items()
+            },
         }
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds of this process's live threads by name (Python threads by their
+    name without the pool index, librdkafka's by theirs), from /proc."""
+    import threading
+
+    names = {t.native_id: t.name.rstrip("0123456789_") for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        except OSError:
+            continue  # the thread ended
+        fields = stat[stat.rindex(")") + 2 :].split()
+        name = names.get(int(tid), stat[stat.index("(") + 1 : stat.rindex(")")])
+        cpu[name] = cpu.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return cpu
 
 
 def produce_inputs(bootstrap: str, topic: str, count: int) -> None:
@@ -91,8 +123,9 @@ def raw_loop(bootstrap: str, source: str, sink: str, count: int) -> dict[str, An
     )
     consumer.subscribe([source])
     clock = Clock()
-    done = 0
+    done = batches = 0
     loads, dumps = orjson.loads, orjson.dumps
+    result: dict[str, Any] = {}
     while done < count:
         messages = consumer.consume(BATCH, 0.2)
         if not messages:
@@ -103,14 +136,16 @@ def raw_loop(bootstrap: str, source: str, sink: str, count: int) -> dict[str, An
             if keep(order):
                 producer.produce(sink, dumps(enrich(order)), message.key())
             last[message.partition()] = message.offset()
+        done += len(messages)
+        batches += 1
+        clock.mark_steady(done)
+        if done >= count:  # the finish line, as for spate: every record processed
+            result = clock.report("raw confluent-kafka", count, batches)
         producer.flush()
         consumer.commit(
             offsets=[CkTopicPartition(source, p, o + 1) for p, o in last.items()],
             asynchronous=False,
         )
-        done += len(messages)
-        clock.mark_steady(done)
-    result = clock.report("raw confluent-kafka", count)
     consumer.close()
     return result
 
@@ -129,8 +164,10 @@ async def spate_run(bootstrap: str, source: str, sink: str, count: int, guarante
         stop = asyncio.Event()
         clock = Clock()
         runner = asyncio.create_task(app.run_processors(broker, stop))
-        # In-process counters while records flow (no admin requests competing with
-        # the pipeline), then the broker's committed offsets for the finish line.
+        # In-process counters while records flow (no admin requests competing with the
+        # pipeline). The finish line, as for the raw loop: every record processed and its
+        # outputs handed over; the last batch's flush and commit, which the raw loop too
+        # makes after its finish line, are then checked through the broker.
         while (consumed := sum(st.consumed for st in app.stats.values())) < count:
             if consumed:
                 clock.mark_steady(consumed)
@@ -138,11 +175,12 @@ async def spate_run(bootstrap: str, source: str, sink: str, count: int, guarante
                 runner.result()
             await asyncio.sleep(0.005)
         clock.mark_steady(consumed)
+        batches = sum(st.batches for st in app.stats.values())
+        result = clock.report(f"spate {guarantee}", count, batches)
         committed = 0
         while committed < count:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
             committed = sum(p.committed or 0 for p in await broker.lag(f"g-{source}", [source]))
-        result = clock.report(f"spate {guarantee}", count)
         stop.set()
         await runner
     return result
@@ -173,32 +211,49 @@ def prepare(bootstrap: str, records: int) -> str:
     return f"{source},{sink}"
 
 
-def run_all(bootstrap: str, label: str, records: int) -> list[dict[str, Any]]:
+def run_all(bootstrap: str, label: str, records: int, rounds: int) -> list[dict[str, Any]]:
+    """``rounds`` times (raw, at-least-once, exactly-once), each on fresh topics, each
+    result with its ratios to the raw run of its round."""
     results = []
-    for kind in ("raw", "at-least-once", "exactly-once"):
-        command = [sys.executable, __file__, "--one", kind, "--bootstrap", bootstrap]
-        command += ["--records", str(records), "--topics", prepare(bootstrap, records)]
-        out = subprocess.run(command, capture_output=True, text=True, check=True)
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        result["broker"] = label
-        results.append(result)
+    for round_ in range(1, rounds + 1):
+        raw: dict[str, Any] = {}
+        for kind in ("raw", "at-least-once", "exactly-once"):
+            command = [sys.executable, __file__, "--one", kind, "--bootstrap", bootstrap]
+            command += ["--records", str(records), "--topics", prepare(bootstrap, records)]
+            out = subprocess.run(command, capture_output=True, text=True, check=True)
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            raw = raw or result
+            result |= {
+                "broker": label,
+                "round": round_,
+                "rate_ratio": result["steady_rate"] / raw["steady_rate"],
+                "cpu_ratio": result["steady_cpu_us"] / raw["steady_cpu_us"],
+            }
+            results.append(result)
     return results
 
 
-def print_table(results: list[dict[str, Any]]) -> None:
+def print_table(results: list[dict[str, Any]], threads: bool) -> None:
     print(
-        f"{'broker':<14}{'run':<24}{'rec/s':>10}{'steady':>10}{'vs raw':>8}"
-        f"{'CPU us/rec':>12}{'vs raw':>8}{'RSS MiB':>9}"
+        f"{'broker':<14}{'round':>5}  {'run':<24}{'rec/s':>10}{'steady':>10}{'vs raw':>8}"
+        f"{'CPU us/rec':>12}{'vs raw':>8}{'rec/batch':>10}{'RSS MiB':>9}"
     )
-    raw: dict[str, Any] = {}
     for r in results:
-        if r["name"].startswith("raw"):
-            raw = r
         print(
-            f"{r['broker']:<14}{r['name']:<24}{r['rate']:>10,.0f}{r['steady_rate']:>10,.0f}"
-            f"{r['steady_rate'] / raw['steady_rate']:>8.0%}{r['steady_cpu_us']:>12.1f}"
-            f"{r['steady_cpu_us'] / raw['steady_cpu_us']:>8.2f}{r['peak_rss_mib']:>9.0f}"
+            f"{r['broker']:<14}{r['round']:>5}  {r['name']:<24}{r['rate']:>10,.0f}"
+            f"{r['steady_rate']:>10,.0f}{r['rate_ratio']:>8.0%}{r['steady_cpu_us']:>12.2f}"
+            f"{r['cpu_ratio']:>8.2f}{r['records_per_batch']:>10.0f}{r['peak_rss_mib']:>9.0f}"
         )
+        if threads:
+            busy = sorted(r["threads"].items(), key=lambda item: -item[1])
+            print(" " * 21 + "  ".join(f"{name} {cpu:.2f}s" for name, cpu in busy if cpu > 0))
+    print("\nmedian over rounds (steady records/s and CPU per record, each vs its round's raw):")
+    for broker in dict.fromkeys(r["broker"] for r in results):
+        for name in dict.fromkeys(r["name"] for r in results if r["broker"] == broker):
+            runs = [r for r in results if r["broker"] == broker and r["name"] == name]
+            rate = statistics.median(r["rate_ratio"] for r in runs)
+            cpu = statistics.median(r["cpu_ratio"] for r in runs)
+            print(f"  {broker:<14}{name:<24}{rate:>8.0%}{cpu:>8.2f}x CPU")
 
 
 def main() -> None:
@@ -206,6 +261,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--bootstrap", default=None)
     parser.add_argument("--tansu", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--threads", action="store_true", help="CPU per thread of each run")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--topics", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,16 +278,16 @@ def main() -> None:
             )
             servers.append(server)
             bootstrap = server.bootstrap
-        results = run_all(bootstrap, "Apache Kafka", args.records)
+        results = run_all(bootstrap, "Apache Kafka", args.records, args.rounds)
         if args.tansu:
             tansu = start_tansu(Path(tempfile.mkdtemp(prefix="w1-tansu-")))
             servers.append(tansu)
-            results += run_all(tansu.bootstrap, "Tansu", args.records)
+            results += run_all(tansu.bootstrap, "Tansu", args.records, args.rounds)
     finally:
         for server in servers:
             server.stop()
     print(f"W1 on Kafka, {args.records} records, {PARTITIONS} partitions, batch {BATCH}")
-    print_table(results)
+    print_table(results, args.threads)
 
 
 if __name__ == "__main__":

@@ -62,9 +62,15 @@ async def test_at_least_once_commits_a_batch_once_the_next_one_ends(broker: Brok
     assert delivery.stats.commits == 2
 
 
-def spy_commits(consumer: Consumer) -> list[tuple[dict[TopicPartition, int], bool]]:
-    """Record every (offsets, wait) the consumer is asked to commit; still commit them."""
-    calls: list[tuple[dict[TopicPartition, int], bool]] = []
+Commits = list[tuple[dict[TopicPartition, int], bool]]
+
+
+@pytest.fixture
+async def spied(broker: Broker) -> AsyncIterator[tuple[AtLeastOnce, list[Record], Commits]]:
+    """At-least-once over a started consumer whose commits are recorded as
+    (offsets, wait), and still made."""
+    consumer, records = await started_consumer(broker)
+    calls: Commits = []
     commit = consumer.commit
 
     async def spy(through: Mapping[TopicPartition, int], *, wait: bool = True) -> None:
@@ -72,43 +78,42 @@ def spy_commits(consumer: Consumer) -> list[tuple[dict[TopicPartition, int], boo
         await commit(through, wait=wait)
 
     consumer.commit = spy  # type: ignore[method-assign]
-    return calls
+    producer = broker.producer()
+    async with producer, consumer:
+        stats = ProcessorStats(processor="p", group="g")
+        yield AtLeastOnce(producer, consumer, stats), records, calls
 
 
-async def test_pipelined_commits_do_not_wait_and_settle_confirms_them(broker: Broker) -> None:
+async def test_pipelined_commits_do_not_wait_and_settle_confirms_them(
+    broker: Broker, spied: tuple[AtLeastOnce, list[Record], Commits]
+) -> None:
     """Commits overlapping the next batch are sent with wait=False; settling (idle,
     revoke, stop) commits the same offsets again and waits for them, once."""
-    consumer, records = await started_consumer(broker)
-    calls = spy_commits(consumer)
-    producer = broker.producer()
-    delivery = AtLeastOnce(producer, consumer, ProcessorStats(processor="p", group="g"))
-    async with producer, consumer:
-        await run_batch(delivery, records[:2])
-        await run_batch(delivery, records[2:4])
-        await run_batch(delivery, records[4:])
-        assert calls == [({IN: 1}, False), ({IN: 3}, False)]
-        await delivery.begin_batch()  # batch 3 committed without waiting
-        await delivery.abort_batch([])
-        assert calls[-1] == ({IN: 5}, False)
-        await delivery.settle()
-        assert calls[-1] == ({IN: 5}, True)
-        await delivery.settle()
-        assert len(calls) == 4
+    delivery, records, calls = spied
+    await run_batch(delivery, records[:2])
+    await run_batch(delivery, records[2:4])
+    await run_batch(delivery, records[4:])
+    assert calls == [({IN: 1}, False), ({IN: 3}, False)]
+    await delivery.begin_batch()  # batch 3 committed without waiting
+    await delivery.abort_batch([])
+    assert calls[-1] == ({IN: 5}, False)
+    await delivery.settle()
+    assert calls[-1] == ({IN: 5}, True)
+    await delivery.settle()
+    assert len(calls) == 4
     assert await end_offsets(broker) == (6, 6)
 
 
-async def test_lost_partitions_are_not_confirmed(broker: Broker) -> None:
-    consumer, records = await started_consumer(broker)
-    calls = spy_commits(consumer)
-    producer = broker.producer()
-    delivery = AtLeastOnce(producer, consumer, ProcessorStats(processor="p", group="g"))
-    async with producer, consumer:
-        await run_batch(delivery, records[:3])
-        await run_batch(delivery, records[3:])
-        assert calls == [({IN: 2}, False)]
-        await delivery.on_lost([IN])
-        await delivery.settle()
-        assert calls == [({IN: 2}, False)]
+async def test_lost_partitions_are_not_confirmed(
+    spied: tuple[AtLeastOnce, list[Record], Commits],
+) -> None:
+    delivery, records, calls = spied
+    await run_batch(delivery, records[:3])
+    await run_batch(delivery, records[3:])
+    assert calls == [({IN: 2}, False)]
+    await delivery.on_lost([IN])
+    await delivery.settle()
+    assert calls == [({IN: 2}, False)]
 
 
 async def test_at_least_once_drops_lost_partitions_and_never_commits_them(

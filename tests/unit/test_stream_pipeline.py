@@ -193,3 +193,17 @@ def test_bad_declarations_are_config_errors() -> None:
         Stream([orders], "g", "p").route(out_a)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="at least one source topic"):
         Stream([], "g", "p")
+
+
+def test_a_value_the_serde_cannot_encode_goes_to_the_policy_with_the_serde_error() -> None:
+    """The fast encoder (orjson) fails the whole value; the serde's own encode then
+    names the problem, and only that record is skipped, in to() and in route()."""
+    skip = SkipPolicy("p")
+    good, bad = {"n": 1}, {"n": {2}}  # a set is not JSON
+    to = Stream([orders], "g", "p").to(out_a).compile(skip.record_failed)
+    assert triples(to.run_sync(batch_of(good, bad, good))) == [("out-a", b'{"n":1}', b"k")] * 2
+    routed = Stream([orders], "g", "p").route((lambda v: True, out_b)).compile(skip.record_failed)
+    assert triples(routed.run_sync(batch_of(bad, good))) == [("out-b", b'{"n":1}', b"k")]
+    assert skip.skipped == 2
+    with pytest.raises(ProcessingError, match="cannot encode dict as JSON"):
+        Stream([orders], "g", "p").to(out_a).compile(fail_stop).run_sync(batch_of(bad))

@@ -328,9 +328,7 @@ def _to(topic: Topic[Any], fail: Fail) -> Callable[[Batch], list[Output]]:
             try:
                 append((name, encode(value), key, source))
             except Exception:
-                data = _encode_checked(checked, value, source, fail)
-                if data is not None:
-                    append((name, data, key, source))
+                _append_checked(append, name, checked, value, key, source, fail)
         return outputs
 
     return run
@@ -341,16 +339,23 @@ def _sink(topic: Topic[Any]) -> tuple[str, Callable[[Any], bytes], Callable[[Any
     return topic.name, fast_encoder(topic.serde), topic.serde.encode
 
 
-def _encode_checked(
-    encode: Callable[[Any], bytes], value: Any, source: Record, fail: Fail
-) -> bytes | None:
+def _append_checked(
+    append: Callable[[Output], None],
+    name: str,
+    encode: Callable[[Any], bytes],
+    value: Any,
+    key: bytes | None,
+    source: Record,
+    fail: Fail,
+) -> None:
     """After a serde's fast encoder raised: its own ``encode``, whose SerdeError says
-    what was wrong, goes to the error policy (None: the record is skipped)."""
+    what was wrong, goes to the error policy (which skips the record or stops)."""
     try:
-        return encode(value)
+        data = encode(value)
     except Exception as exc:
         fail(source, exc)
-        return None
+        return
+    append((name, data, key, source))
 
 
 def _route(
@@ -380,9 +385,7 @@ def _route(
             try:
                 append((name, encode(value), key, source))
             except Exception:
-                data = _encode_checked(checked, value, source, fail)
-                if data is not None:
-                    append((name, data, key, source))
+                _append_checked(append, name, checked, value, key, source, fail)
         return outputs
 
     return run

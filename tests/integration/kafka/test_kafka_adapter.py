@@ -88,13 +88,18 @@ async def test_publish_fetch_commit_lag(kafka: KafkaBroker, name: str) -> None:
     assert name in await kafka.groups()
 
 
-async def test_new_group_starts_earliest_and_resumes_after_commit(
-    kafka: KafkaBroker, name: str
-) -> None:
+async def topic_of_ten(kafka: KafkaBroker, name: str) -> None:
+    """Topic ``name``, one partition, holding b"0" … b"9"."""
     await kafka.create_topic(name, 1)
     async with kafka.producer() as producer:
         for i in range(10):
             producer.send(name, b"%d" % i)
+
+
+async def test_new_group_starts_earliest_and_resumes_after_commit(
+    kafka: KafkaBroker, name: str
+) -> None:
+    await topic_of_ten(kafka, name)
     async with kafka.consumer([name], name) as consumer:
         records = await fetch_n(consumer, 10)
         assert [r.value for r in records] == [b"%d" % i for i in range(10)]
@@ -111,10 +116,7 @@ async def test_new_group_starts_earliest_and_resumes_after_commit(
 async def test_commit_without_waiting_lands_and_a_failure_is_logged(
     kafka: KafkaBroker, name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await kafka.create_topic(name, 1)
-    async with kafka.producer() as producer:
-        for i in range(10):
-            producer.send(name, b"%d" % i)
+    await topic_of_ten(kafka, name)
     async with kafka.consumer([name], name) as consumer:
         await fetch_n(consumer, 10)
         await consumer.commit({TopicPartition(name, 0): 6}, wait=False)

@@ -15,7 +15,7 @@ that round's raw loop: on a shared machine the CPU per record of every run drift
 ``--threads`` adds each run's CPU per thread. Usage::
 
     python benchmarks/kafka_w1.py --records 200000 [--rounds 3] [--threads]
-        [--bootstrap 127.0.0.1:9092] [--tansu]
+        [--bootstrap 127.0.0.1:9092] [--tansu | --only-tansu]
 """
 
 from __future__ import annotations
@@ -272,6 +272,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--bootstrap", default=None)
     parser.add_argument("--tansu", action="store_true")
+    parser.add_argument("--only-tansu", action="store_true", help="Tansu without Apache Kafka")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--threads", action="store_true", help="CPU per thread of each run")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
@@ -282,15 +283,18 @@ def main() -> None:
         return
     servers = []
     try:
+        results: list[dict[str, Any]] = []
         bootstrap = args.bootstrap
-        if bootstrap is None:
+        if bootstrap is None and not args.only_tansu:
             server = start_apache_kafka(
                 Path(tempfile.mkdtemp(prefix="w1-kafka-")), cache_dir=REPO / ".cache"
             )
             servers.append(server)
             bootstrap = server.bootstrap
-        results = run_all(bootstrap, "Apache Kafka", args.records, args.rounds)
-        if args.tansu:
+        if bootstrap is not None:
+            label = "Apache Kafka" if args.bootstrap is None else args.bootstrap
+            results = run_all(bootstrap, label, args.records, args.rounds)
+        if args.tansu or args.only_tansu:
             tansu = start_tansu(Path(tempfile.mkdtemp(prefix="w1-tansu-")))
             servers.append(tansu)
             results += run_all(tansu.bootstrap, "Tansu", args.records, args.rounds)

@@ -236,6 +236,9 @@ class LeasedConsumer(Consumer):
         new epoch, so commits are signed with this one, not the member's current one."""
         self._started = False
         self._closed = False
+        self._released = False
+        """Closed refuses fetch at once; released (the leases handed back) refuses
+        commits, which the runtime still makes in ``on_revoked`` while closing."""
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -344,7 +347,8 @@ class LeasedConsumer(Consumer):
         return records
 
     async def commit(self, through: Mapping[TopicPartition, int], *, wait: bool = True) -> None:
-        self._check_open()
+        if self._released:
+            raise ClosedError(f"consumer of group {self.group!r} is closed")
         if through:
             await self._write_commit(through, self.epochs(list(through)))
 
@@ -367,6 +371,7 @@ class LeasedConsumer(Consumer):
             if self._started:
                 await self._leave()
         finally:
+            self._released = True
             self._owner.forget(self)
 
     async def _leave(self) -> None:

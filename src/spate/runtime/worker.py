@@ -170,8 +170,10 @@ class Worker:
                         else:
                             await delivery.settle()
                     await delivery.settle()
-                finally:
-                    await consumer.close()
+                except BaseException:
+                    await self._close_after_error(consumer)
+                    raise
+                await consumer.close()
         except BaseException as exc:
             error = exc
             raise
@@ -187,6 +189,20 @@ class Worker:
                 self.stats.produced,
                 self.stats.errors,
                 "" if error is None else f" error={type(error).__name__}: {error}",
+            )
+
+    async def _close_after_error(self, consumer: Consumer) -> None:
+        """Close (revoke, commit what is acknowledged, leave) after the loop failed; a
+        failure to close is logged, so the error that stopped the loop is the one raised."""
+        try:
+            await consumer.close()
+        except Exception as exc:
+            log.warning(
+                "event=close_failed app=%s processor=%s error=%s: %s",
+                self.app_name,
+                self.stream.name,
+                type(exc).__name__,
+                exc,
             )
 
     async def _process(self, records: list[Record], pipeline: Pipeline, delivery: Delivery) -> None:

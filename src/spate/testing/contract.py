@@ -429,6 +429,30 @@ class BrokerContract:
         with pytest.raises(ClosedError):
             producer.send(topic, b"late")
 
+    async def test_on_revoked_can_commit_while_the_consumer_closes(
+        self, broker: Broker, contract_timing: ContractTiming
+    ) -> None:
+        """Closing revokes first, and the runtime commits what it finished from inside
+        ``on_revoked`` — also when a failed loop closes it with offsets pending."""
+        topic, group = await self.new_topic(broker), self.fresh_group()
+        await self.produce(broker, topic, 5)
+        done: dict[TopicPartition, int] = {}
+        consumers: list[Consumer] = []
+
+        class CommitOnRevoke(RecordingListener):
+            async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+                await super().on_revoked(partitions)
+                await consumers[0].commit({tp: done[tp] for tp in partitions if tp in done})
+
+        consumer = broker.consumer([topic], group, CommitOnRevoke())
+        consumers.append(consumer)
+        await consumer.start()
+        for record in await self.collect(consumer, 5, contract_timing):
+            done[record.topic_partition] = record.offset
+        await consumer.close()
+        [lag] = await broker.lag(group, [topic])
+        assert lag.committed == 5
+
     async def test_producer_close_flushes(
         self, broker: Broker, contract_timing: ContractTiming
     ) -> None:

@@ -14,8 +14,15 @@ import pytest
 
 import spate
 from spate.app import App
+from spate.brokers.leased import LeasedConsumer
 from spate.brokers.local import LocalBroker
-from spate.errors import CapabilityError, ConfigError, DeserializationError, ProcessingError
+from spate.errors import (
+    BrokerError,
+    CapabilityError,
+    ConfigError,
+    DeserializationError,
+    ProcessingError,
+)
 from spate.partitioner import Partitioner
 from spate.testing.app import TestApp
 from spate.topic import Topic
@@ -298,3 +305,26 @@ async def test_plain_functions_run_on_the_apps_user_thread_where_leases_use_the_
         await test.run_until_idle_async()
     assert seen
     assert all(name.startswith("spate-threads") for name in seen)
+
+
+def test_a_failure_to_close_does_not_hide_the_error_that_stopped_the_processor(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, orders, invoices = shop()
+
+    @app.handler(orders, group="billing", output=invoices)
+    def bill(order: Order) -> Invoice:
+        return Invoice(order=order.id, total=100 // order.amount)
+
+    close = LeasedConsumer.close
+
+    async def close_then_fail(self: LeasedConsumer) -> None:
+        await close(self)
+        raise BrokerError("the connection went away while leaving")
+
+    monkeypatch.setattr(LeasedConsumer, "close", close_then_fail)
+    with TestApp(app) as t:
+        send_orders(t, orders, 5)
+        with pytest.raises(ProcessingError, match=r"'bill' stopped: ZeroDivisionError"):
+            t.run_until_idle()
+    assert "event=close_failed app=shop processor=bill error=BrokerError" in caplog.text

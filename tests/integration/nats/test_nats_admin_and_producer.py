@@ -174,3 +174,31 @@ def test_unknown_options_are_config_errors() -> None:
         spate.connect("nats://127.0.0.1:4222?bogus=1")
     with pytest.raises(ConfigError, match="lease_ttl_s"):
         spate.connect("nats://127.0.0.1:4222?lease_ttl_s=soon")
+
+
+@pytest.mark.parametrize(
+    ("headers", "data", "verdict"),
+    [
+        (None, b'{"stream":"S","seq":7}', "acked"),
+        (None, b'{"stream":"S","seq":7,"duplicate":true}', "acked"),
+        ({"Status": "503", "Description": "No Responders"}, b"", "again"),
+        (
+            None,
+            b'{"error":{"code":503,"err_code":10008,'
+            b'"description":"JetStream system temporarily unavailable"}}',
+            "again",
+        ),
+        (None, b'{"error":{"code":400,"description":"maximum payload exceeded"}}', "refused"),
+        ({"Status": "400", "Description": "Bad Request"}, b"", "refused"),
+    ],
+)
+def test_a_restarting_server_s_answers_are_published_again(
+    headers: dict[str, str] | None, data: bytes, verdict: str
+) -> None:
+    """A PubAck's verdict. JetStream answers 503 (in a header, or in a JSON error while
+    a restarted server recovers its streams) until it is ready: those records are
+    published again rather than failing the flush (and stopping the worker)."""
+    from spate.brokers.nats.producer import _ACKED, _FATAL, _RETRY, classify_reply
+
+    expected = {"acked": _ACKED, "again": _RETRY, "refused": _FATAL}[verdict]
+    assert classify_reply(headers, data)[0] == expected

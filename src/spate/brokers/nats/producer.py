@@ -36,6 +36,26 @@ ATTEMPT_TIMEOUT_S = 10.0
 _PENDING, _ACKED, _RETRY, _FATAL = 0, 1, 2, 3
 # JetStream answers these while a stream is (re)starting: worth trying again.
 _RETRYABLE_STATUS = ("503",)
+_RETRYABLE_CODES = (503,)
+"""The same, as the ``code`` of a JSON error reply ("JetStream system temporarily
+unavailable", "JetStream not enabled" while a restarted server recovers its streams)."""
+
+
+def classify_reply(headers: dict[str, str] | None, data: bytes) -> tuple[int, str | None]:
+    """A PubAck's verdict: acknowledged, worth publishing again (the server or the
+    stream is starting), or refused for good; and the error, if any."""
+    status = headers.get("Status") if headers else None
+    if status is not None:
+        description = headers.get("Description", "") if headers else ""
+        return (_RETRY if status in _RETRYABLE_STATUS else _FATAL), f"status {status} {description}"
+    reply = orjson.loads(data)
+    error = reply.get("error") if isinstance(reply, dict) else None
+    if not error:
+        return _ACKED, None
+    if not isinstance(error, dict):
+        return _FATAL, str(error)
+    verdict = _RETRY if error.get("code") in _RETRYABLE_CODES else _FATAL
+    return verdict, str(error.get("description", error))
 
 
 @dataclass(slots=True)
@@ -115,20 +135,9 @@ class NatsProducer(Producer):
         previous = self._status[index]
         if previous == _ACKED:
             return
-        status = msg.headers.get("Status") if msg.headers else None
-        if status is not None:
-            self._status[index] = _RETRY if status in _RETRYABLE_STATUS else _FATAL
-            self._errors[index] = (
-                f"status {status} {msg.headers.get('Description', '') if msg.headers else ''}"
-            )
-        else:
-            reply = orjson.loads(msg.data)
-            error = reply.get("error") if isinstance(reply, dict) else None
-            if error:
-                self._status[index] = _FATAL
-                self._errors[index] = str(error.get("description", error))
-            else:
-                self._status[index] = _ACKED
+        self._status[index], error = classify_reply(msg.headers, msg.data)
+        if error is not None:
+            self._errors[index] = error
         if previous == _PENDING:
             self._waiting -= 1
             if self._waiting == 0:

@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -79,8 +80,6 @@ class Clock:
 def thread_cpu_s() -> dict[str, float]:
     """CPU seconds of this process's live threads by name (Python threads by their
     name without the pool index, librdkafka's by theirs), from /proc."""
-    import threading
-
     names = {t.native_id: t.name.rstrip("0123456789_") for t in threading.enumerate()}
     tick = os.sysconf("SC_CLK_TCK")
     cpu: dict[str, float] = {}

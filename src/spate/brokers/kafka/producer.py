@@ -158,13 +158,13 @@ class KafkaProducer(Producer):
             for topic, value, key, _ in outputs:
                 if topic != checked_topic:
                     count, checked_topic = self._partitions(topic), topic
+                partition = None if key else choose(topic, key, count)
                 try:
-                    if key:
+                    if partition is None:
                         produce(topic, value, key)
                     else:
-                        produce(topic, value, key, choose(topic, key, count))
+                        produce(topic, value, key, partition)
                 except BufferError:
-                    partition = None if key else choose(topic, key, count)
                     self._produce(topic, value, key, partition, (), None)
                 sent += 1
         except KafkaException as exc:

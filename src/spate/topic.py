@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -23,6 +24,13 @@ def validate_topic_name(name: str) -> str:
             "starting with a letter or digit"
         )
     return name
+
+
+def new_incarnation() -> str:
+    """A fresh ``TopicInfo.incarnation`` for a topic being created. Random rather than a
+    counter or a clock: no process needs to know the previous one, and a broker restored
+    from a backup cannot hand out an old value again."""
+    return secrets.token_hex(6)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

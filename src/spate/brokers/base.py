@@ -54,6 +54,12 @@ class TopicInfo:
     name: str
     partitions: int
     config: Mapping[str, str] = field(default_factory=dict)
+    incarnation: str = ""
+    """Which creation of the topic this is: an id the broker stores with the topic, new
+    each time a topic of that name is created (after a delete, too). Effectively-once
+    puts it in its dedup ids, so offsets of a re-created topic, which start again at 0,
+    never repeat the ids of the old one. "" where the broker keeps none (it needs none
+    without ``dedup_on_publish``) or for a topic created before spate stored one."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

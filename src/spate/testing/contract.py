@@ -181,6 +181,23 @@ class BrokerContract:
             await broker.delete_topic(name)
         assert name not in [t.name for t in await broker.list_topics()]
 
+    async def test_a_recreated_topic_is_a_new_incarnation(self, broker: Broker) -> None:
+        """Effectively-once ids name the input topic's incarnation: a deleted and
+        re-created topic restarts its offsets at 0, so only the incarnation keeps its
+        new records' ids from repeating the old ones'."""
+        if not broker.capabilities.dedup_on_publish:
+            pytest.skip(f"{type(broker).__name__} does not deduplicate on publish")
+        name = self.fresh_topic("incarnation")
+        first = await broker.create_topic(name, 2)
+        assert first.incarnation
+        assert (await broker.describe_topic(name)).incarnation == first.incarnation
+        assert (await broker.create_topic(name, 2, exist_ok=True)).incarnation == first.incarnation
+        await broker.delete_topic(name)
+        second = await broker.create_topic(name, 2)
+        assert second.incarnation not in ("", first.incarnation)
+        listed = {t.name: t.incarnation for t in await broker.list_topics()}
+        assert listed[name] == second.incarnation == (await broker.describe_topic(name)).incarnation
+
     async def test_bad_arguments_raise_spate_errors(self, broker: Broker) -> None:
         with pytest.raises(SpateError):
             await broker.create_topic(self.fresh_topic(), 0)

@@ -7,9 +7,11 @@ Layout (documented in docs/nats.md):
   per partition makes JetStream's stream sequence a dense per-partition offset and
   lets a cluster place partitions on different servers, as Kafka does.
 * offsets are the stream sequence minus one, so the first record is offset 0.
-* the topic itself — partition count and config — is one entry in the key-value
-  bucket ``spate_topics``. Creating that entry (create-if-absent) is what makes a
-  topic exist, so two processes creating the same topic agree on one partition count.
+* the topic itself — partition count, config and incarnation (a random id made at
+  creation, ``TopicInfo.incarnation``) — is one entry in the key-value bucket
+  ``spate_topics``. Creating that entry (create-if-absent) is what makes a topic exist,
+  so two processes creating the same topic agree on one partition count and one
+  incarnation.
 
 Topic config keys (Kafka's names where Kafka has one): ``retention.ms`` → the
 streams' ``max_age``, ``retention.bytes`` → ``max_bytes`` per partition,
@@ -33,7 +35,7 @@ from spate.brokers.base import TopicInfo
 from spate.brokers.nats.errors import STREAM_NOT_FOUND, api_code, nats_errors
 from spate.errors import BrokerError, ConfigError, TopicExistsError, TopicNotFoundError
 from spate.record import TopicPartition
-from spate.topic import validate_topic_name
+from spate.topic import new_incarnation, validate_topic_name
 
 TOPICS_BUCKET = "spate_topics"
 STREAM_PREFIX = "SPATE-"
@@ -106,6 +108,15 @@ def stream_config(
 class _Registered:
     partitions: int
     config: dict[str, str]
+    incarnation: str
+
+    def info(self, topic: str) -> TopicInfo:
+        return TopicInfo(
+            name=topic,
+            partitions=self.partitions,
+            config=self.config,
+            incarnation=self.incarnation,
+        )
 
 
 class TopicAdmin:
@@ -147,13 +158,14 @@ class TopicAdmin:
                 ) from None
             raise
         data = orjson.loads(entry.value or b"{}")
-        registered = _Registered(int(data["partitions"]), dict(data.get("config", {})))
+        registered = _Registered(
+            int(data["partitions"]), dict(data.get("config", {})), str(data.get("incarnation", ""))
+        )
         self._partitions[topic] = registered.partitions
         return registered
 
     async def describe(self, topic: str) -> TopicInfo:
-        registered = await self._read(validate_topic_name(topic))
-        return TopicInfo(name=topic, partitions=registered.partitions, config=registered.config)
+        return (await self._read(validate_topic_name(topic))).info(topic)
 
     async def _ensure_streams(self, topic: str, partitions: int, config: Mapping[str, str]) -> None:
         configs = [stream_config(topic, p, partitions, config) for p in range(partitions)]
@@ -170,7 +182,10 @@ class TopicAdmin:
         for p in range(partitions):
             stream_config(topic, p, partitions, config)  # validates before anything is written
         kv = await self._bucket()
-        value = orjson.dumps({"partitions": partitions, "config": config})
+        registered = _Registered(partitions, config, new_incarnation())
+        value = orjson.dumps(
+            {"partitions": partitions, "config": config, "incarnation": registered.incarnation}
+        )
         try:
             with nats_errors(f"create topic {topic!r}"):
                 await kv.create(topic, value)
@@ -182,7 +197,7 @@ class TopicAdmin:
             existing = await self._read(topic)
             # Repairs a topic whose creator died between registering and creating streams.
             await self._ensure_streams(topic, existing.partitions, existing.config)
-            return TopicInfo(name=topic, partitions=existing.partitions, config=existing.config)
+            return existing.info(topic)
         try:
             await self._ensure_streams(topic, partitions, config)
         except BrokerError:
@@ -190,7 +205,7 @@ class TopicAdmin:
                 await kv.purge(topic)
             raise
         self._partitions[topic] = partitions
-        return TopicInfo(name=topic, partitions=partitions, config=config)
+        return registered.info(topic)
 
     async def delete(self, topic: str) -> None:
         registered = await self._read(validate_topic_name(topic))
@@ -218,12 +233,9 @@ class TopicAdmin:
         infos: list[TopicInfo] = []
         for name in sorted(names):
             try:
-                registered = await self._read(name)
+                infos.append((await self._read(name)).info(name))
             except TopicNotFoundError:
                 continue  # deleted while listing
-            infos.append(
-                TopicInfo(name=name, partitions=registered.partitions, config=registered.config)
-            )
         return infos
 
     async def end_offset(self, tp: TopicPartition) -> tuple[int, int]:

@@ -28,6 +28,7 @@ from spate.brokers.redis import keys
 from spate.brokers.redis.client import RedisClient, RedisOptions, mapped, raise_first
 from spate.brokers.redis.consumer import RedisConsumer
 from spate.brokers.redis.producer import RedisProducer
+from spate.brokers.redis.scripts import CLAIM_TOPIC_SCRIPT
 from spate.brokers.redis.streams import PartitionStreams, RetentionPolicy, TrimResult
 from spate.brokers.url import BrokerURL
 from spate.errors import (
@@ -37,7 +38,7 @@ from spate.errors import (
     TopicNotFoundError,
 )
 from spate.record import TopicPartition
-from spate.topic import validate_topic_name
+from spate.topic import new_incarnation, validate_topic_name
 
 logger = logging.getLogger("spate.brokers.redis")
 
@@ -108,8 +109,12 @@ class RedisBroker(OwningBroker):
         config = {str(k): str(v) for k, v in (config or {}).items()}
         RetentionPolicy.from_config(name, config)
         what = f"creating topic {name!r}"
+        incarnation = new_incarnation()
         claimed = await self.client.run(
-            lambda pipe: pipe.hsetnx(keys.topic_meta(name), "partitions", partitions), what
+            lambda pipe: CLAIM_TOPIC_SCRIPT.queue(
+                pipe, [keys.topic_meta(name)], [partitions, incarnation]
+            ),
+            what,
         )
         raise_first(claimed, what)
         if not claimed[0]:
@@ -127,7 +132,7 @@ class RedisBroker(OwningBroker):
 
         results = await self.client.run(build, what)
         raise_first(results, what)
-        return TopicInfo(name=name, partitions=partitions, config=config)
+        return TopicInfo(name=name, partitions=partitions, config=config, incarnation=incarnation)
 
     async def describe_topic(self, name: str) -> TopicInfo:
         self._check_open()
@@ -145,7 +150,8 @@ class RedisBroker(OwningBroker):
         partitions = int(meta[b"partitions"])
         self._partition_counts[name] = partitions
         config = orjson.loads(meta[b"config"]) if b"config" in meta else {}
-        return TopicInfo(name=name, partitions=partitions, config=config)
+        incarnation = meta.get(b"incarnation", b"").decode()
+        return TopicInfo(name=name, partitions=partitions, config=config, incarnation=incarnation)
 
     async def delete_topic(self, name: str) -> None:
         self._check_open()

@@ -22,7 +22,7 @@ GROUPS = "spate:groups"
 
 
 def topic_meta(topic: str) -> str:
-    """Hash: ``partitions``, ``config`` (JSON)."""
+    """Hash: ``partitions``, ``config`` (JSON), ``incarnation`` (random, per creation)."""
     return f"spate:topic:{topic}"
 
 

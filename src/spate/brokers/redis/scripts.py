@@ -1,6 +1,7 @@
 """The Lua scripts that make spate's Redis operations atomic.
 
-Each script touches only keys of one partition (one cluster slot, see :mod:`.keys`).
+Each script touches only keys of one partition (one cluster slot, see :mod:`.keys`),
+or one topic's metadata key.
 They run on Redis 6.2 and 7.x: ``redis.replicate_commands()`` (a no-op on 7.x) lets a
 6.2 script write after reading the server time.
 
@@ -87,6 +88,15 @@ while pos <= #data do
   end
 end
 return {first, nxt - first, dropped}
+"""
+
+CLAIM_TOPIC = """
+-- KEYS: topic metadata. ARGV: partitions, incarnation. 1 if this call created the
+-- topic, 0 if it existed. The partition count (the claim: first writer wins) and the
+-- incarnation are written at once, so nobody reads one without the other.
+if redis.call('HSETNX', KEYS[1], 'partitions', ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'incarnation', ARGV[2])
+return 1
 """
 
 TAKEOVER = """
@@ -292,6 +302,7 @@ ALL = {
     name: Script(name, body)
     for name, body in {
         "publish": PUBLISH,
+        "claim_topic": CLAIM_TOPIC,
         "takeover": TAKEOVER,
         "read": READ,
         "commit": COMMIT,
@@ -303,6 +314,7 @@ ALL = {
     }.items()
 }
 PUBLISH_SCRIPT = ALL["publish"]
+CLAIM_TOPIC_SCRIPT = ALL["claim_topic"]
 TAKEOVER_SCRIPT = ALL["takeover"]
 READ_SCRIPT = ALL["read"]
 COMMIT_SCRIPT = ALL["commit"]

@@ -135,6 +135,12 @@ runtime hands over its outputs as they are, without a copy per record."""
 class Producer(AsyncResource):
     """Publishes records. ``send`` buffers; ``flush`` waits for acknowledgement."""
 
+    duplicates: int = 0
+    """Records the broker acknowledged but dropped because it had stored a record with
+    the same ``dedup_id`` before (within its window), since this producer was made.
+    Adapters with ``dedup_on_publish`` count them as the acknowledgements arrive, so a
+    caller learns per ``flush`` what never reached the topic."""
+
     @abc.abstractmethod
     def send(
         self,

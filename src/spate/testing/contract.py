@@ -544,9 +544,11 @@ class BrokerContract:
         async with broker.producer() as producer:
             producer.send(topic, b"once", dedup_id="orders-0-17-0")
             await producer.flush()
+            assert producer.duplicates == 0
             producer.send(topic, b"once", dedup_id="orders-0-17-0")
             producer.send(topic, b"other", dedup_id="orders-0-18-0")
             await producer.flush()
+            assert producer.duplicates == 1, "a dropped copy must be counted, never silent"
         async with broker.consumer([topic], self.fresh_group()) as consumer:
             records = await self.collect(consumer, 2, contract_timing)
             records += await self.quietly([consumer], contract_timing)

@@ -180,7 +180,7 @@ def test_unknown_options_are_config_errors() -> None:
     ("headers", "data", "verdict"),
     [
         (None, b'{"stream":"S","seq":7}', "acked"),
-        (None, b'{"stream":"S","seq":7,"duplicate":true}', "acked"),
+        (None, b'{"stream":"S","seq":7,"duplicate":true}', "duplicate"),
         ({"Status": "503", "Description": "No Responders"}, b"", "again"),
         (
             None,
@@ -198,7 +198,9 @@ def test_a_restarting_server_s_answers_are_published_again(
     """A PubAck's verdict. JetStream answers 503 (in a header, or in a JSON error while
     a restarted server recovers its streams) until it is ready: those records are
     published again rather than failing the flush (and stopping the worker)."""
-    from spate.brokers.nats.producer import _ACKED, _FATAL, _RETRY, classify_reply
+    from spate.brokers.nats.producer import _ACKED, _DUPLICATE, _FATAL, _RETRY, classify_reply
 
-    expected = {"acked": _ACKED, "again": _RETRY, "refused": _FATAL}[verdict]
+    expected = {"acked": _ACKED, "duplicate": _DUPLICATE, "again": _RETRY, "refused": _FATAL}[
+        verdict
+    ]
     assert classify_reply(headers, data)[0] == expected

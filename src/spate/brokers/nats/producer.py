@@ -7,6 +7,11 @@ one round trip each. Acknowledgements are tracked here rather than with nats-py'
 noticed by a timeout and the record published again, until ``timeout_s`` runs out.
 Re-publishing is harmless for records with a ``dedup_id`` (JetStream drops the copy
 inside the topic's duplicate window) and gives an at-least-once duplicate otherwise.
+
+A PubAck marked ``duplicate`` means JetStream stored nothing: the record's id was in
+the window already. Those are counted in ``duplicates`` (DESIGN §6: never a silent
+drop); a copy re-published after a lost acknowledgement counts too, as spate cannot
+tell it from a replay's.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from spate.record import Headers
 
 DEFAULT_FLUSH_TIMEOUT_S = 60.0
 ATTEMPT_TIMEOUT_S = 10.0
-_PENDING, _ACKED, _RETRY, _FATAL = 0, 1, 2, 3
+_PENDING, _ACKED, _RETRY, _FATAL, _DUPLICATE = 0, 1, 2, 3, 4
 # JetStream answers these while a stream is (re)starting: worth trying again.
 _RETRYABLE_STATUS = ("503",)
 _RETRYABLE_CODES = (503,)
@@ -42,8 +47,9 @@ unavailable", "JetStream not enabled" while a restarted server recovers its stre
 
 
 def classify_reply(headers: dict[str, str] | None, data: bytes) -> tuple[int, str | None]:
-    """A PubAck's verdict: acknowledged, worth publishing again (the server or the
-    stream is starting), or refused for good; and the error, if any."""
+    """A PubAck's verdict: acknowledged, acknowledged but dropped as a duplicate, worth
+    publishing again (the server or the stream is starting), or refused for good; and
+    the error, if any."""
     status = headers.get("Status") if headers else None
     if status is not None:
         description = headers.get("Description", "") if headers else ""
@@ -51,7 +57,7 @@ def classify_reply(headers: dict[str, str] | None, data: bytes) -> tuple[int, st
     reply = orjson.loads(data)
     error = reply.get("error") if isinstance(reply, dict) else None
     if not error:
-        return _ACKED, None
+        return (_DUPLICATE if reply.get("duplicate") else _ACKED), None
     if not isinstance(error, dict):
         return _FATAL, str(error)
     verdict = _RETRY if error.get("code") in _RETRYABLE_CODES else _FATAL
@@ -135,7 +141,11 @@ class NatsProducer(Producer):
         previous = self._status[index]
         if previous == _ACKED:
             return
-        self._status[index], error = classify_reply(msg.headers, msg.data)
+        verdict, error = classify_reply(msg.headers, msg.data)
+        if verdict == _DUPLICATE:
+            self.duplicates += 1
+            verdict = _ACKED
+        self._status[index] = verdict
         if error is not None:
             self._errors[index] = error
         if previous == _PENDING:

@@ -4,6 +4,8 @@ Each partition's share of the buffer goes to the publish script in chunks, which
 assigns dense offsets and appends atomically. A record with a ``dedup_id`` is appended
 only if ``SET NX`` of that id succeeds in the same script, so a re-published output
 (same deterministic id) is dropped for as long as the dedup window remembers the id.
+The script returns how many it dropped; they are counted in ``duplicates``, so a drop
+is never silent (a pipeline repeated after a lost connection counts its own copies).
 """
 
 from __future__ import annotations
@@ -132,6 +134,7 @@ class RedisProducer(Producer):
             results = await self._client.run(build, "publishing")
         except SpateError as exc:
             raise PublishError(f"publishing {len(pending)} records failed: {exc}") from exc
+        self.duplicates += sum(r[2] for r in results if not isinstance(r, BaseException))
         for (tp, chunk), result in zip(calls, results, strict=True):
             if isinstance(result, BaseException):
                 error = translate(result, "publishing")

@@ -17,6 +17,10 @@ and what a rebalance means for work that is not committed yet.
   deduplication on publish (NATS, Redis): at-least-once, with every output carrying
   a deterministic id, so the broker drops the copy a replay publishes again — within
   the broker's deduplication window.
+
+Whatever the strategy, outputs the broker dropped as duplicates are counted in
+``ProcessorStats.duplicates`` and logged once per flush (``event=duplicates_dropped``):
+expected after a replay, a sign of lost outputs otherwise, and never silent.
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
-from spate.brokers.base import Consumer, Producer
+from spate.brokers.base import Consumer, Producer, TopicInfo
 from spate.errors import BrokerError, CommitError, FencedError, SpateError
 from spate.record import Record, TopicPartition
 from spate.runtime.stats import ProcessorStats
@@ -59,6 +63,8 @@ class Delivery(Protocol):
     async def settle(self) -> None:
         """Make every finished batch durable now (idle, stop)."""
         ...
+
+    async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None: ...
 
     async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None: ...
 
@@ -94,6 +100,8 @@ class AtLeastOnce:
         self._unconfirmed: dict[TopicPartition, int] = {}
         """Committed without waiting: committed again, waiting, by ``settle``."""
         self._settling: asyncio.Task[None] | None = None
+        self._duplicates_seen = 0
+        """``producer.duplicates`` when last looked at."""
 
     async def begin_batch(self) -> None:
         if self._unsettled and self._settling is None:
@@ -117,6 +125,9 @@ class AtLeastOnce:
         await self._wait_settling()
         await self._settle(wait=True)
 
+    async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        return None
+
     async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
         await self.settle()
 
@@ -137,12 +148,25 @@ class AtLeastOnce:
         batches, self._unsettled = self._unsettled, []
         if batches:
             await self.producer.flush()
+            self._count_duplicates()
         for through in batches:
             self._pending.update(through)
         if wait and self._unconfirmed:
             self._pending = {**self._unconfirmed, **self._pending}
             self._unconfirmed.clear()
         await self._commit(self._pending, wait=wait)
+
+    def _count_duplicates(self) -> None:
+        dropped = self.producer.duplicates - self._duplicates_seen
+        if dropped:
+            self._duplicates_seen += dropped
+            self.stats.duplicates += dropped
+            log.warning(
+                "event=duplicates_dropped processor=%s group=%s count=%d",
+                self.stats.processor,
+                self.stats.group,
+                dropped,
+            )
 
     async def _commit(self, offsets: Offsets, *, wait: bool) -> None:
         if not offsets:
@@ -185,28 +209,68 @@ class AtLeastOnce:
 class EffectivelyOnce(AtLeastOnce):
     """At-least-once whose outputs carry ids that are the same on every replay.
 
-    The id names the processor, the source record (topic, partition, offset) and the
-    output's index among that record's outputs, so a record replayed after a crash,
-    a failover or by a zombie yields the same ids and the broker drops the copies.
+    The id is ``<prefix>/<topic>@<incarnation>/<partition>/<offset>/<index>``: the
+    prefix names the app, the group and the processor, then come the source record and
+    the output's index among that record's outputs. A record replayed after a crash, a
+    failover or by a zombie yields the same ids and the broker drops the copies.
+
+    Offsets alone do not name a record: a topic deleted and created again counts from
+    0 anew, and its new records would reuse the old ones' ids and be dropped. The
+    topic's ``incarnation`` (new at every creation) tells them apart; it is read once
+    per topic after each assignment, by the first batch that needs it, never per
+    record. The group keeps a new group's re-run of old records from colliding with
+    the outputs of the group that ran them first.
     """
 
     def __init__(
-        self, producer: Producer, consumer: Consumer, stats: ProcessorStats, *, prefix: str
+        self,
+        producer: Producer,
+        consumer: Consumer,
+        stats: ProcessorStats,
+        *,
+        prefix: str,
+        describe: Callable[[str], Awaitable[TopicInfo]],
     ) -> None:
         super().__init__(producer, consumer, stats)
         self.prefix = prefix
+        self._describe = describe
+        self._heads: dict[str, str] = {}
+        """Per source topic, the id's text up to the partition."""
+
+    async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        # Read the incarnation again: the topic may have been re-created meanwhile.
+        for tp in partitions:
+            self._heads.pop(tp.topic, None)
+
+    async def end_batch(
+        self, outputs: Sequence[Output], through: Offsets, records: Sequence[Record]
+    ) -> None:
+        heads = self._heads
+        for tp in through:
+            if tp.topic not in heads:
+                info = await self._describe(tp.topic)
+                heads[tp.topic] = f"{self.prefix}/{tp.topic}@{info.incarnation}/"
+        await super().end_batch(outputs, through, records)
 
     def _send(self, outputs: Sequence[Output]) -> None:
         send = self.producer.send
-        prefix = self.prefix
+        heads = self._heads
         previous: Record | None = None
+        topic: str | None = None
+        head = ""
         index = 0
-        for topic, value, key, source in outputs:
+        for out_topic, value, key, source in outputs:
             # A record's outputs are contiguous: every stage keeps the batch's order.
-            index = index + 1 if source is previous else 0
-            previous = source
-            dedup_id = f"{prefix}/{source.topic}/{source.partition}/{source.offset}/{index}"
-            send(topic, value, key=key, dedup_id=dedup_id)
+            if source is previous:
+                index += 1
+            else:
+                index = 0
+                previous = source
+                if source.topic is not topic:  # a batch's records share the string
+                    topic = source.topic
+                    head = heads[topic]
+            dedup_id = f"{head}{source.partition}/{source.offset}/{index}"
+            send(out_topic, value, key=key, dedup_id=dedup_id)
 
 
 class ExactlyOnce:
@@ -273,6 +337,9 @@ class ExactlyOnce:
 
     async def settle(self) -> None:
         return None  # every finished batch is committed with its transaction
+
+    async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        return None
 
     async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
         return None

@@ -25,6 +25,9 @@ class ProcessorStats:
     """Records handed to the producer by the pipeline's sinks."""
     errors: int = 0
     """Records dropped because user code raised (``on_error="skip"``)."""
+    duplicates: int = 0
+    """Outputs the broker acknowledged but dropped: an output with the same dedup id
+    was published before, within the broker's window (effectively-once replays)."""
     commits: int = 0
     commit_failures: int = 0
     rebalances: int = 0

@@ -85,6 +85,8 @@ class Worker:
             self.stream.group,
             _partitions(partitions),
         )
+        if self._delivery is not None:
+            await self._delivery.on_assigned(partitions)
 
     async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
         self.stats.rebalances += 1
@@ -130,8 +132,14 @@ class Worker:
         if self.broker.capabilities.transactions:
             producer = self.broker.producer(transactional_id=self._transactional_id())
             return ExactlyOnce(producer, consumer, self.stats)
-        prefix = f"{self.app_name}/{self.stream.name}"
-        return EffectivelyOnce(self.broker.producer(), consumer, self.stats, prefix=prefix)
+        prefix = f"{self.app_name}/{self.stream.group}/{self.stream.name}"
+        return EffectivelyOnce(
+            self.broker.producer(),
+            consumer,
+            self.stats,
+            prefix=prefix,
+            describe=self.broker.describe_topic,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until ``stop`` is set, then drain: finish, commit, release."""
@@ -182,12 +190,13 @@ class Worker:
             self._delivery = None
             log.log(
                 logging.ERROR if error is not None else logging.INFO,
-                "event=stop app=%s processor=%s consumed=%d produced=%d errors=%d%s",
+                "event=stop app=%s processor=%s consumed=%d produced=%d errors=%d duplicates=%d%s",
                 self.app_name,
                 self.stream.name,
                 self.stats.consumed,
                 self.stats.produced,
                 self.stats.errors,
+                self.stats.duplicates,
                 "" if error is None else f" error={type(error).__name__}: {error}",
             )
 

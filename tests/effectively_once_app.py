@@ -7,7 +7,8 @@ broker dropped them as duplicates, while the worker reported ``produced=100 erro
 Now the id names the topic's incarnation and the group, and every output the broker
 drops as a duplicate is counted (``ProcessorStats.duplicates``) and logged.
 
-Each tier calls these with the URL of its real server.
+Each tier subclasses :class:`EffectivelyOnceApp` with a ``url`` fixture giving its
+real server, as the broker contract suite does.
 """
 
 from __future__ import annotations
@@ -44,81 +45,82 @@ def doubling_app(url: str) -> tuple[App, Topic[int], Topic[int]]:
     return app, numbers, doubled
 
 
-async def _run(app: App, url: str, numbers: Topic[int], values: range) -> TestApp:
+async def _run(app: App, url: str, numbers: Topic[int], values: range) -> None:
     """Run the App until it answered ``values``, then stop it (drain, commit, release)."""
     async with TestApp(app, broker=url, timeout_s=30) as t:
         for n in values:
             t.send(numbers, n, key=n)
         await t.run_until_idle_async()
-    return t
 
 
-async def every_record_of_a_recreated_input_is_answered(
-    url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    app, numbers, doubled = doubling_app(url)
-    first, second = range(COUNT), range(1000, 1000 + COUNT)
-    await _run(app, url, numbers, first)
-    async with spate.connect(url) as broker:
-        await broker.delete_topic(numbers.name)
-        await broker.create_topic(numbers.name, PARTITIONS)
-    with caplog.at_level(logging.INFO, logger="spate.runtime"):
-        async with TestApp(app, broker=url, timeout_s=30) as t:
-            for n in second:
-                t.send(numbers, n, key=n)
-            await t.run_until_idle_async()
-            answers = await t.outputs_async(doubled)
-    missing = sorted({2 * n for n in second} - set(answers))
-    assert not missing, f"{len(missing)} of {COUNT} new inputs unanswered: {missing[:10]}"
-    assert sorted(answers) == sorted(2 * n for n in [*first, *second])
-    assert app.stats["double"].duplicates == 0
-    [stop] = [r.getMessage() for r in caplog.records if "event=stop" in r.getMessage()]
-    # The App's counters add up over both runs in this process.
-    assert stop.endswith(f"produced={2 * COUNT} errors=0 duplicates=0")
+class EffectivelyOnceApp:
+    """The scenarios; a subclass provides the ``url`` fixture."""
 
+    async def test_every_record_of_a_recreated_input_is_answered(
+        self, url: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        app, numbers, doubled = doubling_app(url)
+        first, second = range(COUNT), range(1000, 1000 + COUNT)
+        await _run(app, url, numbers, first)
+        async with spate.connect(url) as broker:
+            await broker.delete_topic(numbers.name)
+            await broker.create_topic(numbers.name, PARTITIONS)
+        with caplog.at_level(logging.INFO, logger="spate.runtime"):
+            async with TestApp(app, broker=url, timeout_s=30) as t:
+                for n in second:
+                    t.send(numbers, n, key=n)
+                await t.run_until_idle_async()
+                answers = await t.outputs_async(doubled)
+        missing = sorted({2 * n for n in second} - set(answers))
+        assert not missing, f"{len(missing)} of {COUNT} new inputs unanswered: {missing[:10]}"
+        assert sorted(answers) == sorted(2 * n for n in [*first, *second])
+        assert app.stats["double"].duplicates == 0
+        [stop] = [r.getMessage() for r in caplog.records if "event=stop" in r.getMessage()]
+        # The App's counters add up over both runs in this process.
+        assert stop.endswith(f"produced={2 * COUNT} errors=0 duplicates=0")
 
-async def a_replayed_batch_s_dropped_outputs_are_counted_and_logged(
-    url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A successor that replays a published but uncommitted batch (a crash between
-    flush and commit) publishes the same ids; the broker drops them, and the drop is
-    counted and logged once for the flush, with the number of outputs dropped."""
-    tag = uuid.uuid4().hex[:8]
-    source, sink, group = f"in{tag}", f"out{tag}", f"g{tag}"
-    async with spate.connect(url) as broker:
-        await broker.create_topic(source, 1)
-        await broker.create_topic(sink, 1)
-        async with broker.producer() as producer:
-            for n in range(10):
-                producer.send(source, b"%d" % n)
-        async with broker.consumer([source], group) as consumer:
-            records: list[Record] = []
-            while len(records) < 10:
-                records += await consumer.fetch(10, 1.0)
-            outputs: list[tuple[str, bytes, bytes | None, Any]] = [
-                (sink, r.value, None, r) for r in records
-            ]
-            through = {TopicPartition(source, 0): records[-1].offset}
-            runs: list[ProcessorStats] = []
-            for _ in ("first owner", "successor replaying the batch"):
-                stats = ProcessorStats(processor="double", group=group)
-                async with broker.producer() as producer:
-                    delivery = EffectivelyOnce(
-                        producer,
-                        consumer,
-                        stats,
-                        prefix=f"app/{group}/double",
-                        describe=broker.describe_topic,
-                    )
-                    with caplog.at_level(logging.INFO, logger="spate.runtime"):
-                        await delivery.begin_batch()
-                        await delivery.end_batch(outputs, through, records)
-                        await delivery.settle()
-                runs.append(stats)
-        [lag] = await broker.lag("nobody", [sink])
-    assert lag.end_offset == 10, "the replay's copies must be dropped"
-    assert [s.duplicates for s in runs] == [0, 10]
-    logged = [
-        r.getMessage() for r in caplog.records if "event=duplicates_dropped" in r.getMessage()
-    ]
-    assert logged == [f"event=duplicates_dropped processor=double group={group} count=10"]
+    async def test_a_replayed_batch_s_dropped_outputs_are_counted_and_logged(
+        self, url: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A successor that replays a published but uncommitted batch (a crash between
+        flush and commit) publishes the same ids; the broker drops them, and the drop is
+        counted and logged once for the flush, with the number of outputs dropped."""
+        tag = uuid.uuid4().hex[:8]
+        source, sink, group = f"in{tag}", f"out{tag}", f"g{tag}"
+        async with spate.connect(url) as broker:
+            await broker.create_topic(source, 1)
+            await broker.create_topic(sink, 1)
+            async with broker.producer() as producer:
+                for n in range(10):
+                    producer.send(source, b"%d" % n)
+            async with broker.consumer([source], group) as consumer:
+                records: list[Record] = []
+                while len(records) < 10:
+                    records += await consumer.fetch(10, 1.0)
+                outputs: list[tuple[str, bytes, bytes | None, Any]] = [
+                    (sink, r.value, None, r) for r in records
+                ]
+                through = {TopicPartition(source, 0): records[-1].offset}
+                runs: list[ProcessorStats] = []
+                for _ in ("first owner", "successor replaying the batch"):
+                    stats = ProcessorStats(processor="double", group=group)
+                    async with broker.producer() as producer:
+                        delivery = EffectivelyOnce(
+                            producer,
+                            consumer,
+                            stats,
+                            prefix=f"app/{group}/double",
+                            describe=broker.describe_topic,
+                        )
+                        with caplog.at_level(logging.INFO, logger="spate.runtime"):
+                            await delivery.begin_batch()
+                            await delivery.end_batch(outputs, through, records)
+                            await delivery.settle()
+                    runs.append(stats)
+            [lag] = await broker.lag("nobody", [sink])
+        assert lag.end_offset == 10, "the replay's copies must be dropped"
+        assert [s.duplicates for s in runs] == [0, 10]
+        logged = [
+            r.getMessage() for r in caplog.records if "event=duplicates_dropped" in r.getMessage()
+        ]
+        assert logged == [f"event=duplicates_dropped processor=double group={group} count=10"]

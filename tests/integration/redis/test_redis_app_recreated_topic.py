@@ -1,24 +1,15 @@
 """Effectively-once ids on Redis name the input topic's incarnation and the group, and
-an output the publish script drops is counted and logged (issue 9; the scenarios are shared
-with NATS in :mod:`effectively_once_app`)."""
+an output the publish script drops is counted and logged (issue 9; the scenarios are
+shared with NATS in :mod:`effectively_once_app`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from effectively_once_app import (
-    a_replayed_batch_s_dropped_outputs_are_counted_and_logged,
-    every_record_of_a_recreated_input_is_answered,
-)
+from effectively_once_app import EffectivelyOnceApp
 
 
-async def test_every_record_of_a_recreated_input_is_answered(
-    redis_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    await every_record_of_a_recreated_input_is_answered(redis_url, caplog)
-
-
-async def test_a_replayed_batch_s_dropped_outputs_are_counted_and_logged(
-    redis_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    await a_replayed_batch_s_dropped_outputs_are_counted_and_logged(redis_url, caplog)
+class TestRedisEffectivelyOnceApp(EffectivelyOnceApp):
+    @pytest.fixture
+    def url(self, redis_url: str) -> str:
+        return redis_url

@@ -1,0 +1,139 @@
+"""``spate bench e2e``: a producer here, a consumer in another process.
+
+The consumer is ``python -m spate bench _e2e-consumer`` with the same broker URL, so
+its fetching never shares a CPU-bound event loop with the producer. It says ``ready``
+once it owns every partition, and the producer starts only then: joining a group is
+not end-to-end latency. ``memory://`` lives inside one process, so there the consumer
+is a task beside the producer instead.
+
+Each run uses a fresh topic, deleted afterwards, so no earlier record is measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+import spate
+from spate.bench import runs
+from spate.brokers.base import Broker
+from spate.errors import SpateError
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class E2ESettings:
+    records: int
+    rate: float
+    record_size: int
+    partitions: int
+    timeout_s: float
+    interval_s: float
+    in_process: bool
+    """Run the consumer as a task of this process (``memory://``)."""
+
+
+class ConsumerFailed(SpateError):
+    """The e2e consumer process stopped without a result (its error is on stderr)."""
+
+
+async def _in_process(
+    broker: Broker,
+    topic: str,
+    group: str,
+    settings: E2ESettings,
+    on_batch: runs.OnBatch,
+    on_line: runs.OnLine,
+) -> dict[str, Any]:
+    ready = asyncio.Event()
+    async with broker.consumer([topic], group) as consumer:
+        receiving = asyncio.create_task(
+            runs.e2e_receive(
+                consumer,
+                topic,
+                settings.partitions,
+                settings.records,
+                timeout_s=settings.timeout_s,
+                interval_s=settings.interval_s,
+                ready=ready.set,
+                on_line=on_line,
+            )
+        )
+        waiting = asyncio.create_task(ready.wait())
+        await asyncio.wait({receiving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if not receiving.done():
+            await runs.e2e_send(
+                broker, topic, settings.records, settings.rate, settings.record_size, on_batch
+            )
+        return (await receiving).to_json()
+
+
+async def _in_child(
+    broker: Broker,
+    url: str,
+    topic: str,
+    group: str,
+    settings: E2ESettings,
+    on_batch: runs.OnBatch,
+) -> dict[str, Any]:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "spate",
+        "bench",
+        "_e2e-consumer",
+        topic,
+        "--group",
+        group,
+        "--records",
+        str(settings.records),
+        "--partitions",
+        str(settings.partitions),
+        "--timeout-s",
+        str(settings.timeout_s),
+        "--interval-s",
+        str(settings.interval_s),
+        "--broker",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    try:
+        if await child.stdout.readline() == b"ready\n":
+            await runs.e2e_send(
+                broker, topic, settings.records, settings.rate, settings.record_size, on_batch
+            )
+        output = await child.stdout.read()
+        code = await child.wait()
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    if code != 0 or not output.strip():
+        raise ConsumerFailed(f"the e2e consumer process failed (exit code {code})")
+    result: dict[str, Any] = orjson.loads(output)
+    return result
+
+
+async def run_e2e(
+    url: str, settings: E2ESettings, on_batch: runs.OnBatch, on_line: runs.OnLine
+) -> dict[str, Any]:
+    """One e2e run on a fresh topic; the consumer's summary (``Summary.to_json``)."""
+    topic = f"spate-bench-e2e-{secrets.token_hex(4)}"
+    group = f"spate-bench-{secrets.token_hex(4)}"
+    async with spate.connect(url) as broker:
+        await broker.create_topic(topic, settings.partitions)
+        try:
+            if settings.in_process:
+                summary = await _in_process(broker, topic, group, settings, on_batch, on_line)
+            else:
+                summary = await _in_child(broker, url, topic, group, settings, on_batch)
+        finally:
+            await broker.delete_topic(topic)
+    summary["target_rate"] = settings.rate
+    return summary

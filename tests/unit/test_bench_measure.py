@@ -76,7 +76,7 @@ def test_interval_line_only_once_the_interval_has_passed() -> None:
     assert report.line(110.0) == "10 records sent, 2.0 records/s (0.00 MB/s)"
 
 
-def test_summary_json_has_the_documented_fields_and_text_made_from_it() -> None:
+def test_summary_json_and_the_text_made_from_it() -> None:
     latencies = Latencies()
     latencies.add(0.004, 4)
     summary = Summary(
@@ -89,17 +89,14 @@ def test_summary_json_has_the_documented_fields_and_text_made_from_it() -> None:
         target_rate=2.0,
     )
     data = summary.to_json()
-    assert set(data) == {
-        "mode",
-        "topic",
-        "records",
-        "bytes",
-        "elapsed_s",
-        "records_per_s",
-        "mb_per_s",
-        "target_rate",
-        "latency_ms",
-    }
+    assert (data["mode"], data["topic"], data["records"], data["bytes"]) == (
+        "produce",
+        "t",
+        4,
+        4 * 1024 * 1024,
+    )
+    assert data["elapsed_s"] == 2.0
+    assert data["target_rate"] == 2.0
     assert data["records_per_s"] == 2.0
     assert data["mb_per_s"] == 2.0
     assert data["latency_ms"] == pytest.approx(

@@ -27,12 +27,11 @@ from spate.errors import SpateError
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class E2ESettings:
-    records: int
+    reading: runs.ReadSettings
+    """The consumer's side; its topic is created for the run and deleted after it."""
     rate: float
     record_size: int
     partitions: int
-    timeout_s: float
-    interval_s: float
     in_process: bool
     """Run the consumer as a task of this process (``memory://``)."""
 
@@ -43,22 +42,19 @@ class ConsumerFailed(SpateError):
 
 async def _in_process(
     broker: Broker,
-    topic: str,
     group: str,
     settings: E2ESettings,
     on_batch: runs.OnBatch,
     on_line: runs.OnLine,
 ) -> dict[str, Any]:
     ready = asyncio.Event()
+    topic = settings.reading.topic
     async with broker.consumer([topic], group) as consumer:
         receiving = asyncio.create_task(
             runs.e2e_receive(
                 consumer,
-                topic,
+                settings.reading,
                 settings.partitions,
-                settings.records,
-                timeout_s=settings.timeout_s,
-                interval_s=settings.interval_s,
                 ready=ready.set,
                 on_line=on_line,
             )
@@ -67,16 +63,20 @@ async def _in_process(
         await asyncio.wait({receiving, waiting}, return_when=asyncio.FIRST_COMPLETED)
         waiting.cancel()
         if not receiving.done():
-            await runs.e2e_send(
-                broker, topic, settings.records, settings.rate, settings.record_size, on_batch
-            )
+            await _send(broker, settings, on_batch)
         return (await receiving).to_json()
+
+
+async def _send(broker: Broker, settings: E2ESettings, on_batch: runs.OnBatch) -> None:
+    reading = settings.reading
+    await runs.e2e_send(
+        broker, reading.topic, reading.records, settings.rate, settings.record_size, on_batch
+    )
 
 
 async def _in_child(
     broker: Broker,
     url: str,
-    topic: str,
     group: str,
     settings: E2ESettings,
     on_batch: runs.OnBatch,
@@ -87,17 +87,17 @@ async def _in_child(
         "spate",
         "bench",
         "_e2e-consumer",
-        topic,
+        settings.reading.topic,
         "--group",
         group,
         "--records",
-        str(settings.records),
+        str(settings.reading.records),
         "--partitions",
         str(settings.partitions),
         "--timeout-s",
-        str(settings.timeout_s),
+        str(settings.reading.timeout_s),
         "--interval-s",
-        str(settings.interval_s),
+        str(settings.reading.interval_s),
         "--broker",
         url,
         stdout=asyncio.subprocess.PIPE,
@@ -105,9 +105,7 @@ async def _in_child(
     assert child.stdout is not None
     try:
         if await child.stdout.readline() == b"ready\n":
-            await runs.e2e_send(
-                broker, topic, settings.records, settings.rate, settings.record_size, on_batch
-            )
+            await _send(broker, settings, on_batch)
         output = await child.stdout.read()
         code = await child.wait()
     finally:
@@ -123,16 +121,17 @@ async def _in_child(
 async def run_e2e(
     url: str, settings: E2ESettings, on_batch: runs.OnBatch, on_line: runs.OnLine
 ) -> dict[str, Any]:
-    """One e2e run on a fresh topic; the consumer's summary (``Summary.to_json``)."""
-    topic = f"spate-bench-e2e-{secrets.token_hex(4)}"
+    """One e2e run on its own topic, created here and deleted after; the consumer's
+    summary (``Summary.to_json``)."""
     group = f"spate-bench-{secrets.token_hex(4)}"
+    topic = settings.reading.topic
     async with spate.connect(url) as broker:
         await broker.create_topic(topic, settings.partitions)
         try:
             if settings.in_process:
-                summary = await _in_process(broker, topic, group, settings, on_batch, on_line)
+                summary = await _in_process(broker, group, settings, on_batch, on_line)
             else:
-                summary = await _in_child(broker, url, topic, group, settings, on_batch)
+                summary = await _in_child(broker, url, group, settings, on_batch)
         finally:
             await broker.delete_topic(topic)
     summary["target_rate"] = settings.rate

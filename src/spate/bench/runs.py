@@ -105,12 +105,18 @@ class NotEnoughRecords(SpateError):
     """A benchmark consumer waited ``--timeout-s`` for a record and none came."""
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReadSettings:
+    topic: str
+    records: int
+    timeout_s: float
+    """Give up when no record arrived for this long."""
+    interval_s: float = 5.0
+
+
 async def _receive(
     consumer: Consumer,
-    topic: str,
-    records: int,
-    timeout_s: float,
-    interval_s: float,
+    settings: ReadSettings,
     on_batch: OnBatch,
     on_line: OnLine,
     *,
@@ -119,6 +125,8 @@ async def _receive(
 ) -> Summary:
     """Fetch until ``records`` records came (an error after ``timeout_s`` without any);
     with ``latencies``, each record's latency is now minus the send time it carries."""
+    topic, records, timeout_s = settings.topic, settings.records, settings.timeout_s
+    interval_s = settings.interval_s
     clock = time.perf_counter
     start = last_record = clock()
     interval = IntervalReport("received", interval_s, start)
@@ -160,63 +168,40 @@ async def _receive(
 
 async def consume(
     broker: Broker,
-    topic: str,
+    settings: ReadSettings,
     group: str,
-    records: int,
     *,
     commit: bool,
-    timeout_s: float,
-    interval_s: float,
     on_batch: OnBatch,
     on_line: OnLine,
 ) -> Summary:
     """Read ``records`` records from the start of ``topic`` as ``group``, timed from
     the first fetch (joining the group included) to the last record."""
-    async with broker.consumer([topic], group, offset_reset="earliest") as consumer:
-        return await _receive(
-            consumer,
-            topic,
-            records,
-            timeout_s,
-            interval_s,
-            on_batch,
-            on_line,
-            commit=commit,
-            latencies=None,
-        )
+    async with broker.consumer([settings.topic], group, offset_reset="earliest") as consumer:
+        return await _receive(consumer, settings, on_batch, on_line, commit=commit, latencies=None)
 
 
 async def e2e_receive(
     consumer: Consumer,
-    topic: str,
+    settings: ReadSettings,
     partitions: int,
-    records: int,
     *,
-    timeout_s: float,
-    interval_s: float,
     ready: Callable[[], None],
     on_line: OnLine,
 ) -> Summary:
     """Join, call ``ready`` once every partition of ``topic`` is owned (so the producer
     never waits for the join), then read ``records`` records timed by their send times."""
-    deadline = time.perf_counter() + timeout_s
+    deadline = time.perf_counter() + settings.timeout_s
     while len(consumer.assignment()) < partitions:
         if time.perf_counter() > deadline:
             raise NotEnoughRecords(
-                f"the e2e consumer did not get the partitions of {topic!r} in {timeout_s:g} s"
+                f"the e2e consumer did not get the partitions of {settings.topic!r} "
+                f"in {settings.timeout_s:g} s"
             )
         await consumer.fetch(FETCH_MAX, 0.2)
     ready()
     return await _receive(
-        consumer,
-        topic,
-        records,
-        timeout_s,
-        interval_s,
-        lambda _done: None,
-        on_line,
-        commit=False,
-        latencies=Latencies(),
+        consumer, settings, lambda _done: None, on_line, commit=False, latencies=Latencies()
     )
 
 

@@ -189,6 +189,9 @@ def consume(
     _at_least(records, 1, "--records")
     _at_least(record_size, 0, "--record-size")
     _at_least(timeout_s, 0, "--timeout-s")
+    reading = runs.ReadSettings(
+        topic=topic, records=records, timeout_s=timeout_s, interval_s=interval_s
+    )
 
     async def main() -> dict[str, Any]:
         async with spate.connect(broker) as connected:
@@ -201,12 +204,9 @@ def consume(
             with _progress("consume", records) as on_batch:
                 summary = await runs.consume(
                     connected,
-                    topic,
+                    reading,
                     group or f"spate-bench-{secrets.token_hex(4)}",
-                    records,
                     commit=group is not None,
-                    timeout_s=timeout_s,
-                    interval_s=interval_s,
                     on_batch=on_batch,
                     on_line=_line,
                 )
@@ -232,14 +232,19 @@ def e2e(
     _at_least(record_size, runs.SEND_TIME.size, "--record-size")
     _at_least(partitions, 1, "--partitions")
     _positive(rate, "--rate")
-    settings = E2ESettings(
+    reading = runs.ReadSettings(
+        topic=f"spate-bench-e2e-{secrets.token_hex(4)}",
         records=records,
+        timeout_s=timeout_s,
+        interval_s=interval_s,
+    )
+    in_process = parse_broker_url(broker).scheme == "memory"
+    settings = E2ESettings(
+        reading=reading,
         rate=rate,
         record_size=record_size,
         partitions=partitions,
-        timeout_s=timeout_s,
-        interval_s=interval_s,
-        in_process=parse_broker_url(broker).scheme == "memory",
+        in_process=in_process,
     )
     with _progress("e2e", records) as on_batch:
         summary = asyncio.run(run_e2e(broker, settings, on_batch, _line))
@@ -268,15 +273,11 @@ def e2e_consumer(
             spate.connect(broker) as connected,
             connected.consumer([topic], group) as consumer,
         ):
+            reading = runs.ReadSettings(
+                topic=topic, records=records, timeout_s=timeout_s, interval_s=interval_s
+            )
             summary = await runs.e2e_receive(
-                consumer,
-                topic,
-                partitions,
-                records,
-                timeout_s=timeout_s,
-                interval_s=interval_s,
-                ready=ready,
-                on_line=_line,
+                consumer, reading, partitions, ready=ready, on_line=_line
             )
             return summary.to_json()
 

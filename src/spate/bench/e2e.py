@@ -22,6 +22,7 @@ import orjson
 import spate
 from spate.bench import runs
 from spate.brokers.base import Broker
+from spate.brokers.url import parse_broker_url
 from spate.errors import SpateError
 
 
@@ -32,8 +33,6 @@ class E2ESettings:
     rate: float
     record_size: int
     partitions: int
-    in_process: bool
-    """Run the consumer as a task of this process (``memory://``)."""
 
 
 class ConsumerFailed(SpateError):
@@ -128,7 +127,7 @@ async def run_e2e(
     async with spate.connect(url) as broker:
         await broker.create_topic(topic, settings.partitions)
         try:
-            if settings.in_process:
+            if parse_broker_url(url).scheme == "memory":
                 summary = await _in_process(broker, group, settings, on_batch, on_line)
             else:
                 summary = await _in_child(broker, url, group, settings, on_batch)

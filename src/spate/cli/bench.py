@@ -23,7 +23,6 @@ from spate.bench import runs
 from spate.bench.e2e import E2ESettings, run_e2e
 from spate.bench.report import summary_line
 from spate.brokers.base import Broker
-from spate.brokers.url import parse_broker_url
 from spate.cli.common import BrokerOption, missing_topic_hint, stderr
 from spate.config import DEFAULT_BROKER
 from spate.errors import ConfigError, TopicNotFoundError
@@ -238,13 +237,8 @@ def e2e(
         timeout_s=timeout_s,
         interval_s=interval_s,
     )
-    in_process = parse_broker_url(broker).scheme == "memory"
     settings = E2ESettings(
-        reading=reading,
-        rate=rate,
-        record_size=record_size,
-        partitions=partitions,
-        in_process=in_process,
+        reading=reading, rate=rate, record_size=record_size, partitions=partitions
     )
     with _progress("e2e", records) as on_batch:
         summary = asyncio.run(run_e2e(broker, settings, on_batch, _line))

@@ -71,6 +71,9 @@ def test_missing_topic_unreachable_broker_and_bad_options(broker: str) -> None:
         spate("bench", "produce", "t", "--throughput", "0", broker=broker), 2, "--throughput"
     )
     one_line_error(spate("bench", "e2e", "--record-size", "4", broker=broker), 2, "--record-size")
+    one_line_error(
+        spate("bench", "consume", "t", "--create", "-p", "0", broker=broker), 2, "--partitions"
+    )
 
 
 def test_every_mode_on_kafka_tansu() -> None:

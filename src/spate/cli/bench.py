@@ -136,6 +136,7 @@ def produce(
     _at_least(record_size, 0, "--record-size")
     _at_least(keys, 0, "--keys")
     _at_least(batch_size, 1, "--batch-size")
+    _at_least(partitions, 1, "--partitions")
     _positive(throughput, "--throughput")
     settings = runs.ProduceSettings(
         topic=topic,
@@ -188,6 +189,7 @@ def consume(
     _at_least(records, 1, "--records")
     _at_least(record_size, 0, "--record-size")
     _at_least(timeout_s, 0, "--timeout-s")
+    _at_least(partitions, 1, "--partitions")
     reading = runs.ReadSettings(
         topic=topic, records=records, timeout_s=timeout_s, interval_s=interval_s
     )

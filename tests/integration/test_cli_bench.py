@@ -60,6 +60,13 @@ def test_missing_topic_unreachable_broker_and_bad_options(broker: str) -> None:
         1,
         "spate topics create nowhere",
     )
+    one_line_error(
+        spate(
+            "bench", "consume", "empty", "--create", "-n", "5", "--timeout-s", "0.5", broker=broker
+        ),
+        1,
+        "only 0 of 5 records arrived on 'empty'",
+    )
     port = free_port()
     one_line_error(
         spate("bench", "e2e", "-n", "5", broker=f"redis://127.0.0.1:{port}"),

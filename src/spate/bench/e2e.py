@@ -23,7 +23,7 @@ import spate
 from spate.bench import runs
 from spate.brokers.base import Broker
 from spate.brokers.url import parse_broker_url
-from spate.errors import SpateError
+from spate.errors import BrokerError
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -33,10 +33,6 @@ class E2ESettings:
     rate: float
     record_size: int
     partitions: int
-
-
-class ConsumerFailed(SpateError):
-    """The e2e consumer process stopped without a result (its error is on stderr)."""
 
 
 async def _in_process(
@@ -112,7 +108,8 @@ async def _in_child(
             child.kill()
             await child.wait()
     if code != 0 or not output.strip():
-        raise ConsumerFailed(f"the e2e consumer process failed (exit code {code})")
+        # its own error is already on stderr, which it shares with this process
+        raise BrokerError(f"the e2e consumer process failed (exit code {code})")
     result: dict[str, Any] = orjson.loads(output)
     return result
 

@@ -17,7 +17,7 @@ from spate.bench.latency import Latencies
 from spate.bench.report import IntervalReport, Summary
 from spate.bench.schedule import Schedule
 from spate.brokers.base import Broker, Consumer, Outgoing
-from spate.errors import SpateError
+from spate.errors import BrokerError, CoordinationError
 
 OnBatch = Callable[[int], None]
 """Told the number of records done so far, after each batch."""
@@ -84,12 +84,13 @@ async def produce(
             interval.add_latencies((done - now) * count, count, done - now)
             _report(interval, done, on_line)
             on_batch(sent)
+        elapsed_s = clock() - start  # closing the producer is not publishing
     return Summary(
         mode="produce",
         topic=settings.topic,
         records=sent,
         bytes=sent * settings.record_size,
-        elapsed_s=clock() - start,
+        elapsed_s=elapsed_s,
         latency=latencies,
         target_rate=settings.throughput,
     )
@@ -99,10 +100,6 @@ def _report(interval: IntervalReport, now: float, on_line: OnLine) -> None:
     line = interval.line(now)
     if line is not None:
         on_line(line)
-
-
-class NotEnoughRecords(SpateError):
-    """A benchmark consumer waited ``--timeout-s`` for a record and none came."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -137,7 +134,7 @@ async def _receive(
         now = clock()
         if not batch:
             if now - last_record > timeout_s:
-                raise NotEnoughRecords(
+                raise BrokerError(
                     f"only {received:,} of {records:,} records arrived on {topic!r}: none for "
                     f"{timeout_s:g} s; produce more first, or pass a smaller --records"
                 )
@@ -194,7 +191,7 @@ async def e2e_receive(
     deadline = time.perf_counter() + settings.timeout_s
     while len(consumer.assignment()) < partitions:
         if time.perf_counter() > deadline:
-            raise NotEnoughRecords(
+            raise CoordinationError(
                 f"the e2e consumer did not get the partitions of {settings.topic!r} "
                 f"in {settings.timeout_s:g} s"
             )

@@ -4,14 +4,17 @@ test_cli_on_redis.py beside their servers."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 
 import pytest
-from bench_checks import bench, every_mode_counts_what_it_did
+from bench_checks import FIELDS, bench, every_mode_counts_what_it_did
 from cli_helpers import one_line_error, spate
 
 from spate.testing.kafka_server import free_port, session_server
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 
 @pytest.fixture
@@ -90,3 +93,11 @@ def test_every_mode_on_kafka_tansu() -> None:
     server = session_server("tansu")
     url = f"{server.url}?session.timeout.ms=6000&heartbeat.interval.ms=500"
     every_mode_counts_what_it_did(url, f"bench-{uuid.uuid4().hex[:8]}", "readers")
+
+
+def test_the_json_fields_checked_are_the_documented_ones() -> None:
+    section = DOCS.read_text().split("## `spate bench`", 1)[1].split("\n### ", 1)[0]
+    table = section.split("| field | meaning |", 1)[1].split("\n\n", 1)[0]
+    first_cells = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    documented = {name for cell in first_cells for name in re.findall(r"`([a-z_]+)`", cell)}
+    assert documented == FIELDS

@@ -46,7 +46,7 @@ RAW_IN, RAW_OUT = "raw-orders", "raw-orders-enriched"
 BATCH = 500
 
 
-async def _raw_loop(url: str, orders: list[tuple[bytes, bytes]]) -> Result:
+async def raw_loop(url: str, orders: list[tuple[bytes, bytes]]) -> Result:
     await prepare_topics(url, RAW_IN, RAW_OUT, orders)
     nc = await nats.connect(url)
     js = nc.jetstream()
@@ -103,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     orders = make_orders(args.records)
     with _server(args.nats, args.sync_always) as url:
-        raw = asyncio.run(_raw_loop(url, orders))
+        raw = asyncio.run(raw_loop(url, orders))
         ours = spate_pipeline(url, orders)
     print_table(f"W1 on NATS, {args.records} records, {PARTITIONS} partitions", [raw, ours])
 

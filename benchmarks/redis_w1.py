@@ -45,7 +45,7 @@ RAW_IN, RAW_OUT, RAW_GROUP = "raw-orders", "raw-orders-enriched", "raw"
 BATCH = 500
 
 
-async def _raw_loop(url: str, orders: list[tuple[bytes, bytes]]) -> Result:
+async def raw_loop(url: str, orders: list[tuple[bytes, bytes]]) -> Result:
     await prepare_topics(url, RAW_IN, RAW_OUT, orders)
     client = aioredis.Redis.from_url(url)
     streams = [f"{RAW_IN}:{p}" for p in range(PARTITIONS)]
@@ -92,7 +92,7 @@ def main() -> None:
     orders = make_orders(args.records)
     with _server(args.redis) as url:
         redis.Redis.from_url(url).flushdb()
-        raw = asyncio.run(_raw_loop(url, orders))
+        raw = asyncio.run(raw_loop(url, orders))
         ours = spate_pipeline(url, orders)
     print_table(f"W1 on Redis, {args.records} records, {PARTITIONS} partitions", [raw, ours])
 

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from bench_checks import every_mode_counts_what_it_did
 from cli_helpers import ok, one_line_error, records, spate
 
 from spate.testing.nats_server import nats_test_url
@@ -46,3 +47,9 @@ def test_every_command_on_nats(nats_url: str) -> None:
         spate("produce", "missing-topic", "x", broker=nats_url), 1, "spate topics create"
     )
     ok(spate("topics", "delete", topic, broker=nats_url))
+
+
+def test_bench_every_mode_on_nats(nats_url: str) -> None:
+    every_mode_counts_what_it_did(
+        nats_url, f"bench-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    )

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from bench_checks import every_mode_counts_what_it_did
 from cli_helpers import ok, one_line_error, records, spate
 
 from spate.testing.redis_server import (
@@ -46,3 +47,7 @@ def test_every_command_on_redis(redis_url: str) -> None:
     one_line_error(spate("produce", "missing", "x", broker=redis_url), 1, "spate topics create")
     ok(spate("topics", "delete", "clicks", broker=redis_url))
     assert "clicks" not in ok(spate("topics", "list", broker=redis_url))
+
+
+def test_bench_every_mode_on_redis(redis_url: str) -> None:
+    every_mode_counts_what_it_did(redis_url, "bench", "readers")

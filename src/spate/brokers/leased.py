@@ -33,6 +33,7 @@ from spate.brokers.lifecycle import OwningBroker
 from spate.clock import SYSTEM_CLOCK, Clock
 from spate.coordination import LeaseStore, assign, new_member_id
 from spate.errors import ClosedError, ConfigError, FencedError, LeaseLost, SpateError
+from spate.outage import Outage
 from spate.record import Record, TopicPartition
 
 log = logging.getLogger("spate.coordination")
@@ -88,6 +89,9 @@ class GroupMember:
         self._renewed_at: float | None = None
         self._wanting = False
         self._lock = asyncio.Lock()
+        self._heartbeats = Outage(
+            log, f"group={group} member={member_id} what=lease_heartbeat", clock=clock
+        )
         self._task: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()
         """Set whenever :meth:`take_changes` has something to report."""
@@ -114,13 +118,15 @@ class GroupMember:
             try:
                 await self.tick()
             except SpateError as exc:
-                log.warning(
-                    "group %s member %s: heartbeat failed: %s", self.group, self.member_id, exc
-                )
+                # Logged once per outage; leases not renewed within the ttl are then
+                # handed to the consumer as lost, and taken again once the store answers.
+                self._heartbeats.failed(exc)
             except Exception:
                 # A bug must not silently stop the heartbeat: the leases would expire
                 # while this member keeps working. Log it and try again next round.
                 log.exception("group %s member %s: heartbeat failed", self.group, self.member_id)
+            else:
+                self._heartbeats.recovered()
 
     async def tick(self) -> None:
         """One round of the protocol: heartbeat, renew, note revocations, acquire."""

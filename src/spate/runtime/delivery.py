@@ -64,6 +64,11 @@ class Delivery(Protocol):
 
     async def on_lost(self, partitions: Sequence[TopicPartition]) -> None: ...
 
+    async def discard(self) -> None:
+        """The broker failed under this strategy: forget everything not committed (the
+        next consumer reads it again) without talking to the broker."""
+        ...
+
 
 def first_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
     """The first offset of each partition in a batch (where to rewind to)."""
@@ -127,6 +132,17 @@ class AtLeastOnce:
             self._unconfirmed.pop(tp, None)
             for through in self._unsettled:
                 through.pop(tp, None)
+
+    async def discard(self) -> None:
+        task, self._settling = self._settling, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+            if not task.cancelled():
+                task.exception()  # the failure is the session's, already being raised
+        self._unsettled.clear()
+        self._pending.clear()
+        self._unconfirmed.clear()
 
     async def _wait_settling(self) -> None:
         task, self._settling = self._settling, None
@@ -279,6 +295,12 @@ class ExactlyOnce:
 
     async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
         return None  # nothing uncommitted survives a batch
+
+    async def discard(self) -> None:
+        if self._open:
+            self._open = False
+            with contextlib.suppress(SpateError):
+                await self.producer.abort_transaction()
 
 
 def _names(offsets: Mapping[TopicPartition, int] | Sequence[TopicPartition]) -> str:

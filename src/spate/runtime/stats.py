@@ -36,6 +36,9 @@ class ProcessorStats:
     last_batch_seconds: float = 0.0
     assigned: frozenset[TopicPartition] = field(default_factory=frozenset)
     running: bool = False
+    connected: bool = True
+    """False while the broker is unreachable and the processor waits for it to come back
+    (readiness: not ready)."""
 
     def record_batch(self, consumed: int, produced: int, errors: int, seconds: float) -> None:
         """Account one finished batch."""

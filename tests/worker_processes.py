@@ -300,21 +300,26 @@ def ride_out_two_outages(
     committed, and waits (bounded) until the group committed everything so far."""
     asyncio.run(create_topics(workers.url, workers.partitions, workers.inputs, workers.outputs))
     procs = [workers.start(), workers.start()]
+
+    def committed(at_least: int) -> bool:
+        dead = [p.pid for p in procs if p.poll() is not None]
+        assert not dead, f"workers {dead} exited: {workers.logs()[-3000:]}"
+        return workers.committed() >= at_least
+
     published = 0
     for down_s in downs_s:
         asyncio.run(produce(workers.url, workers.inputs, published, published + inputs))
         published += inputs
         target = published - inputs * 2 // 3
-        wait_until(lambda t=target: workers.committed() >= t, 60, f"{target} inputs committed")
+        wait_until(lambda t=target: committed(t), 60, f"{target} inputs committed")
         kill()
         time.sleep(down_s)
         restart()
         wait_until(
-            lambda n=published: workers.committed() == n,
+            lambda n=published: committed(n),
             90 + down_s,
             f"all {published} inputs committed after a {down_s} s outage",
         )
-        assert [p for p in procs if p.poll() is not None] == [], workers.logs()
     seen = answered(workers.answers())
     assert set(seen) == set(range(published)), sorted(set(range(published)) - set(seen))[:20]
     logs = workers.logs()

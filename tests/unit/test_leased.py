@@ -129,3 +129,28 @@ async def test_a_dead_member_leaves_no_group_behind(
     assert await broker.groups() == ["g"]
     clock.advance(TTL_S * 2)
     assert await broker.groups() == []
+
+
+async def test_a_partition_taken_and_then_wanted_elsewhere_is_never_handed_out(
+    broker: LocalBroker, clock: ManualClock
+) -> None:
+    """After an outage a lone member may take every expired lease in one heartbeat,
+    and learn in the next, before its consumer looked, that another member is back and
+    should own some of them. Those are released without reaching the listener: handing
+    them out as well would make the consumer read partitions it no longer owns, every
+    commit of them fenced, until the next rebalance."""
+    listener = RecordingListener()
+    consumer = broker.consumer(["t"], "g", listener)
+    await consumer.start()
+    task = consumer.member._task
+    assert task is not None
+    task.cancel()
+    other = member(broker, clock, "z-other")
+    await other.tick()
+    await consumer.member.tick()
+    await consumer.fetch(10, 0.01)
+    assert consumer.assignment() == {PARTITIONS[0], PARTITIONS[2]}
+    assert listener.events == [("assigned", (PARTITIONS[0], PARTITIONS[2]))]
+    await other.tick()
+    assert other.take_changes().assigned == (PARTITIONS[1], PARTITIONS[3])
+    await consumer.close()

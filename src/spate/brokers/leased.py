@@ -162,7 +162,12 @@ class GroupMember:
             self._lost.update(self._owned)
             self._owned.clear()
         lost = tuple(sorted(self._lost))
-        assigned = tuple(tp for tp in self._assigned if tp in self._owned)
+        # Taken, then wanted elsewhere before the consumer looked (a lone member takes
+        # every expired lease after an outage, then sees the others come back): such a
+        # partition is only released, never handed out.
+        assigned = tuple(
+            tp for tp in self._assigned if tp in self._owned and tp not in self._revoke
+        )
         revoke = tuple(sorted(tp for tp in self._revoke if tp in self._owned))
         self._lost.clear()
         self._assigned.clear()
@@ -312,8 +317,10 @@ class LeasedConsumer(Consumer):
             )
             await self._listener.on_lost(list(changes.lost))
         if changes.revoke:
+            known = [tp for tp in changes.revoke if tp in self._positions]
             try:
-                await self._listener.on_revoked(list(changes.revoke))
+                if known:
+                    await self._listener.on_revoked(known)
             finally:
                 for tp in changes.revoke:
                     self._positions.pop(tp, None)

@@ -37,8 +37,8 @@ class ProcessorStats:
     assigned: frozenset[TopicPartition] = field(default_factory=frozenset)
     running: bool = False
     connected: bool = True
-    """False while the broker is unreachable and the processor waits for it to come back
-    (readiness: not ready)."""
+    """False from a transient broker failure of this processor until it fetched again
+    (readiness: not ready; see also ``Broker.available``)."""
 
     def record_batch(self, consumed: int, produced: int, errors: int, seconds: float) -> None:
         """Account one finished batch."""

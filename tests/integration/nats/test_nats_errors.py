@@ -3,6 +3,7 @@ with a spate error (and a fetch simply finds nothing)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -50,3 +51,20 @@ async def test_every_call_maps_errors_when_the_server_is_gone(
         assert isinstance(error, PublishError)
         assert "key-9" in str(error)
         assert await consumer.fetch(10, 0.3) == []
+
+
+async def test_the_broker_is_unavailable_while_the_server_is_away(own_server: NatsServer) -> None:
+    async def until(available: bool, timeout_s: float) -> None:
+        for _ in range(int(timeout_s / 0.05)):
+            if broker.available is available:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"broker.available never became {available}")
+
+    async with spate.connect(own_server.url) as broker:
+        assert broker.available
+        own_server.kill()
+        await until(False, 10)
+        own_server.start()
+        await until(True, 15)
+        await broker.list_topics()

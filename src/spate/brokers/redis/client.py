@@ -185,6 +185,11 @@ class RedisClient:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"broker URL {url.redacted!r}: bad Redis option ({exc})") from exc
 
+    @property
+    def available(self) -> bool:
+        """False from a command's first failed attempt to its first success after."""
+        return self._outage.available
+
     async def start(self) -> None:
         """Check the server answers and load every script."""
         try:

@@ -154,3 +154,22 @@ async def test_a_partition_taken_and_then_wanted_elsewhere_is_never_handed_out(
     await other.tick()
     assert other.take_changes().assigned == (PARTITIONS[1], PARTITIONS[3])
     await consumer.close()
+
+
+async def test_a_partition_taken_and_lost_before_the_consumer_looked_is_not_reported(
+    broker: LocalBroker, clock: ManualClock
+) -> None:
+    listener = RecordingListener()
+    consumer = broker.consumer(["t"], "g", listener)
+    await consumer.start()
+    task = consumer.member._task
+    assert task is not None
+    task.cancel()
+    clock.advance(TTL_S + 1)
+    other = member(broker, clock, "other")
+    await other.tick()
+    await consumer.member.tick()
+    await consumer.fetch(10, 0.01)
+    assert listener.events == []
+    assert consumer.assignment() == frozenset()
+    await consumer.close()

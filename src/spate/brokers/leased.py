@@ -308,14 +308,15 @@ class LeasedConsumer(Consumer):
     async def _apply_changes(self) -> None:
         changes = self.member.take_changes()
         new_epochs = {tp: self.member.epoch(tp) for tp in changes.assigned}
-        if changes.lost:
-            for tp in changes.lost:
-                self._positions.pop(tp, None)
+        # The listener hears only of partitions it was given: after an outage a lease
+        # may be taken and lost again before the consumer looked.
+        lost = [tp for tp in changes.lost if tp in self._positions]
+        if lost:
+            for tp in lost:
+                del self._positions[tp]
                 self._epochs.pop(tp, None)
-            log.warning(
-                "group %s member %s lost %s", self.group, self.member.member_id, changes.lost
-            )
-            await self._listener.on_lost(list(changes.lost))
+            log.warning("group %s member %s lost %s", self.group, self.member.member_id, lost)
+            await self._listener.on_lost(lost)
         if changes.revoke:
             known = [tp for tp in changes.revoke if tp in self._positions]
             try:

@@ -282,3 +282,49 @@ def assert_per_key_order(ns: Sequence[int]) -> None:
             firsts[n % KEYS].append(n)
     for key, order in firsts.items():
         assert order == sorted(order), f"key k{key} out of order"
+
+
+def ride_out_two_outages(
+    workers: Workers,
+    kill: Callable[[], None],
+    restart: Callable[[], None],
+    *,
+    inputs: int = 3000,
+    downs_s: tuple[float, ...] = (3.0, 40.0),
+) -> None:
+    """Two workers process a stream of inputs while the broker is killed (``kill -9``)
+    mid-stream and restarted on the same store after each of ``downs_s``: both workers
+    stay alive, and every input is answered (duplicates allowed, nothing missing).
+
+    Each round publishes ``inputs`` more, kills the server once a third of them is
+    committed, and waits (bounded) until the group committed everything so far."""
+    asyncio.run(create_topics(workers.url, workers.partitions, workers.inputs, workers.outputs))
+    procs = [workers.start(), workers.start()]
+
+    def committed(at_least: int) -> bool:
+        dead = [p.pid for p in procs if p.poll() is not None]
+        assert not dead, f"workers {dead} exited: {workers.logs()[-3000:]}"
+        return workers.committed() >= at_least
+
+    published = 0
+    for down_s in downs_s:
+        asyncio.run(produce(workers.url, workers.inputs, published, published + inputs))
+        published += inputs
+        target = published - inputs * 2 // 3
+        wait_until(lambda t=target: committed(t), 60, f"{target} inputs committed")
+        kill()
+        time.sleep(down_s)
+        restart()
+        wait_until(
+            lambda n=published: committed(n),
+            90 + down_s,
+            f"all {published} inputs committed after a {down_s} s outage",
+        )
+    seen = answered(workers.answers())
+    assert set(seen) == set(range(published)), sorted(set(range(published)) - set(seen))[:20]
+    logs = workers.logs()
+    assert "event=broker_unavailable" in logs
+    assert "event=broker_available" in logs
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0, workers.log_of(proc)

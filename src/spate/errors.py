@@ -24,6 +24,11 @@ these, so user code can handle broker trouble without importing any client libra
         └── RecoveryError         a store could not be restored from its changelog
 
 Wrap with ``raise ... from exc`` so the original cause stays visible.
+
+``transient`` says whether waiting can cure the error: a broker that is restarting,
+unreachable or slow to answer. The runtime rides those out (backing off, then starting
+the processor again from its committed offsets) instead of stopping; a ConnectError is
+transient unless the broker refused the credentials or the adapter gave up for good.
 """
 
 from __future__ import annotations
@@ -31,6 +36,14 @@ from __future__ import annotations
 
 class SpateError(Exception):
     """Base of every error spate raises."""
+
+    transient: bool = False
+    """True when the same call may succeed later without any change (an outage)."""
+
+    def __init__(self, *args: object, transient: bool | None = None) -> None:
+        super().__init__(*args)
+        if transient is not None:
+            self.transient = transient
 
 
 class ConfigError(SpateError):
@@ -47,6 +60,8 @@ class BrokerError(SpateError):
 
 class ConnectError(BrokerError):
     """The broker cannot be reached or opened."""
+
+    transient = True
 
 
 class TopicNotFoundError(BrokerError):

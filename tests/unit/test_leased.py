@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from spate.brokers.leased import GroupMember
+from spate.brokers.leased import GroupMember, LeasedConsumer
 from spate.brokers.local import LocalBroker
 from spate.brokers.local.leases import SqliteLeaseStore
 from spate.clock import ManualClock
@@ -129,3 +129,52 @@ async def test_a_dead_member_leaves_no_group_behind(
     assert await broker.groups() == ["g"]
     clock.advance(TTL_S * 2)
     assert await broker.groups() == []
+
+
+async def joined_without_heartbeats(
+    broker: LocalBroker,
+) -> tuple[LeasedConsumer, RecordingListener]:
+    """A consumer that took every lease when it joined, before fetching, and whose
+    heartbeats then stop: the test runs each one (``member.tick()``) itself."""
+    listener = RecordingListener()
+    consumer = broker.consumer(["t"], "g", listener)
+    assert isinstance(consumer, LeasedConsumer)
+    await consumer.start()
+    task = consumer.member._task
+    assert task is not None
+    task.cancel()
+    return consumer, listener
+
+
+async def test_a_partition_taken_and_then_wanted_elsewhere_is_never_handed_out(
+    broker: LocalBroker, clock: ManualClock
+) -> None:
+    """After an outage a lone member may take every expired lease in one heartbeat,
+    and learn in the next, before its consumer looked, that another member is back and
+    should own some of them. Those are released without reaching the listener: handing
+    them out as well would make the consumer read partitions it no longer owns, every
+    commit of them fenced, until the next rebalance."""
+    consumer, listener = await joined_without_heartbeats(broker)
+    other = member(broker, clock, "z-other")
+    await other.tick()
+    await consumer.member.tick()
+    await consumer.fetch(10, 0.01)
+    assert consumer.assignment() == {PARTITIONS[0], PARTITIONS[2]}
+    assert listener.events == [("assigned", (PARTITIONS[0], PARTITIONS[2]))]
+    await other.tick()
+    assert other.take_changes().assigned == (PARTITIONS[1], PARTITIONS[3])
+    await consumer.close()
+
+
+async def test_a_partition_taken_and_lost_before_the_consumer_looked_is_not_reported(
+    broker: LocalBroker, clock: ManualClock
+) -> None:
+    consumer, listener = await joined_without_heartbeats(broker)
+    clock.advance(TTL_S + 1)
+    other = member(broker, clock, "other")
+    await other.tick()
+    await consumer.member.tick()
+    await consumer.fetch(10, 0.01)
+    assert listener.events == []
+    assert consumer.assignment() == frozenset()
+    await consumer.close()

@@ -229,6 +229,12 @@ class Broker(AsyncResource):
     capabilities: Capabilities
     url: str
 
+    @property
+    def available(self) -> bool:
+        """False while the adapter knows its broker is unreachable and keeps trying to
+        get it back (readiness: not ready); True otherwise, also before ``start``."""
+        return True
+
     @abc.abstractmethod
     async def create_topic(
         self,

@@ -33,6 +33,7 @@ from spate.brokers.lifecycle import OwningBroker
 from spate.clock import SYSTEM_CLOCK, Clock
 from spate.coordination import LeaseStore, assign, new_member_id
 from spate.errors import ClosedError, ConfigError, FencedError, LeaseLost, SpateError
+from spate.outage import Outage
 from spate.record import Record, TopicPartition
 
 log = logging.getLogger("spate.coordination")
@@ -88,6 +89,9 @@ class GroupMember:
         self._renewed_at: float | None = None
         self._wanting = False
         self._lock = asyncio.Lock()
+        self._heartbeats = Outage(
+            log, f"group={group} member={member_id} what=lease_heartbeat", clock=clock
+        )
         self._task: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()
         """Set whenever :meth:`take_changes` has something to report."""
@@ -114,13 +118,15 @@ class GroupMember:
             try:
                 await self.tick()
             except SpateError as exc:
-                log.warning(
-                    "group %s member %s: heartbeat failed: %s", self.group, self.member_id, exc
-                )
+                # Logged once per outage; leases not renewed within the ttl are then
+                # handed to the consumer as lost, and taken again once the store answers.
+                self._heartbeats.failed(exc)
             except Exception:
                 # A bug must not silently stop the heartbeat: the leases would expire
                 # while this member keeps working. Log it and try again next round.
                 log.exception("group %s member %s: heartbeat failed", self.group, self.member_id)
+            else:
+                self._heartbeats.recovered()
 
     async def tick(self) -> None:
         """One round of the protocol: heartbeat, renew, note revocations, acquire."""
@@ -156,7 +162,12 @@ class GroupMember:
             self._lost.update(self._owned)
             self._owned.clear()
         lost = tuple(sorted(self._lost))
-        assigned = tuple(tp for tp in self._assigned if tp in self._owned)
+        # Taken, then wanted elsewhere before the consumer looked (a lone member takes
+        # every expired lease after an outage, then sees the others come back): such a
+        # partition is only released, never handed out.
+        assigned = tuple(
+            tp for tp in self._assigned if tp in self._owned and tp not in self._revoke
+        )
         revoke = tuple(sorted(tp for tp in self._revoke if tp in self._owned))
         self._lost.clear()
         self._assigned.clear()
@@ -297,17 +308,20 @@ class LeasedConsumer(Consumer):
     async def _apply_changes(self) -> None:
         changes = self.member.take_changes()
         new_epochs = {tp: self.member.epoch(tp) for tp in changes.assigned}
-        if changes.lost:
-            for tp in changes.lost:
-                self._positions.pop(tp, None)
+        # The listener hears only of partitions it was given: after an outage a lease
+        # may be taken and lost again before the consumer looked.
+        lost = [tp for tp in changes.lost if tp in self._positions]
+        if lost:
+            for tp in lost:
+                del self._positions[tp]
                 self._epochs.pop(tp, None)
-            log.warning(
-                "group %s member %s lost %s", self.group, self.member.member_id, changes.lost
-            )
-            await self._listener.on_lost(list(changes.lost))
+            log.warning("group %s member %s lost %s", self.group, self.member.member_id, lost)
+            await self._listener.on_lost(lost)
         if changes.revoke:
+            known = [tp for tp in changes.revoke if tp in self._positions]
             try:
-                await self._listener.on_revoked(list(changes.revoke))
+                if known:
+                    await self._listener.on_revoked(known)
             finally:
                 for tp in changes.revoke:
                     self._positions.pop(tp, None)

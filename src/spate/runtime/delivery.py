@@ -70,6 +70,11 @@ class Delivery(Protocol):
 
     async def on_lost(self, partitions: Sequence[TopicPartition]) -> None: ...
 
+    async def discard(self) -> None:
+        """The broker failed under this strategy: forget everything not committed (the
+        next consumer reads it again) without talking to the broker."""
+        ...
+
 
 def first_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
     """The first offset of each partition in a batch (where to rewind to)."""
@@ -100,8 +105,9 @@ class AtLeastOnce:
         self._unconfirmed: dict[TopicPartition, int] = {}
         """Committed without waiting: committed again, waiting, by ``settle``."""
         self._settling: asyncio.Task[None] | None = None
-        self._duplicates_seen = 0
-        """``producer.duplicates`` when last looked at."""
+        self._duplicates_seen = producer.duplicates
+        """``producer.duplicates`` when last looked at (the producer outlives a
+        delivery: after an outage the next session's delivery shares it)."""
 
     async def begin_batch(self) -> None:
         if self._unsettled and self._settling is None:
@@ -138,6 +144,17 @@ class AtLeastOnce:
             self._unconfirmed.pop(tp, None)
             for through in self._unsettled:
                 through.pop(tp, None)
+
+    async def discard(self) -> None:
+        task, self._settling = self._settling, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+            if not task.cancelled():
+                task.exception()  # the failure is the session's, already being raised
+        self._unsettled.clear()
+        self._pending.clear()
+        self._unconfirmed.clear()
 
     async def _wait_settling(self) -> None:
         task, self._settling = self._settling, None
@@ -346,6 +363,12 @@ class ExactlyOnce:
 
     async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
         return None  # nothing uncommitted survives a batch
+
+    async def discard(self) -> None:
+        if self._open:
+            self._open = False
+            with contextlib.suppress(SpateError):
+                await self.producer.abort_transaction()
 
 
 def _names(offsets: Mapping[TopicPartition, int] | Sequence[TopicPartition]) -> str:

@@ -39,6 +39,9 @@ class ProcessorStats:
     last_batch_seconds: float = 0.0
     assigned: frozenset[TopicPartition] = field(default_factory=frozenset)
     running: bool = False
+    connected: bool = True
+    """False from a transient broker failure of this processor until it fetched again
+    (readiness: not ready; see also ``Broker.available``)."""
 
     def record_batch(self, consumed: int, produced: int, errors: int, seconds: float) -> None:
         """Account one finished batch."""

@@ -17,6 +17,11 @@ callbacks run inside ``fetch``/``close``, between batches, so they never race wi
 one. Stopping (``stop`` set) ends the loop after the current batch; closing the
 consumer then calls ``on_revoked``, which commits what is pending, and releases the
 partitions.
+
+A broker outage does not stop the processor (DESIGN §6): a transient error ends the
+consumer's *session* — its uncommitted work is dropped, not committed — and after an
+exponential backoff (:mod:`spate.outage`) a new consumer joins and resumes from the
+committed offsets. ``ProcessorStats.connected`` is False meanwhile.
 """
 
 from __future__ import annotations
@@ -30,8 +35,11 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import Any
 
-from spate.brokers.base import Broker, Consumer
+from spate.brokers.base import Broker, Consumer, Producer
+from spate.clock import SYSTEM_CLOCK, Clock
 from spate.config import Settings
+from spate.errors import SpateError
+from spate.outage import Outage
 from spate.record import Record, TopicPartition
 from spate.runtime.delivery import AtLeastOnce, Delivery, EffectivelyOnce, ExactlyOnce
 from spate.runtime.errors import ErrorPolicy, error_policy
@@ -40,6 +48,10 @@ from spate.serde import Serde, fast_decoder
 from spate.streams.stream import Batch, Pipeline, Stream
 
 log = logging.getLogger("spate.runtime")
+
+CLOSE_AFTER_ERROR_S = 5.0
+"""How long closing a consumer may take after its loop failed (leaving during an
+outage cannot succeed: its leases expire instead)."""
 
 
 def _partitions(tps: Sequence[TopicPartition] | frozenset[TopicPartition]) -> str:
@@ -59,6 +71,7 @@ class Worker:
         on_error: str = "stop",
         stats: ProcessorStats | None = None,
         executor: Executor | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.app_name = app_name
         self.stream = stream
@@ -68,6 +81,10 @@ class Worker:
         self.stats = stats or ProcessorStats(processor=stream.name, group=stream.group)
         self.executor = executor
         """Where plain user functions run (None: on the event loop)."""
+        self.clock = clock
+        self._outage = Outage(
+            log, f"app={app_name} processor={stream.name} group={stream.group}", clock=clock
+        )
         self._delivery: Delivery | None = None
         self._serdes: dict[str, Serde[Any]] = {t.name: t.serde for t in stream.topics}
         self._fast_decoders = {name: fast_decoder(serde) for name, serde in self._serdes.items()}
@@ -125,16 +142,22 @@ class Worker:
         instance = self.settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
         return f"{self.app_name}.{self.stream.name}.{instance}"
 
-    def _make_delivery(self, exactly_once: bool, consumer: Consumer) -> Delivery:
+    def _make_producer(self, exactly_once: bool) -> Producer:
+        if exactly_once and self.broker.capabilities.transactions:
+            return self.broker.producer(transactional_id=self._transactional_id())
+        return self.broker.producer()
+
+    def _make_delivery(
+        self, producer: Producer, exactly_once: bool, consumer: Consumer
+    ) -> Delivery:
         """Transactions where the broker has them; else, for exactly-once, dedup ids."""
         if not exactly_once:
-            return AtLeastOnce(self.broker.producer(), consumer, self.stats)
+            return AtLeastOnce(producer, consumer, self.stats)
         if self.broker.capabilities.transactions:
-            producer = self.broker.producer(transactional_id=self._transactional_id())
             return ExactlyOnce(producer, consumer, self.stats)
         prefix = f"{self.app_name}/{self.stream.group}/{self.stream.name}"
         return EffectivelyOnce(
-            self.broker.producer(),
+            producer,
             consumer,
             self.stats,
             prefix=prefix,
@@ -142,19 +165,15 @@ class Worker:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Process batches until ``stop`` is set, then drain: finish, commit, release."""
+        """Process batches until ``stop`` is set, then drain: finish, commit, release.
+
+        A transient broker error (an outage: see ``SpateError.transient``) does not stop
+        the processor: what is not committed is dropped, the consumer is closed, and
+        after a backoff a new one resumes from the committed offsets (at-least-once;
+        effectively-once ids still dedup), again and again until the broker is back.
+        """
         settings = self.settings
         exactly_once = settings.processing_guarantee == "exactly-once"
-        consumer = self.broker.consumer(
-            [t.name for t in self.stream.topics],
-            self.stream.group,
-            self,
-            offset_reset=settings.offset_reset,
-            instance_id=settings.instance_id,
-        )
-        self._delivery = delivery = self._make_delivery(exactly_once, consumer)
-        producer = delivery.producer
-        pipeline = self.stream.compile(self.policy.record_failed)
         log.info(
             "event=start app=%s processor=%s group=%s topics=%s guarantee=%s",
             self.app_name,
@@ -166,22 +185,18 @@ class Worker:
         self.stats.running = True
         error: BaseException | None = None
         try:
-            async with producer:
-                try:
-                    await consumer.start()
-                    while not stop.is_set():
-                        records = await consumer.fetch(
-                            settings.batch_size, settings.fetch_timeout_s
-                        )
-                        if records:
-                            await self._process(records, pipeline, delivery)
-                        else:
-                            await delivery.settle()
-                    await delivery.settle()
-                except BaseException:
-                    await self._close_after_error(consumer)
-                    raise
-                await consumer.close()
+            async with self._make_producer(exactly_once) as producer:
+                while True:
+                    try:
+                        await self._session(stop, producer, exactly_once)
+                        return
+                    except SpateError as exc:
+                        if not exc.transient or stop.is_set():
+                            raise
+                        self.stats.connected = False
+                        await self._pause(stop, self._outage.failed(exc))
+                        if stop.is_set():
+                            return
         except BaseException as exc:
             error = exc
             raise
@@ -200,11 +215,64 @@ class Worker:
                 "" if error is None else f" error={type(error).__name__}: {error}",
             )
 
-    async def _close_after_error(self, consumer: Consumer) -> None:
-        """Close (revoke, commit what is acknowledged, leave) after the loop failed; a
-        failure to close is logged, so the error that stopped the loop is the one raised."""
+    async def _session(self, stop: asyncio.Event, producer: Producer, exactly_once: bool) -> None:
+        """One consumer's life: join, process until ``stop``, drain and leave."""
+        settings = self.settings
+        consumer = self.broker.consumer(
+            [t.name for t in self.stream.topics],
+            self.stream.group,
+            self,
+            offset_reset=settings.offset_reset,
+            instance_id=settings.instance_id,
+        )
+        self._delivery = delivery = self._make_delivery(producer, exactly_once, consumer)
+        pipeline = self.stream.compile(self.policy.record_failed)
+        outage = self._outage
         try:
-            await consumer.close()
+            await consumer.start()
+            while not stop.is_set():
+                records = await consumer.fetch(settings.batch_size, settings.fetch_timeout_s)
+                if not outage.available:
+                    outage.recovered()
+                    self.stats.connected = True
+                if records:
+                    await self._process(records, pipeline, delivery)
+                else:
+                    await delivery.settle()
+            await delivery.settle()
+        except BaseException as exc:
+            transient = isinstance(exc, SpateError) and exc.transient
+            if transient:
+                # Nothing of this session may become durable any more: the next one
+                # replays it from the committed offsets. The listener callbacks that
+                # closing makes then find no delivery to settle.
+                self._delivery = None
+                await delivery.discard()
+            await self._close_after_error(consumer, bounded=transient)
+            raise
+        await consumer.close()
+
+    async def _pause(self, stop: asyncio.Event, delay_s: float) -> None:
+        """Wait ``delay_s`` on the clock, or less if ``stop`` is set meanwhile."""
+        waits = [
+            asyncio.ensure_future(self.clock.sleep(delay_s)),
+            asyncio.ensure_future(stop.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+    async def _close_after_error(self, consumer: Consumer, *, bounded: bool) -> None:
+        """Close (revoke, commit what is acknowledged, leave) after the loop failed; a
+        failure to close is logged, so the error that stopped the loop is the one raised.
+
+        After an outage closing is ``bounded``: leaving the group cannot succeed while
+        the broker is away, and the leases expire by themselves."""
+        closing = consumer.close()
+        try:
+            await (asyncio.wait_for(closing, CLOSE_AFTER_ERROR_S) if bounded else closing)
         except Exception as exc:
             log.warning(
                 "event=close_failed app=%s processor=%s error=%s: %s",

@@ -3,6 +3,7 @@ with a spate error (and a fetch simply finds nothing)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 import spate
 from spate.brokers.nats import NatsBroker
-from spate.errors import BrokerError, CommitError, PublishError, SpateError
+from spate.errors import BrokerError, CommitError, ConnectError, PublishError, SpateError
 from spate.record import TopicPartition
 from spate.testing.nats_server import NatsServer
 
@@ -50,3 +51,39 @@ async def test_every_call_maps_errors_when_the_server_is_gone(
         assert isinstance(error, PublishError)
         assert "key-9" in str(error)
         assert await consumer.fetch(10, 0.3) == []
+
+
+async def test_the_broker_is_unavailable_while_the_server_is_away(own_server: NatsServer) -> None:
+    async def until(available: bool, timeout_s: float) -> None:
+        for _ in range(int(timeout_s / 0.05)):
+            if broker.available is available:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"broker.available never became {available}")
+
+    async with spate.connect(own_server.url) as broker:
+        assert broker.available
+        own_server.kill()
+        await until(False, 10)
+        own_server.start()
+        await until(True, 15)
+        await broker.list_topics()
+
+
+async def test_a_bounded_reconnect_gives_up_for_good(own_server: NatsServer, topic: str) -> None:
+    """``max_reconnect_attempts=N``: once nats-py gives up, a fetch fails with a
+    ConnectError that is not transient, so the worker stops instead of idling."""
+    options = {"max_reconnect_attempts": 1, "reconnect_time_wait": 0.1}
+    async with spate.connect(own_server.url, **options) as broker:
+        await broker.create_topic(topic, 1)
+        consumer = broker.consumer([topic], "g")
+        await consumer.fetch(10, 0.1)
+        own_server.kill()
+        assert isinstance(broker, NatsBroker)
+        for _ in range(200):
+            if broker.client.is_closed:
+                break
+            await asyncio.sleep(0.05)
+        with pytest.raises(ConnectError, match="closed for good") as caught:
+            await consumer.fetch(10, 0.1)
+        assert not caught.value.transient

@@ -11,12 +11,21 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import orjson
 import pytest
 from nats_workers import PARTITIONS, Cluster
 
-from worker_processes import answered, assert_per_key_order, duplicated, numbers, wait_until
+from spate.testing.nats_server import NatsServer
+from worker_processes import (
+    answered,
+    assert_per_key_order,
+    duplicated,
+    numbers,
+    ride_out_two_outages,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -96,3 +105,18 @@ def test_paused_zombie_cannot_commit_over_its_replacement_and_its_outputs_are_dr
     for worker in cluster.live():
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(15) == 0
+
+
+def test_two_workers_ride_out_server_kills_of_3_and_40_seconds(
+    own_server: NatsServer, tmp_path: Path
+) -> None:
+    """kill -9 of nats-server (same store, same port) twice while two workers run:
+    down 3 s, then 40 s, far past the 1 s lease ttl. Both workers stay alive, rejoin,
+    take the partitions back from the committed offsets and answer every input."""
+    # Many small batches: commits (acks) are in flight most of the time, so a kill
+    # catches one, whose timeout used to be taken for a lost connection.
+    cluster = Cluster(tmp_path, own_server.url, guarantee="at-least-once", delay_s=0, batch=20)
+    try:
+        ride_out_two_outages(cluster, own_server.kill, own_server.start, inputs=20_000)
+    finally:
+        cluster.stop_all()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 import redis
 
 import spate
 from spate.brokers.redis import RedisBroker
 from spate.errors import ConfigError, ConnectError, PublishError
-from spate.testing.redis_server import free_port
+from spate.testing.redis_server import RedisServer, free_port
 
 
 def _with_db(url: str, db: int) -> str:
@@ -108,3 +111,33 @@ async def test_a_stalled_server_is_a_publish_error_and_dropped_connections_recov
             await producer.flush(timeout_s=0.5)
         admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
         assert (await broker.describe_topic("t")).partitions == 2, "reconnects by itself"
+
+
+async def test_a_command_waits_through_a_restart_and_the_broker_says_it_is_unavailable(
+    tmp_path: Path,
+) -> None:
+    """By default a command retries a lost connection until the server is back
+    (``reconnect_timeout_s`` unset), and ``available`` is False meanwhile."""
+    with RedisServer.start(tmp_path) as server:
+        async with spate.connect(server.url, retention_interval_s=0) as broker:
+            await broker.create_topic("t", 1)
+            assert broker.available
+            server.kill()
+            listing = asyncio.create_task(broker.list_topics())
+            async with asyncio.timeout(10):
+                while broker.available:
+                    await asyncio.wait([listing], timeout=0.05)
+            assert not listing.done()
+            server.restart()
+            async with asyncio.timeout(15):
+                await listing
+            assert broker.available
+
+
+async def test_a_bounded_reconnect_timeout_gives_up_for_good(tmp_path: Path) -> None:
+    with RedisServer.start(tmp_path) as server:
+        async with spate.connect(server.url, retention_interval_s=0, reconnect_timeout_s=1) as b:
+            server.kill()
+            with pytest.raises(ConnectError, match="reconnect_timeout_s=1") as caught:
+                await b.list_topics()
+            assert not caught.value.transient

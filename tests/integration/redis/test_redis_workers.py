@@ -1,6 +1,7 @@
 """Worker processes on Redis: SIGKILL failover with pending-entry takeover, a paused
-zombie, exactly-once (effectively-once) through kills, and a ``kill -9`` of
-redis-server (append-only file, ``appendfsync always``) mid-stream.
+zombie, exactly-once (effectively-once) through kills, and ``kill -9`` of
+redis-server (append-only file, ``appendfsync always``) mid-stream, for a moment and
+for 40 s.
 
 Real ``spate.runtime.supervisor`` workers (what ``spate run`` starts; see
 :mod:`worker_processes`) with a 1 s lease ttl. Inputs ``{"n": i}`` are keyed
@@ -24,7 +25,7 @@ import worker_processes
 from spate.brokers.redis import keys
 from spate.record import TopicPartition
 from spate.testing.redis_server import RedisServer, find_redis_servers
-from worker_processes import assert_per_key_order, duplicated, wait_until
+from worker_processes import assert_per_key_order, duplicated, ride_out_two_outages, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -216,3 +217,13 @@ def test_redis_killed_and_restarted_with_aof_loses_nothing_acknowledged(
     assert set(answered(workers)) == set(range(count))
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0
+
+
+def test_two_workers_ride_out_server_kills_of_3_and_40_seconds(
+    aof_server: RedisServer, workers_factory: Callable[..., Workers]
+) -> None:
+    """kill -9 of redis-server (same port, same append-only file) twice while two
+    workers run: down 3 s, then 40 s, past the default 30 s that used to end them and
+    far past the 1 s lease ttl. Both stay alive and every input is answered."""
+    workers = workers_factory(aof_server.url, delay_s=0.001, batch=100)
+    ride_out_two_outages(workers, aof_server.kill, aof_server.restart)

@@ -52,6 +52,12 @@ _BY_CODE: dict[int, type[SpateError]] = {
 }
 
 
+_REFUSED = (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
+"""Connection errors that waiting cannot cure: a worker stops on them."""
+_TIMEOUTS = (KafkaError._TIMED_OUT, KafkaError._MSG_TIMED_OUT, KafkaError.REQUEST_TIMED_OUT)
+"""Requests that got no answer in time: an outage the runtime rides out."""
+
+
 def error_of(exc: BaseException) -> KafkaError | None:
     """The ``KafkaError`` inside a confluent-kafka exception, if any."""
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
@@ -69,8 +75,10 @@ def map_error(
     kafka_error = error if isinstance(error, KafkaError) else error_of(error)
     if kafka_error is None:
         return default(f"{context}: {error}")
-    cls = _BY_CODE.get(kafka_error.code(), default)
-    return cls(f"{context}: {kafka_error.str()} ({kafka_error.name()})")
+    code = kafka_error.code()
+    cls = _BY_CODE.get(code, default)
+    transient = code not in _REFUSED and (cls is ConnectError or code in _TIMEOUTS)
+    return cls(f"{context}: {kafka_error.str()} ({kafka_error.name()})", transient=transient)
 
 
 def is_fencing(error: KafkaError) -> bool:

@@ -149,6 +149,11 @@ class NatsBroker(OwningBroker):
             raise ConnectError(f"broker {self.url} is not started")
         return self._leases
 
+    @property
+    def available(self) -> bool:
+        """False while nats-py is reconnecting."""
+        return self._client is None or self._client.is_connected
+
     def _is_closed(self) -> bool:
         return self._closed
 

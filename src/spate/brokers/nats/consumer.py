@@ -42,7 +42,7 @@ from spate.brokers.nats.admin import stream_name
 from spate.brokers.nats.codec import decode
 from spate.brokers.nats.errors import nats_errors
 from spate.brokers.nats.leases import escape_key
-from spate.errors import BrokerError, CommitError, FencedError, SpateError
+from spate.errors import BrokerError, CommitError, ConnectError, FencedError, SpateError
 from spate.record import Record, TopicPartition
 
 if TYPE_CHECKING:
@@ -210,6 +210,17 @@ class NatsConsumer(LeasedConsumer):
                 )
 
     # -- reading ---------------------------------------------------------------------------
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[Record]:
+        if self._client.is_closed:
+            # nats-py gave up (max_reconnect_attempts) or the broker was closed: no
+            # outage to wait out, and an idle member would otherwise never notice.
+            raise ConnectError(
+                f"NATS: group {self.group!r}: the connection is closed for good "
+                "(max_reconnect_attempts used up, or the broker was closed)",
+                transient=False,
+            )
+        return await super().fetch(max_records, timeout_s)
 
     async def _read(
         self, positions: Mapping[TopicPartition, int], max_records: int, timeout_s: float

@@ -3,6 +3,12 @@
 Every call into nats-py from this package runs inside :func:`nats_errors`, so no
 ``nats`` exception reaches user code: connection trouble becomes ConnectError,
 everything else the error class the caller names, with the original as ``__cause__``.
+
+A nats-py timeout is also a ``TimeoutError``, hence an ``OSError``: it is checked
+first, because an operation that timed out (an ack, a publish, a KV read while the
+server restarts) is the caller's error class, marked transient, not a lost connection.
+Refused credentials and a client closed for good are ConnectErrors that waiting
+cannot cure (not transient), so a worker stops on them instead of retrying forever.
 """
 
 from __future__ import annotations
@@ -15,17 +21,20 @@ import nats.js.errors
 
 from spate.errors import BrokerError, ConnectError, SpateError
 
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+_PERMANENT_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     nats.errors.ConnectionClosedError,
-    nats.errors.NoServersError,
-    nats.errors.StaleConnectionError,
-    nats.errors.ConnectionReconnectingError,
     nats.errors.ConnectionDrainingError,
     nats.errors.AuthorizationError,
     nats.errors.SecureConnFailedError,
     nats.errors.SecureConnRequiredError,
     nats.errors.SecureConnWantedError,
     nats.errors.InvalidUserCredentialsError,
+)
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    *_PERMANENT_CONNECTION_ERRORS,
+    nats.errors.NoServersError,
+    nats.errors.StaleConnectionError,
+    nats.errors.ConnectionReconnectingError,
     OSError,
 )
 
@@ -58,12 +67,18 @@ def translate(exc: BaseException, what: str, default: type[SpateError]) -> Spate
     """The spate error for ``exc``, raised while doing ``what``."""
     if isinstance(exc, SpateError):
         return exc
-    if isinstance(exc, _CONNECTION_ERRORS):
-        return ConnectError(f"NATS: cannot {what}: {describe(exc)}")
-    if isinstance(exc, nats.js.errors.NoStreamResponseError | nats.errors.NoRespondersError):
-        return default(f"NATS: cannot {what}: no JetStream stream answered (is the topic there?)")
     if isinstance(exc, TimeoutError):
-        return default(f"NATS: cannot {what}: timed out")
+        return default(f"NATS: cannot {what}: timed out", transient=True)
+    if isinstance(exc, _CONNECTION_ERRORS):
+        permanent = isinstance(exc, _PERMANENT_CONNECTION_ERRORS)
+        return ConnectError(f"NATS: cannot {what}: {describe(exc)}", transient=not permanent)
+    if isinstance(exc, nats.js.errors.NoStreamResponseError | nats.errors.NoRespondersError):
+        # Also what JetStream answers for a moment after a restart, before its streams
+        # are back: worth waiting for.
+        return default(
+            f"NATS: cannot {what}: no JetStream stream answered (is the topic there?)",
+            transient=True,
+        )
     return default(f"NATS: cannot {what}: {describe(exc)}")
 
 

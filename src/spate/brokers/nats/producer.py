@@ -211,6 +211,7 @@ class NatsProducer(Producer):
                         batch,
                         todo[0],
                         self._errors.get(todo[0], f"no acknowledgement within {timeout_s}s"),
+                        transient=True,
                     )
                 for i in todo:
                     self._status[i] = _PENDING
@@ -248,11 +249,14 @@ class NatsProducer(Producer):
             self._answered.set()
 
     @staticmethod
-    def _fail(batch: list[_Pending], index: int, reason: str) -> None:
+    def _fail(batch: list[_Pending], index: int, reason: str, *, transient: bool = False) -> None:
+        """Raise for ``batch[index]``; ``transient``: no answer in time (an outage), as
+        opposed to a refusal."""
         item = batch[index]
         raise PublishError(
             f"NATS did not acknowledge a record for topic {item.topic!r} partition "
-            f"{item.partition} key {item.key!r}: {reason}"
+            f"{item.partition} key {item.key!r}: {reason}",
+            transient=transient,
         )
 
     async def close(self) -> None:

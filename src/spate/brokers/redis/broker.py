@@ -75,6 +75,11 @@ class RedisBroker(OwningBroker):
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    @property
+    def available(self) -> bool:
+        """False while a command keeps retrying a lost connection."""
+        return self.client.available
+
     async def start(self) -> None:
         self._check_open()
         if self._started:

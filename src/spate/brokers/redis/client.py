@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from spate.errors import (
     SpateError,
     TopicNotFoundError,
 )
+from spate.outage import Outage, backoff_s
 
 DEFAULT_PORT = 6379
 logger = logging.getLogger("spate.brokers.redis")
@@ -55,8 +57,9 @@ class RedisOptions:
     """How often a member renews its leases (default: a third of ``lease_ttl_s``)."""
     retention_interval_s: float = 30.0
     """How often a started broker enforces topic retention; 0 turns it off."""
-    reconnect_timeout_s: float = 30.0
-    """How long a command keeps retrying a lost connection before it fails."""
+    reconnect_timeout_s: float | None = None
+    """How long a command keeps retrying a lost connection before it fails for good
+    (the worker then stops); None, the default, retries until the server is back."""
     clock: Clock = SYSTEM_CLOCK
     """Time for record timestamps, retention and lease deadlines (tests inject one)."""
 
@@ -120,7 +123,10 @@ def translate(exc: BaseException, what: str) -> SpateError:
     """The spate error for a redis-py (or socket) error raised while doing ``what``."""
     message = f"{what}: {exc}"
     if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
-        return ConnectError(f"{what}: Redis refused the credentials ({exc}); check user:password")
+        return ConnectError(
+            f"{what}: Redis refused the credentials ({exc}); check user:password",
+            transient=False,
+        )
     if isinstance(exc, rex.ConnectionError | rex.TimeoutError | OSError):
         return ConnectError(f"{what}: cannot reach Redis ({exc})")
     if isinstance(exc, rex.ResponseError):
@@ -130,7 +136,9 @@ def translate(exc: BaseException, what: str) -> SpateError:
         if text.startswith("SPATE_NO_TOPIC"):
             return TopicNotFoundError(f"{what}: the topic does not exist")
         if text.startswith("NOPERM") or text.startswith("NOAUTH"):
-            return ConnectError(f"{what}: Redis refused the command ({text}); check the ACL")
+            return ConnectError(
+                f"{what}: Redis refused the command ({text}); check the ACL", transient=False
+            )
     return BrokerError(message)
 
 
@@ -165,16 +173,22 @@ class RedisClient:
     """A redis-py asyncio client plus the scripts spate runs on it."""
 
     def __init__(
-        self, url: BrokerURL, passthrough: Mapping[str, Any], *, reconnect_timeout_s: float
+        self, url: BrokerURL, passthrough: Mapping[str, Any], *, reconnect_timeout_s: float | None
     ) -> None:
         self.display = url.redacted
         self.reconnect_timeout_s = reconnect_timeout_s
+        self._outage = Outage(logger, f"broker={url.redacted}")
         try:
             self.redis: aioredis.Redis = aioredis.Redis.from_url(
                 redis_py_url(url), decode_responses=False, **passthrough
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"broker URL {url.redacted!r}: bad Redis option ({exc})") from exc
+
+    @property
+    def available(self) -> bool:
+        """False from a command's first failed attempt to its first success after."""
+        return self._outage.available
 
     async def start(self) -> None:
         """Check the server answers and load every script."""
@@ -201,26 +215,36 @@ class RedisClient:
 
         Per-command errors come back as exception objects in the result list.
 
-        A lost connection is retried (backing off up to 1 s between attempts) for up to
-        ``reconnect_timeout_s``, so a restarted server is picked up by itself. Every
-        command spate sends is safe to repeat: scripts check before they write, commits
-        are cumulative, reads set the group cursor first, and a publish that did land
-        before the connection broke is repeated as a duplicate (at-least-once) or dropped
-        by its dedup id.
+        A lost connection is retried with backoff (:mod:`spate.outage`) until the server
+        is back, or for up to ``reconnect_timeout_s`` if one is set, so a restarted
+        server is picked up by itself. Every command spate sends is safe to repeat:
+        scripts check before they write, commits are cumulative, reads set the group
+        cursor first, and a publish that did land before the connection broke is
+        repeated as a duplicate (at-least-once) or dropped by its dedup id.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.reconnect_timeout_s
-        delay = 0.05
+        limit = self.reconnect_timeout_s
+        deadline = None if limit is None else loop.time() + limit
+        attempt = 0
         while True:
             try:
-                return await self._run_once(build, what)
+                results = await self._run_once(build, what)
             except ConnectError as exc:
                 refused = isinstance(exc.__cause__, rex.AuthenticationError | rex.NoPermissionError)
-                if refused or loop.time() + delay > deadline:
+                if refused or not exc.transient:
                     raise
-                logger.warning("%s: %s; retrying in %.2f s", what, exc, delay)
+                self._outage.failed(exc)
+                delay = backoff_s(attempt, random.random())
+                attempt += 1
+                if deadline is not None and loop.time() + delay > deadline:
+                    raise ConnectError(
+                        f"{exc}; gave up after reconnect_timeout_s={limit}",
+                        transient=False,
+                    ) from exc
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                continue
+            self._outage.recovered()
+            return results
 
     async def _run_once(self, build: Callable[[Any], object], what: str) -> list[Any]:
         """One attempt. A NOSCRIPT answer (the server restarted and forgot the scripts)

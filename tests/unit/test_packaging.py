@@ -54,3 +54,9 @@ def test_all_installs_every_extra() -> None:
     match = re.fullmatch(r"spate-streams\[(.*)\]", everything)
     assert match is not None, everything
     assert sorted(match.group(1).split(",")) == RUNTIME_EXTRAS
+
+
+def test_no_package_is_an_empty_placeholder() -> None:
+    for init in (ROOT / "src" / "spate").rglob("__init__.py"):
+        modules = list(init.parent.glob("*.py"))
+        assert any(module.read_text().strip() for module in modules), f"{init.parent} is empty"

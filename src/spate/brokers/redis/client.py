@@ -218,7 +218,7 @@ class RedisClient:
                 refused = isinstance(exc.__cause__, rex.AuthenticationError | rex.NoPermissionError)
                 if refused or loop.time() + delay > deadline:
                     raise
-                logger.warning("%s: %s; retrying in %.2f s", what, exc, delay)
+                logger.warning("event=retrying action=%r error=%s delay_s=%.2f", what, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 

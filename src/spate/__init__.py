@@ -1,4 +1,4 @@
-"""spate: real-time stream services on Kafka, NATS JetStream, Redis Streams, MQTT or an
+"""spate: real-time stream services on Kafka, NATS JetStream, Redis Streams or an
 embedded broker — one program, every broker."""
 
 from __future__ import annotations

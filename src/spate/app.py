@@ -40,6 +40,7 @@ import logging
 import os
 import re
 import signal
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -90,8 +91,9 @@ class App:
     :class:`~spate.config.Settings` fields (``batch_size=``, ``fetch_timeout_s=``, …).
 
     Broker-native options stay apart from spate's settings and pass through to the
-    adapter untouched: ``kafka_config={"linger.ms": 20}`` for librdkafka, or any
-    adapter option in ``broker_options`` (what ``spate.connect(url, **options)`` takes).
+    adapter untouched in ``broker_options``, which takes what ``spate.connect(url,
+    **options)`` takes: ``broker_options={"kafka_config": {"linger.ms": 20}}`` for
+    librdkafka. ``kafka_config=`` is the deprecated spelling of that one option.
     """
 
     def __init__(
@@ -114,6 +116,17 @@ class App:
         )
         self.broker_options: dict[str, Any] = dict(broker_options or {})
         if kafka_config is not None:
+            warnings.warn(
+                "App(kafka_config=...) is deprecated; pass "
+                "broker_options={'kafka_config': {...}} instead",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if "kafka_config" in self.broker_options:
+                raise ConfigError(
+                    "App got kafka_config twice, as kafka_config= and in broker_options; "
+                    "keep only broker_options={'kafka_config': {...}}"
+                )
             self.broker_options["kafka_config"] = dict(kafka_config)
         self.topics: dict[str, Topic[Any]] = {}
         self.processors: list[Processor] = []

@@ -16,12 +16,9 @@ these, so user code can handle broker trouble without importing any client libra
     ├── CoordinationError         group membership failed
     │   ├── LeaseLost             this member no longer owns a partition
     │   └── FencedError           a write carried a stale epoch: a newer owner exists
-    ├── ProcessingError           a record could not be processed
-    │   ├── SerdeError            a value could not be encoded or decoded
-    │   │   └── DeserializationError  a stored record did not decode; names its location
-    │   └── RetriesExhausted      user code kept failing after every retry
-    └── StateError                a state store failed
-        └── RecoveryError         a store could not be restored from its changelog
+    └── ProcessingError           a record could not be processed
+        └── SerdeError            a value could not be encoded or decoded
+            └── DeserializationError  a stored record did not decode; names its location
 
 Wrap with ``raise ... from exc`` so the original cause stays visible.
 
@@ -118,15 +115,3 @@ class DeserializationError(SerdeError):
         self.topic = topic
         self.partition = partition
         self.offset = offset
-
-
-class RetriesExhausted(ProcessingError):
-    """User code still failed after every retry attempt."""
-
-
-class StateError(SpateError):
-    """A state store failed."""
-
-
-class RecoveryError(StateError):
-    """A store could not be restored from its changelog."""

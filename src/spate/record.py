@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -14,6 +15,11 @@ class TopicPartition(NamedTuple):
 
     topic: str
     partition: int
+
+
+def partition_names(partitions: Iterable[TopicPartition]) -> str:
+    """``orders[0],orders[3]``, sorted: partitions as one ``key=value`` log field."""
+    return ",".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(partitions)) or "-"
 
 
 @dataclass(slots=True)

@@ -328,3 +328,20 @@ def test_a_failure_to_close_does_not_hide_the_error_that_stopped_the_processor(
         with pytest.raises(ProcessingError, match=r"'bill' stopped: ZeroDivisionError"):
             t.run_until_idle()
     assert "event=close_failed app=shop processor=bill error=BrokerError" in caplog.text
+
+
+def test_kafka_config_is_a_deprecated_spelling_of_broker_options() -> None:
+    with pytest.warns(DeprecationWarning, match=r"broker_options=\{'kafka_config'") as caught:
+        app = App("shop", broker="memory://", kafka_config={"linger.ms": 20})
+    assert caught[0].filename == __file__, "the warning points at the caller's line"
+    assert app.broker_options == {"kafka_config": {"linger.ms": 20}}
+    with (
+        pytest.raises(ConfigError, match="kafka_config twice"),
+        pytest.warns(DeprecationWarning, match="deprecated"),
+    ):
+        App(
+            "shop",
+            broker="memory://",
+            kafka_config={"linger.ms": 20},
+            broker_options={"kafka_config": {"acks": "all"}},
+        )

@@ -34,7 +34,7 @@ from spate.clock import SYSTEM_CLOCK, Clock
 from spate.coordination import LeaseStore, assign, new_member_id
 from spate.errors import ClosedError, ConfigError, FencedError, LeaseLost, SpateError
 from spate.outage import Outage
-from spate.record import Record, TopicPartition
+from spate.record import Record, TopicPartition, partition_names
 
 log = logging.getLogger("spate.coordination")
 
@@ -124,7 +124,9 @@ class GroupMember:
             except Exception:
                 # A bug must not silently stop the heartbeat: the leases would expire
                 # while this member keeps working. Log it and try again next round.
-                log.exception("group %s member %s: heartbeat failed", self.group, self.member_id)
+                log.exception(
+                    "event=heartbeat_failed group=%s member=%s", self.group, self.member_id
+                )
             else:
                 self._heartbeats.recovered()
 
@@ -198,7 +200,7 @@ class GroupMember:
             await self.store.leave(self.group, self.member_id)
         except SpateError as exc:
             log.warning(
-                "group %s member %s: could not leave cleanly (%s); its leases will expire",
+                "event=leave_failed group=%s member=%s error=%s leases=expire",
                 self.group,
                 self.member_id,
                 exc,
@@ -315,7 +317,12 @@ class LeasedConsumer(Consumer):
             for tp in lost:
                 del self._positions[tp]
                 self._epochs.pop(tp, None)
-            log.warning("group %s member %s lost %s", self.group, self.member.member_id, lost)
+            log.warning(
+                "event=partitions_lost group=%s member=%s partitions=%s",
+                self.group,
+                self.member.member_id,
+                partition_names(lost),
+            )
             await self._listener.on_lost(lost)
         if changes.revoke:
             known = [tp for tp in changes.revoke if tp in self._positions]
@@ -331,10 +338,10 @@ class LeasedConsumer(Consumer):
             self._epochs.update((tp, e) for tp, e in new_epochs.items() if e is not None)
             self._positions.update(await self._initial_positions(changes.assigned))
             log.info(
-                "group %s member %s assigned %s",
+                "event=partitions_assigned group=%s member=%s partitions=%s",
                 self.group,
                 self.member.member_id,
-                changes.assigned,
+                partition_names(changes.assigned),
             )
             await self._listener.on_assigned(list(changes.assigned))
 

@@ -68,7 +68,7 @@ class OwningBroker(Broker):
                 try:
                     await enforce()
                 except SpateError as exc:
-                    log.warning("%s: retention failed: %s", self.url, exc)
+                    log.warning("event=retention_failed url=%s error=%s", self.url, exc)
 
         self._retention_task = asyncio.get_running_loop().create_task(
             loop(), name=f"spate-retention-{self.url}"

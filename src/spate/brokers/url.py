@@ -10,11 +10,10 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
 
+from spate.brokers import schemes
 from spate.errors import ConfigError
 
 _USERINFO_SECRET = re.compile(r"(://[^:/@]*:)[^@]*@")
-
-KNOWN_SCHEMES = ("local", "memory", "kafka", "nats", "tls", "redis", "rediss", "mqtt", "mqtts")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -80,16 +79,16 @@ def parse_broker_url(raw: str) -> BrokerURL:
     if not sep:
         raise _fail(raw, "scheme", "is missing", "start the URL with e.g. kafka:// or local://")
     scheme = scheme.lower()
-    if scheme not in KNOWN_SCHEMES:
-        raise _fail(
-            raw, f"scheme {scheme!r}", "is unknown", f"use one of {', '.join(KNOWN_SCHEMES)}"
-        )
+    try:
+        takes_path = schemes.find(scheme).takes_path
+    except ConfigError as exc:
+        raise ConfigError(f"broker URL {raw!r}: {exc}") from None
     rest, _, query_text = rest.partition("?")
     try:
         query = dict(parse_qsl(query_text, keep_blank_values=True, strict_parsing=bool(query_text)))
     except ValueError as exc:
         raise _fail(raw, "query", f"is malformed ({exc})", "write ?name=value&name=value") from exc
-    if scheme in ("local", "memory"):
+    if takes_path:
         return BrokerURL(raw=raw, scheme=scheme, path=unquote(rest), query=query)
     authority, slash, path = rest.partition("/")
     username = password = None

@@ -232,11 +232,24 @@ async def test_bad_property_is_config_error(kafka_server: ServerProcess) -> None
         spate.connect(kafka_server.url, kafka_conf={"acks": "all"})
 
 
-async def test_app_passes_kafka_config_to_librdkafka(kafka_server: ServerProcess) -> None:
-    app = App("kafka-config", broker=kafka_server.url, kafka_config={"no.such.property": 1})
+async def run_and_expect_librdkafka_to_refuse(app: App) -> None:
     app.stream(app.topic("kafka-config-in"), group="g").to(app.topic("kafka-config-out"))
     with pytest.raises(ConfigError, match=r"no\.such\.property"):
         await app.run_async()
+
+
+async def test_app_passes_kafka_config_to_librdkafka(kafka_server: ServerProcess) -> None:
+    options = {"kafka_config": {"no.such.property": 1}}
+    app = App("kafka-config", broker=kafka_server.url, broker_options=options)
+    await run_and_expect_librdkafka_to_refuse(app)
+
+
+async def test_app_kafka_config_still_works_with_a_deprecation_warning(
+    kafka_server: ServerProcess,
+) -> None:
+    with pytest.warns(DeprecationWarning, match="broker_options"):
+        app = App("kafka-config", broker=kafka_server.url, kafka_config={"no.such.property": 1})
+    await run_and_expect_librdkafka_to_refuse(app)
 
 
 async def test_url_query_passes_through(kafka_server: ServerProcess, name: str) -> None:

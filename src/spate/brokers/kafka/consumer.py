@@ -136,7 +136,7 @@ class KafkaConsumer(Consumer):
                     self._executor, self._consumer.close
                 )
             except KafkaException as exc:
-                logger.warning("closing Kafka consumer of group %r: %s", self.group, exc)
+                logger.warning("event=consumer_close_failed group=%s error=%s", self.group, exc)
             finally:
                 self._released = True
                 self._executor.shutdown(wait=False)
@@ -151,8 +151,7 @@ class KafkaConsumer(Consumer):
         if error is None and not failed:
             return
         logger.warning(
-            "event=commit_failed group=%s partitions=%s error=%s; the next commit covers "
-            "these offsets",
+            "event=commit_failed group=%s partitions=%s error=%s retry=next_commit",
             self.group,
             ",".join(f"{p.topic}[{p.partition}]" for p in failed or partitions) or "-",
             error if error is not None else failed[0].error,
@@ -161,7 +160,7 @@ class KafkaConsumer(Consumer):
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal() or error.code() in UNRECOVERABLE:
             self._fatal = error
-        logger.warning("Kafka consumer of group %r on %s: %s", self.group, self._url, error)
+        logger.warning("event=client_error group=%s url=%s error=%s", self.group, self._url, error)
 
     def _run_listener(self, coroutine: Coroutine[Any, Any, None], what: str) -> None:
         """Run ``coroutine`` on the event loop and wait for it, from the consume thread."""
@@ -186,7 +185,7 @@ class KafkaConsumer(Consumer):
         except queue.Empty:
             future.cancel()
             logger.warning(
-                "group %r: %s took longer than %ss; continuing the rebalance",
+                "event=rebalance_callback_timeout group=%s callback=%s timeout_s=%s",
                 self.group,
                 what,
                 self._rebalance_timeout_s,
@@ -261,7 +260,7 @@ class KafkaConsumer(Consumer):
                     resume - tp.offset,
                 )
         except KafkaException as exc:
-            logger.info("group %r: could not check for retention gaps: %s", self.group, exc)
+            logger.info("event=retention_check_failed group=%s error=%s", self.group, exc)
 
     def _on_revoke(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
         tps = [tp for tp in _tps(partitions) if tp in self._owned]
@@ -339,7 +338,7 @@ class KafkaConsumer(Consumer):
             return
         if error.fatal() or error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, *UNRECOVERABLE):
             raise map_error(error, f"fetch from {self._topics}")
-        logger.warning("Kafka consumer of group %r: %s", self.group, error)
+        logger.warning("event=fetch_error group=%s error=%s", self.group, error)
 
     def require_owned(self, partitions: Iterable[TopicPartition]) -> None:
         """Raise FencedError naming any partition this member does not own now."""

@@ -86,11 +86,11 @@ def enforce(conn: sqlite3.Connection, topics: dict[str, dict[str, str]], now_ms:
         conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES_PER_PASS});")
     for loss in losses:
         log.warning(
-            "retention deleted %d records of %s[%d] that group %r had not committed",
-            loss.records,
+            "event=retention_lost_records topic=%s partition=%d group=%s records=%d",
             loss.tp.topic,
             loss.tp.partition,
             loss.group,
+            loss.records,
         )
     return losses
 

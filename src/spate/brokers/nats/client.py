@@ -106,15 +106,15 @@ def connect_options(parsed: BrokerURL, options: Mapping[str, Any]) -> dict[str, 
 
 
 async def _log_error(exc: Exception) -> None:
-    log.debug("NATS client error: %s", exc)
+    log.debug("event=client_error error=%s", exc)
 
 
 async def _log_disconnected() -> None:
-    log.info("NATS connection lost (reconnecting unless closed)")
+    log.info("event=disconnected reconnect=unless_closed")
 
 
 async def _log_reconnected() -> None:
-    log.warning("NATS connection re-established")
+    log.warning("event=reconnected")
 
 
 async def open_connection(

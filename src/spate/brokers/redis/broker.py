@@ -295,10 +295,10 @@ class RedisBroker(OwningBroker):
                 out[tp] = result
                 if result.lost:
                     logger.warning(
-                        "retention removed %d unacknowledged records of %s[%d] "
-                        "(retention.allow.loss=true)",
-                        result.lost,
+                        "event=retention_lost_records topic=%s partition=%d records=%d "
+                        "retention.allow.loss=true",
                         tp.topic,
                         tp.partition,
+                        result.lost,
                     )
         return out

@@ -144,7 +144,7 @@ class LocalBroker(OwningBroker):
                 )
         if parsed.scheme == "memory":
             return cls(None, memory_name=parsed.path, **kwargs)
-        return cls(parsed.path or DEFAULT_PATH, **kwargs)
+        return cls(parsed.path, **kwargs)
 
     # -- lifecycle -----------------------------------------------------------------------
 

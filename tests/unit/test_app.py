@@ -174,6 +174,37 @@ def test_stop_policy_stops_the_processor_and_commits_nothing_of_the_batch() -> N
     assert sum(p.lag for p in lag) == 5
 
 
+def test_a_stopped_processor_counts_the_record_that_stopped_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, orders, invoices = shop()
+
+    @app.handler(orders, group="billing", output=invoices)
+    def bill(order: Order) -> Invoice:
+        return Invoice(order=order.id, total=100 // order.amount)
+
+    with TestApp(app) as t:
+        send_orders(t, orders, 5)
+        with pytest.raises(ProcessingError):
+            t.run_until_idle()
+    assert app.stats["bill"].errors == 1
+    assert "event=stop app=shop processor=bill consumed=0 produced=0 errors=1 " in caplog.text
+
+
+def test_a_record_that_does_not_decode_counts_as_the_error_that_stopped_the_processor() -> None:
+    app, orders, invoices = shop()
+
+    @app.handler(orders, group="billing", output=invoices)
+    def bill(order: Order) -> None:
+        return None
+
+    with TestApp(app) as t:
+        t.send(orders, "not an order", key="k")
+        with pytest.raises(DeserializationError):
+            t.run_until_idle()
+    assert app.stats["bill"].errors == 1
+
+
 def test_bytes_that_are_not_json_stop_with_their_location() -> None:
     app, orders, invoices = shop()
     app.handler(orders, group="billing", output=invoices)(lambda o: None)

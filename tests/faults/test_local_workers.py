@@ -222,6 +222,24 @@ def test_each_worker_gets_an_instance_id_of_its_own(
     assert sorted(line.rsplit("instance=", 1)[1] for line in started) == ["web-0", "web-1"]
 
 
+def test_spate_workers_in_the_environment_starts_that_many_workers(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    cluster = cluster_factory("at-least-once")
+    cluster.env["SPATE_WORKERS"] = "2"
+    asyncio.run(produce_inputs(cluster.url, 8))
+    parent = cluster.spate_run()
+    try:
+        wait_until(lambda: cluster.committed() == 8, 15, "every input committed")
+        parent.send_signal(signal.SIGTERM)
+        _, stderr = parent.communicate(timeout=15)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 0
+    assert "event=workers_started target=workerapp:app workers=2 " in stderr.decode()
+
+
 def test_bytes_that_are_not_json_stop_spate_run_naming_the_record(
     cluster_factory: Callable[..., Cluster],
 ) -> None:

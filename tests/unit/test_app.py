@@ -158,6 +158,13 @@ def test_skip_policy_drops_failing_records_and_counts_them() -> None:
     assert app.stats["bill"].errors == 2
 
 
+def test_app_run_refuses_several_workers_instead_of_ignoring_them() -> None:
+    app, orders, invoices = shop(workers=3)
+    app.handler(orders, group="billing", output=invoices)(lambda order: None)
+    with pytest.raises(ConfigError, match=r"workers=3 needs `spate run MODULE:APP`"):
+        app.run()
+
+
 def test_stop_policy_stops_the_processor_and_commits_nothing_of_the_batch() -> None:
     app, orders, invoices = shop()
 

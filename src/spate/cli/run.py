@@ -1,8 +1,9 @@
 """``spate run MODULE:APP``: run an App's processors until SIGINT/SIGTERM.
 
-Flags override what the App's code and the ``SPATE_*`` environment set. With
-``--workers 1`` the App runs in this process; with more, this process supervises
-that many worker processes (see :mod:`spate.runtime.supervisor`).
+Flags override what the App's code and the ``SPATE_*`` environment set. With one
+worker (``--workers``, else ``SPATE_WORKERS`` or the App's ``workers``, else 1) the
+App runs in this process; with more, this process supervises that many worker
+processes (see :mod:`spate.runtime.supervisor`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,16 @@ def run_command(
         ),
     ] = None,
     workers: Annotated[
-        int, typer.Option("--workers", "-w", min=1, help="Worker processes in the group.")
-    ] = 1,
+        int | None,
+        typer.Option(
+            "--workers",
+            "-w",
+            min=1,
+            envvar="SPATE_WORKERS",
+            show_envvar=True,
+            help="Worker processes in the group; default: the App's workers, else 1.",
+        ),
+    ] = None,
     guarantee: Annotated[
         str | None,
         typer.Option("--guarantee", "-g", help="at-least-once or exactly-once."),
@@ -56,11 +65,12 @@ def run_command(
         "instance_id": instance_id,
     }
     app = load_app(target)
-    app.configure(**overrides)
-    if workers == 1:
+    app.configure(**overrides, workers=workers)
+    if app.settings.workers == 1:
         app.run()
         return
     configure_logging(app.settings.log_level)
-    code = run_workers(target, {k: v for k, v in overrides.items() if v is not None}, workers)
+    passed_on = {k: v for k, v in overrides.items() if v is not None}
+    code = run_workers(target, passed_on, app.settings.workers)
     if code:
         raise typer.Exit(code)

@@ -168,6 +168,32 @@ def test_user_mistakes_give_one_line_and_an_exit_code(broker: str, tmp_path: Pat
     )
 
 
+def test_run_an_app_that_fails_to_import_says_where_in_one_line(
+    broker: str, tmp_path: Path
+) -> None:
+    shop = tmp_path / "shop.py"
+    shop.write_text("import spate\n\nimport ordersx\napp = spate.App('shop')\n")
+    one_line_error(
+        spate("run", f"{shop}:app", broker=broker),
+        2,
+        "cannot import 'shop' (ModuleNotFoundError: No module named 'ordersx')",
+        f"at {shop}:3",
+        "--traceback",
+    )
+    (tmp_path / "broken.py").write_text("app = (\n")
+    one_line_error(
+        spate("run", f"{tmp_path / 'broken.py'}:app", broker=broker),
+        2,
+        "cannot import 'broken' (SyntaxError: '(' was never closed)",
+        "broken.py:1",
+    )
+    full = spate("run", f"{shop}:app", "--traceback", broker=broker)
+    assert full.returncode == 2
+    assert "Traceback (most recent call last)" in full.stderr
+    assert f'File "{shop}", line 3, in <module>' in full.stderr
+    assert full.stderr.strip().splitlines()[-1].startswith("error: cannot import 'shop'")
+
+
 def test_demo_runs_without_a_terminal() -> None:
     result = spate("demo", "--duration", "3", "--rate", "300", broker=None, timeout_s=60)
     out = ok(result)

@@ -8,11 +8,13 @@ processes (see :mod:`spate.runtime.supervisor`).
 
 from __future__ import annotations
 
+import traceback
 from typing import Annotated
 
 import typer
 
 from spate.app import configure_logging
+from spate.errors import SpateError
 from spate.runtime.supervisor import load_app, run_workers
 
 
@@ -56,6 +58,14 @@ def run_command(
             "static member id); with --workers N each worker is NAME-i.",
         ),
     ] = None,
+    show_traceback: Annotated[
+        bool,
+        typer.Option(
+            "--traceback",
+            help="On an error, print the whole traceback (and its causes) before the "
+            "one-line message.",
+        ),
+    ] = False,
 ) -> None:
     """Run an App: every processor, until Ctrl-C/SIGTERM, then drain and exit 0."""
     overrides = {
@@ -64,11 +74,16 @@ def run_command(
         "log_level": log_level.upper() if log_level else None,
         "instance_id": instance_id,
     }
-    app = load_app(target)
-    app.configure(**overrides, workers=workers)
-    if app.settings.workers == 1:
-        app.run()
-        return
+    try:
+        app = load_app(target)
+        app.configure(**overrides, workers=workers)
+        if app.settings.workers == 1:
+            app.run()
+            return
+    except SpateError as exc:
+        if show_traceback:
+            traceback.print_exception(exc)
+        raise
     configure_logging(app.settings.log_level)
     passed_on = {k: v for k, v in overrides.items() if v is not None}
     code = run_workers(target, passed_on, app.settings.workers)

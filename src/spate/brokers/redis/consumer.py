@@ -61,12 +61,6 @@ class RedisConsumer(LeasedConsumer):
         self._buffered: dict[TopicPartition, deque[Record]] = {}
         self._rotation = 0
 
-    async def start(self) -> None:
-        if not self._started:
-            for topic in self.topics:
-                await self._broker.partition_count(topic)
-        await super().start()
-
     async def _partitions(self) -> Sequence[TopicPartition]:
         found: list[TopicPartition] = []
         counts = await self._broker.partition_counts(self.topics)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from spate.brokers.base import Broker, Capabilities, Consumer
+from spate.brokers.registry import connect
 from spate.errors import (
     ClosedError,
     FencedError,
@@ -437,7 +438,8 @@ class BrokerContract:
         async with broker.consumer([topic], group) as consumer:
             assert len(await self.collect(consumer, 4, contract_timing)) == 4
             await consumer.commit({TopicPartition(topic, 0): 0})
-            await broker.delete_topic(topic)
+            async with connect(broker.url) as admin:  # as `spate topics delete` would
+                await admin.delete_topic(topic)
             with pytest.raises(TopicNotFoundError) as info:
                 await self.keep_fetching(consumer, contract_timing)
         assert f"topic {topic!r} was deleted while group {group!r} consumed it" in str(info.value)

@@ -112,8 +112,8 @@ class NatsConsumer(LeasedConsumer):
     async def _partitions(self) -> Sequence[TopicPartition]:
         tps: list[TopicPartition] = []
         for topic in self.topics:
-            try:
-                count = await self._broker.admin.partitions(topic)
+            try:  # not the cached count: a topic deleted elsewhere must disappear here
+                count = (await self._broker.admin.describe(topic)).partitions
             except TopicNotFoundError:
                 continue  # as on every leased broker: a missing topic has no partitions
             tps.extend(TopicPartition(topic, p) for p in range(count))

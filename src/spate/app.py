@@ -363,7 +363,16 @@ class App:
             )
 
     def run(self) -> None:
-        """Run until SIGINT/SIGTERM, then drain and return. A second signal exits at once."""
+        """Run until SIGINT/SIGTERM, then drain and return. A second signal exits at once.
+
+        This is one process: several workers need ``spate run``, which can start a fresh
+        interpreter per worker because it knows the App's ``MODULE:APP``."""
+        if self.settings.workers != 1:
+            raise ConfigError(
+                f"app {self.name!r}: workers={self.settings.workers} needs "
+                f"`spate run MODULE:APP`; app.run() runs this one process (drop workers= "
+                "or unset SPATE_WORKERS to run it here)"
+            )
         configure_logging(self.settings.log_level)
         asyncio.run(self._run_with_signals())
 

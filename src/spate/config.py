@@ -35,6 +35,9 @@ class Settings:
     offset_reset: OffsetResetSetting = "earliest"
     """Where a group with no committed offset starts."""
     workers: int = 1
+    """Worker processes ``spate run`` starts when ``--workers`` is not given
+    (``SPATE_WORKERS``); each runs every processor, and together they form one group
+    per processor."""
     instance_id: str | None = None
     """A stable name for this process across restarts (a pod name, ``host-slot``),
     unique among the running ones. On Kafka it names the transactional producer and
@@ -44,7 +47,6 @@ class Settings:
     """Python's young-generation GC threshold while processors run (0: leave it as
     it is); see :mod:`spate.runtime.garbage`."""
     log_level: LogLevel = "INFO"
-    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         _check_choice("processing_guarantee", self.processing_guarantee, Guarantee)
@@ -65,8 +67,6 @@ class Settings:
                 f"gc_threshold={self.gc_threshold!r} must be 0 (leave Python's collector "
                 "alone) or a positive int"
             )
-        if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
-            raise ConfigError(f"metrics_port={self.metrics_port!r} must be from 0 to 65535")
 
 
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
@@ -95,7 +95,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "fetch_timeout_s": float,
     "workers": int,
     "gc_threshold": int,
-    "metrics_port": int,
     "log_level": str.upper,
 }
 

@@ -9,6 +9,7 @@ names the gap; Apache Kafka runs everything.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -35,12 +36,31 @@ class TestApacheKafka(BrokerContract):
         async with spate.connect(server.url, kafka_config=dict(FAST_GROUPS)) as broker:
             yield broker
 
+    async def test_deleting_a_consumed_topic_stops_its_consumer(
+        self, broker: Broker, contract_timing: ContractTiming
+    ) -> None:
+        """librdkafka calls a topic gone only after topic.metadata.propagation.max.ms
+        (30 s by default), so this one needs longer than the usual settle time."""
+        await super().test_deleting_a_consumed_topic_stops_its_consumer(
+            broker, dataclasses.replace(contract_timing, settle_timeout_s=60)
+        )
+
 
 TANSU_LIST_OFFSETS = pytest.mark.xfail(
     reason="Tansu gap: ListOffsets(latest) answers the last batch's base offset + 1, not the "
     "high watermark, so lag and auto.offset.reset=latest are wrong on Tansu",
     strict=False,
 )
+
+
+TANSU_NOT_RUN = {
+    "test_latest_offset_reset_skips_existing_records": "ListOffsets(latest) is wrong, so "
+    "offset_reset='latest' may start inside the existing records (a failure waits out the "
+    "settle timeout)",
+    "test_deleting_a_consumed_topic_stops_its_consumer": "after a consumed topic is deleted, "
+    "Tansu's metadata answer crashes librdkafka 2.16 (SIGSEGV in rd_kafka_metadata_cache_find)",
+}
+"""Contract tests Tansu cannot pass and that cost too much (or crash) when run anyway."""
 
 
 class TestTansu(BrokerContract):
@@ -60,12 +80,8 @@ class TestTansu(BrokerContract):
     ) -> None:
         await super().test_commit_is_resumed_by_a_new_member(broker, contract_timing)
 
-    @pytest.mark.xfail(
-        reason="Tansu gap: ListOffsets(latest) is wrong, so offset_reset='latest' may start "
-        "inside the existing records; not run (a failure waits out the settle timeout)",
-        run=False,
-    )
-    async def test_latest_offset_reset_skips_existing_records(
-        self, broker: Broker, contract_timing: ContractTiming
-    ) -> None:
-        await super().test_latest_offset_reset_skips_existing_records(broker, contract_timing)
+    @pytest.fixture(autouse=True)
+    def not_run_on_tansu(self, request: pytest.FixtureRequest) -> None:
+        reason = TANSU_NOT_RUN.get(request.node.originalname)
+        if reason is not None:
+            pytest.xfail(f"Tansu gap: {reason}; not run")

@@ -204,12 +204,10 @@ def test_sigterm_mid_stream_exits_zero_with_commits_matching_outputs(
     assert answered(cluster.answers()) == expected  # each committed input answered once, no more
 
 
-def test_each_worker_gets_an_instance_id_of_its_own(
-    cluster_factory: Callable[..., Cluster],
-) -> None:
-    cluster = cluster_factory("at-least-once")
+def run_eight_inputs(cluster: Cluster, *args: str) -> str:
+    """``spate run ARGS`` until 8 inputs are committed, then SIGTERM: its stderr."""
     asyncio.run(produce_inputs(cluster.url, 8))
-    parent = cluster.spate_run("--workers", "2", "--instance-id", "web")
+    parent = cluster.spate_run(*args)
     try:
         wait_until(lambda: cluster.committed() == 8, 15, "every input committed")
         parent.send_signal(signal.SIGTERM)
@@ -218,8 +216,24 @@ def test_each_worker_gets_an_instance_id_of_its_own(
         if parent.poll() is None:
             parent.kill()
     assert parent.returncode == 0
-    started = [line for line in stderr.decode().splitlines() if "event=app_start" in line]
+    return stderr.decode()
+
+
+def test_each_worker_gets_an_instance_id_of_its_own(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    stderr = run_eight_inputs(cluster_factory(), "--workers", "2", "--instance-id", "web")
+    started = [line for line in stderr.splitlines() if "event=app_start" in line]
     assert sorted(line.rsplit("instance=", 1)[1] for line in started) == ["web-0", "web-1"]
+
+
+def test_spate_workers_in_the_environment_starts_that_many_workers(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    cluster = cluster_factory()
+    cluster.env["SPATE_WORKERS"] = "2"
+    stderr = run_eight_inputs(cluster)
+    assert "event=workers_started target=workerapp:app workers=2 " in stderr
 
 
 def test_bytes_that_are_not_json_stop_spate_run_naming_the_record(

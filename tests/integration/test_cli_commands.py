@@ -3,6 +3,7 @@ on a ``local://`` broker in a temporary directory."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import SPATE, ok, one_line_error, records, spate
+
+import spate as spate_api
 
 
 @pytest.fixture
@@ -166,6 +169,78 @@ def test_user_mistakes_give_one_line_and_an_exit_code(broker: str, tmp_path: Pat
         "line 2 is not JSON",
         "1 record(s) before it were sent",
     )
+
+
+def test_run_an_app_that_fails_to_import_says_where_in_one_line(
+    broker: str, tmp_path: Path
+) -> None:
+    shop = tmp_path / "shop.py"
+    shop.write_text("import spate\n\nimport ordersx\napp = spate.App('shop')\n")
+    one_line_error(
+        spate("run", f"{shop}:app", broker=broker),
+        2,
+        "cannot import 'shop' (ModuleNotFoundError: No module named 'ordersx')",
+        f"at {shop}:3",
+        "--traceback",
+    )
+    (tmp_path / "broken.py").write_text("app = (\n")
+    one_line_error(
+        spate("run", f"{tmp_path / 'broken.py'}:app", broker=broker),
+        2,
+        "cannot import 'broken' (SyntaxError: '(' was never closed)",
+        "broken.py:1",
+    )
+    full = spate("run", f"{shop}:app", "--traceback", broker=broker)
+    assert full.returncode == 2
+    assert "Traceback (most recent call last)" in full.stderr
+    assert f'File "{shop}", line 3, in <module>' in full.stderr
+    assert full.stderr.strip().splitlines()[-1].startswith("error: cannot import 'shop'")
+
+
+BILLING_APP = """
+import spate
+
+app = spate.App("shop")
+orders = app.topic("orders", partitions=2)
+
+
+@app.handler(orders, group="billing")
+def bill(order: dict) -> None:
+    return None
+"""
+
+
+async def billing_caught_up(url: str) -> bool:
+    async with spate_api.connect(url) as broker:
+        rows = await broker.lag("billing", ["orders"])
+    return sum(r.end_offset for r in rows) > 0 and all(r.lag == 0 for r in rows)
+
+
+def test_deleting_the_topic_of_a_running_app_stops_it_saying_so(
+    broker: str, tmp_path: Path
+) -> None:
+    (tmp_path / "shop.py").write_text(BILLING_APP)
+    ok(spate("topics", "create", "orders", "--partitions", "2", broker=broker))
+    ok(spate("produce", "orders", '{"id": 1}', broker=broker))
+    env = {**os.environ, "SPATE_BROKER": broker}
+    run = subprocess.Popen(
+        [*SPATE, "run", f"{tmp_path / 'shop.py'}:app"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        for _ in range(300):
+            if asyncio.run(billing_caught_up(broker)):
+                break
+            time.sleep(0.05)
+        ok(spate("topics", "delete", "orders", broker=broker))
+        _, stderr = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    reason = "topic 'orders' was deleted while group 'billing' consumed it"
+    assert run.returncode == 1, stderr
+    stop = "event=stop app=shop processor=bill consumed=1 produced=0 errors=0 "
+    assert f"{stop}error=TopicNotFoundError: {reason}" in stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"error: {reason}")
 
 
 def test_demo_runs_without_a_terminal() -> None:

@@ -158,7 +158,16 @@ def test_skip_policy_drops_failing_records_and_counts_them() -> None:
     assert app.stats["bill"].errors == 2
 
 
-def test_stop_policy_stops_the_processor_and_commits_nothing_of_the_batch() -> None:
+def test_app_run_refuses_several_workers_instead_of_ignoring_them() -> None:
+    app, orders, invoices = shop(workers=3)
+    app.handler(orders, group="billing", output=invoices)(lambda order: None)
+    with pytest.raises(ConfigError, match=r"workers=3 needs `spate run MODULE:APP`"):
+        app.run()
+
+
+def test_stop_policy_stops_the_processor_and_commits_nothing_of_the_batch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     app, orders, invoices = shop()
 
     @app.handler(orders, group="billing", output=invoices)
@@ -172,6 +181,22 @@ def test_stop_policy_stops_the_processor_and_commits_nothing_of_the_batch() -> N
         lag = t._sync(t._started()[0].lag("billing", ["orders"]))
     assert "topic='orders'" in str(info.value)
     assert sum(p.lag for p in lag) == 5
+    assert app.stats["bill"].errors == 1  # the record that stopped it counts
+    assert "event=stop app=shop processor=bill consumed=0 produced=0 errors=1 " in caplog.text
+
+
+def test_a_record_that_does_not_decode_counts_as_the_error_that_stopped_the_processor() -> None:
+    app, orders, invoices = shop()
+
+    @app.handler(orders, group="billing", output=invoices)
+    def bill(order: Order) -> None:
+        return None
+
+    with TestApp(app) as t:
+        t.send(orders, "not an order", key="k")
+        with pytest.raises(DeserializationError):
+            t.run_until_idle()
+    assert app.stats["bill"].errors == 1
 
 
 def test_bytes_that_are_not_json_stop_with_their_location() -> None:

@@ -38,3 +38,11 @@ def test_instance_id_must_be_a_plain_name() -> None:
     with pytest.raises(ConfigError, match="instance_id='a b'"):
         Settings(instance_id="a b")
     assert load_settings(environ={"SPATE_INSTANCE_ID": "pod-3"}).instance_id == "pod-3"
+
+
+def test_workers_come_from_the_environment_and_metrics_port_is_not_a_setting() -> None:
+    assert load_settings(environ={"SPATE_WORKERS": "4"}).workers == 4
+    with pytest.raises(ConfigError, match=r"workers=0 must be a positive int.*SPATE_WORKERS"):
+        load_settings(environ={"SPATE_WORKERS": "0"})
+    with pytest.raises(ConfigError, match="unknown setting 'metrics_port'"):
+        load_settings({"metrics_port": 9100}, environ={})

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import stat
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,7 +41,44 @@ def test_url_options_are_checked() -> None:
         spate.connect("local:///tmp/x?synchronous=off")
     with pytest.raises(ConfigError, match="heartbeat_s"):
         spate.connect("memory://?lease_ttl_s=1&heartbeat_s=2")
-    assert spate.connect("local://").url == "local://.spate"  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=[0o022, 0o000], ids=["umask022", "umask000"])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    previous = os.umask(request.param)
+    yield request.param
+    os.umask(previous)
+
+
+def modes(directory: Path) -> dict[str, int]:
+    return {entry.name: stat.S_IMODE(entry.stat().st_mode) for entry in directory.iterdir()}
+
+
+async def test_the_data_is_private_to_its_user_whatever_the_umask(
+    tmp_path: Path, umask: int
+) -> None:
+    where = tmp_path / "new" / "broker"
+    async with spate.connect(f"local://{where}") as broker:
+        await broker.create_topic("t", 1)
+        async with broker.producer() as producer:
+            producer.send("t", b"secret", partition=0)
+            await producer.flush()
+        files = modes(where)
+    assert stat.S_IMODE(where.stat().st_mode) == 0o700
+    assert files == {DB_FILE: 0o600, f"{DB_FILE}-wal": 0o600, f"{DB_FILE}-shm": 0o600}
+
+
+async def test_an_existing_directory_keeps_its_mode_and_gets_private_files(
+    tmp_path: Path, umask: int
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o750)
+    async with spate.connect(f"local://{shared}") as broker:
+        await broker.create_topic("t", 1)
+        files = modes(shared)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o750
+    assert set(files.values()) == {0o600}
 
 
 async def test_records_offsets_and_topics_survive_a_restart(tmp_path: Path) -> None:

@@ -172,7 +172,7 @@ def test_skip_policy_drops_only_failing_records_and_counts_them() -> None:
     published = pipeline.run_sync(batch_of(1, 0, 2))
     assert [v for _, v, _ in triples(published)] == [b"10", b"5"]
     assert len(published) == 2
-    assert policy.skipped == 1
+    assert policy.failed == 1
     assert side_effects == [1, 0, 2]  # side effects ran exactly once per record
 
 
@@ -181,7 +181,7 @@ def test_unencodable_output_goes_to_the_policy() -> None:
     pipeline = Stream([orders], "g", "p").to(out_c).compile(policy.record_failed)
     published = pipeline.run_sync(batch_of("ok", 5))
     assert triples(published) == [("out-c", b"ok", b"k")]
-    assert policy.skipped == 1
+    assert policy.failed == 1
 
 
 def test_bad_declarations_are_config_errors() -> None:
@@ -204,6 +204,6 @@ def test_a_value_the_serde_cannot_encode_goes_to_the_policy_with_the_serde_error
     assert triples(to.run_sync(batch_of(good, bad, good))) == [("out-a", b'{"n":1}', b"k")] * 2
     routed = Stream([orders], "g", "p").route((lambda v: True, out_b)).compile(skip.record_failed)
     assert triples(routed.run_sync(batch_of(bad, good))) == [("out-b", b'{"n":1}', b"k")]
-    assert skip.skipped == 2
+    assert skip.failed == 2
     with pytest.raises(ProcessingError, match="cannot encode dict as JSON"):
         Stream([orders], "g", "p").to(out_a).compile(fail_stop).run_sync(batch_of(bad))

@@ -45,6 +45,9 @@ def test_local_url_keeps_the_path() -> None:
         ("kafka://a:1,,b:2", "empty entry"),
         ("nats://[::1:4222", "closing"),
         ("kafka://h:1?a=1&&", "query"),
+        ("local://", "local://.spate"),
+        ("local:///", "local:///abs/path"),
+        ("local://?synchronous=normal", "path"),
     ],
 )
 def test_malformed_urls_name_the_part(raw: str, names: str) -> None:

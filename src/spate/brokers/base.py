@@ -14,6 +14,8 @@ Semantics every adapter keeps:
   offset in this partition is done". The stored position is ``through + 1``.
 * ``close`` of a consumer first calls ``on_revoked`` for what it still owns, so the
   runtime can commit, then leaves the group.
+* A topic deleted while a consumer reads it makes ``fetch`` raise
+  :class:`TopicNotFoundError` (:func:`topic_deleted`), on every broker: never silence.
 * Vendor exceptions never escape: adapters map them onto :mod:`spate.errors`.
 """
 
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
-from spate.errors import CapabilityError
+from spate.errors import CapabilityError, TopicNotFoundError
 from spate.record import Headers, Record, TopicPartition
 
 OffsetReset = Literal["earliest", "latest"]
@@ -191,6 +193,16 @@ class Producer(AsyncResource):
     async def abort_transaction(self) -> None:
         """Drop everything sent since ``begin_transaction``."""
         raise CapabilityError(f"{type(self).__name__} has no transactions")
+
+
+def topic_deleted(topic: str, group: str) -> TopicNotFoundError:
+    """The error of a consumer whose topic was deleted under it, worded once for every
+    broker. As Kafka Streams' MissingSourceTopicException, it stops the processor: a
+    consumer that waited silently would look healthy while doing nothing."""
+    return TopicNotFoundError(
+        f"topic {topic!r} was deleted while group {group!r} consumed it; re-create it "
+        f"(spate topics create {topic} --partitions N) and restart, or stop consuming it"
+    )
 
 
 class Consumer(AsyncResource):

@@ -28,11 +28,20 @@ from spate.brokers.base import (
     NullListener,
     OffsetReset,
     RebalanceListener,
+    topic_deleted,
 )
 from spate.brokers.lifecycle import OwningBroker
 from spate.clock import SYSTEM_CLOCK, Clock
 from spate.coordination import LeaseStore, assign, new_member_id
-from spate.errors import ClosedError, ConfigError, FencedError, LeaseLost, SpateError
+from spate.errors import (
+    BrokerError,
+    ClosedError,
+    ConfigError,
+    FencedError,
+    LeaseLost,
+    SpateError,
+    TopicNotFoundError,
+)
 from spate.outage import Outage
 from spate.record import Record, TopicPartition, partition_names
 
@@ -237,7 +246,7 @@ class LeasedConsumer(Consumer):
             store,
             group,
             member_id or new_member_id(),
-            partitions=self._partitions,
+            partitions=self._watched_partitions,
             ttl_s=ttl_s,
             heartbeat_s=heartbeat_s,
             clock=clock,
@@ -247,6 +256,9 @@ class LeasedConsumer(Consumer):
         """The epoch each partition had when the listener was told it was assigned: a
         batch fetched before a lease was lost and taken again must not commit with the
         new epoch, so commits are signed with this one, not the member's current one."""
+        self._seen_topics: set[str] = set()
+        self._deleted: str | None = None
+        """A subscribed topic that existed and is gone: the next fetch raises."""
         self._started = False
         self._closed = False
         self._released = False
@@ -281,8 +293,16 @@ class LeasedConsumer(Consumer):
     # -- Consumer ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Join the group; TopicNotFoundError names a subscribed topic that is missing."""
         self._check_open()
         if not self._started:
+            await self._watched_partitions()
+            missing = [topic for topic in self.topics if topic not in self._seen_topics]
+            if missing:
+                raise TopicNotFoundError(
+                    f"topic {missing[0]!r} does not exist; create it first "
+                    f"(spate topics create {missing[0]} --partitions N)"
+                )
             self._started = True
             await self.member.start()
 
@@ -307,7 +327,30 @@ class LeasedConsumer(Consumer):
             epochs[tp] = epoch
         return epochs
 
+    async def _watched_partitions(self) -> Sequence[TopicPartition]:
+        """:meth:`_partitions`, noting a subscribed topic that was seen and is gone.
+
+        The heartbeat asks anyway, so a deletion costs the batch loop nothing; a topic
+        not created yet is only waited for (it was never seen)."""
+        found = await self._partitions()
+        present = {tp.topic for tp in found}
+        gone = sorted(self._seen_topics - present)
+        self._seen_topics |= present
+        if gone and self._deleted is None:
+            self._deleted = gone[0]
+            self.member.changed.set()
+        return found
+
+    async def _deleted_topic_error(self, exc: BrokerError) -> SpateError:
+        """After a failed read or commit: the deletion of a topic, if that is the cause
+        (noticed before the next heartbeat would), else ``exc`` itself."""
+        with contextlib.suppress(SpateError):
+            await self._watched_partitions()
+        return exc if self._deleted is None else topic_deleted(self._deleted, self.group)
+
     async def _apply_changes(self) -> None:
+        if self._deleted is not None:
+            raise topic_deleted(self._deleted, self.group)
         changes = self.member.take_changes()
         new_epochs = {tp: self.member.epoch(tp) for tp in changes.assigned}
         # The listener hears only of partitions it was given: after an outage a lease
@@ -359,7 +402,10 @@ class LeasedConsumer(Consumer):
             if not self._positions:
                 return []
             timeout_s = max(deadline - loop.time(), 0.0)
-        records = await self._read(dict(self._positions), max_records, timeout_s)
+        try:
+            records = await self._read(dict(self._positions), max_records, timeout_s)
+        except BrokerError as exc:
+            raise await self._deleted_topic_error(exc) from exc
         last: dict[tuple[str, int], int] = {}
         for record in records:
             last[record.topic, record.partition] = record.offset
@@ -370,8 +416,13 @@ class LeasedConsumer(Consumer):
     async def commit(self, through: Mapping[TopicPartition, int], *, wait: bool = True) -> None:
         if self._released:
             raise ClosedError(f"consumer of group {self.group!r} is closed")
+        if self._deleted is not None:  # its offsets have nowhere to go (closing)
+            through = {tp: o for tp, o in through.items() if tp.topic != self._deleted}
         if through:
-            await self._write_commit(through, self.epochs(list(through)))
+            try:
+                await self._write_commit(through, self.epochs(list(through)))
+            except BrokerError as exc:
+                raise await self._deleted_topic_error(exc) from exc
 
     async def seek(self, tp: TopicPartition, offset: int) -> None:
         self._check_open()

@@ -89,7 +89,15 @@ def parse_broker_url(raw: str) -> BrokerURL:
     except ValueError as exc:
         raise _fail(raw, "query", f"is malformed ({exc})", "write ?name=value&name=value") from exc
     if takes_path:
-        return BrokerURL(raw=raw, scheme=scheme, path=unquote(rest), query=query)
+        path = unquote(rest)
+        if scheme == "local" and not path.strip("/"):
+            raise _fail(
+                raw,
+                "path",
+                "is empty (or the file system root)",
+                "name the broker directory, e.g. local://.spate or local:///abs/path",
+            )
+        return BrokerURL(raw=raw, scheme=scheme, path=path, query=query)
     authority, slash, path = rest.partition("/")
     username = password = None
     if "@" in authority:

@@ -1,17 +1,20 @@
 """``spate run MODULE:APP``: run an App's processors until SIGINT/SIGTERM.
 
-Flags override what the App's code and the ``SPATE_*`` environment set. With
-``--workers 1`` the App runs in this process; with more, this process supervises
-that many worker processes (see :mod:`spate.runtime.supervisor`).
+Flags override what the App's code and the ``SPATE_*`` environment set. With one
+worker (``--workers``, else ``SPATE_WORKERS`` or the App's ``workers``, else 1) the
+App runs in this process; with more, this process supervises that many worker
+processes (see :mod:`spate.runtime.supervisor`).
 """
 
 from __future__ import annotations
 
+import traceback
 from typing import Annotated
 
 import typer
 
 from spate.app import configure_logging
+from spate.errors import SpateError
 from spate.runtime.supervisor import load_app, run_workers
 
 
@@ -28,8 +31,16 @@ def run_command(
         ),
     ] = None,
     workers: Annotated[
-        int, typer.Option("--workers", "-w", min=1, help="Worker processes in the group.")
-    ] = 1,
+        int | None,
+        typer.Option(
+            "--workers",
+            "-w",
+            min=1,
+            envvar="SPATE_WORKERS",
+            show_envvar=True,
+            help="Worker processes in the group; default: the App's workers, else 1.",
+        ),
+    ] = None,
     guarantee: Annotated[
         str | None,
         typer.Option("--guarantee", "-g", help="at-least-once or exactly-once."),
@@ -47,6 +58,14 @@ def run_command(
             "static member id); with --workers N each worker is NAME-i.",
         ),
     ] = None,
+    show_traceback: Annotated[
+        bool,
+        typer.Option(
+            "--traceback",
+            help="On an error, print the whole traceback (and its causes) before the "
+            "one-line message.",
+        ),
+    ] = False,
 ) -> None:
     """Run an App: every processor, until Ctrl-C/SIGTERM, then drain and exit 0."""
     overrides = {
@@ -55,12 +74,18 @@ def run_command(
         "log_level": log_level.upper() if log_level else None,
         "instance_id": instance_id,
     }
-    app = load_app(target)
-    app.configure(**overrides)
-    if workers == 1:
-        app.run()
-        return
+    try:
+        app = load_app(target)
+        app.configure(**overrides, workers=workers)
+        if app.settings.workers == 1:
+            app.run()
+            return
+    except SpateError as exc:
+        if show_traceback:
+            traceback.print_exception(exc)
+        raise
     configure_logging(app.settings.log_level)
-    code = run_workers(target, {k: v for k, v in overrides.items() if v is not None}, workers)
+    passed_on = {k: v for k, v in overrides.items() if v is not None}
+    code = run_workers(target, passed_on, app.settings.workers)
     if code:
         raise typer.Exit(code)

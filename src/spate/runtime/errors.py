@@ -4,8 +4,10 @@ A processor has one :class:`ErrorPolicy`. The compiled pipeline calls
 :meth:`ErrorPolicy.record_failed` for a record whose user code raised, and the worker
 calls :meth:`ErrorPolicy.decode_failed` for bytes its topic's serde cannot decode.
 A policy either raises (the processor stops with that error) or returns (the record
-is dropped and processing moves on). Policies count what they dropped; the worker
-copies the counts into the processor's stats once per batch.
+is dropped and processing moves on). Policies count every failed record, the one that
+stops the processor included, so a stopped processor never reports ``errors=0``; the
+worker copies the count into the processor's stats once per batch (or once when it
+stops).
 
 Retries and dead letters plug in here: a retrying policy wraps the user functions
 before compiling, and a dead-letter policy returns after handing the record to the
@@ -28,8 +30,8 @@ log = logging.getLogger("spate.runtime")
 class ErrorPolicy(Protocol):
     """Decides, per failed record, between stopping the processor and moving on."""
 
-    skipped: int
-    """Records dropped so far because their user code raised."""
+    failed: int
+    """Records that failed so far: dropped, or the one that stopped the processor."""
 
     def record_failed(self, record: Record, exc: Exception) -> None:
         """User code raised for ``record``: raise to stop, return to drop the record."""
@@ -44,12 +46,6 @@ def _location(record: Record) -> str:
     return f"topic={record.topic!r} partition={record.partition} offset={record.offset}"
 
 
-def _stop_on_decode(record: Record, exc: Exception) -> None:
-    raise DeserializationError(
-        str(exc), topic=record.topic, partition=record.partition, offset=record.offset
-    ) from exc
-
-
 class StopPolicy:
     """``on_error="stop"``: the first failure stops the processor, naming the record.
 
@@ -58,31 +54,31 @@ class StopPolicy:
 
     def __init__(self, processor: str) -> None:
         self.processor = processor
-        self.skipped = 0
+        self.failed = 0
 
     def record_failed(self, record: Record, exc: Exception) -> None:
+        self.failed += 1
         raise ProcessingError(
             f"processor {self.processor!r} stopped: {type(exc).__name__}: {exc} "
             f"(record at {_location(record)}; use on_error='skip' to drop failing records)"
         ) from exc
 
     def decode_failed(self, record: Record, exc: Exception) -> None:
-        _stop_on_decode(record, exc)
+        self.failed += 1
+        raise DeserializationError(
+            str(exc), topic=record.topic, partition=record.partition, offset=record.offset
+        ) from exc
 
 
-class SkipPolicy:
+class SkipPolicy(StopPolicy):
     """``on_error="skip"``: log the failure, count it and move on.
 
     Bytes that do not decode still stop the processor: skipping them silently would
     hide a producer bug (the dead-letter topic will take them instead).
     """
 
-    def __init__(self, processor: str) -> None:
-        self.processor = processor
-        self.skipped = 0
-
     def record_failed(self, record: Record, exc: Exception) -> None:
-        self.skipped += 1
+        self.failed += 1
         log.warning(
             "event=record_skipped processor=%s %s error=%s: %s",
             self.processor,
@@ -90,9 +86,6 @@ class SkipPolicy:
             type(exc).__name__,
             exc,
         )
-
-    def decode_failed(self, record: Record, exc: Exception) -> None:
-        _stop_on_decode(record, exc)
 
 
 def error_policy(on_error: str, processor: str) -> ErrorPolicy:

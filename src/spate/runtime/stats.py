@@ -24,7 +24,8 @@ class ProcessorStats:
     produced: int = 0
     """Records handed to the producer by the pipeline's sinks."""
     errors: int = 0
-    """Records dropped because user code raised (``on_error="skip"``)."""
+    """Records that failed: dropped (``on_error="skip"``) or the one that stopped the
+    processor."""
     duplicates: int = 0
     """Outputs the broker acknowledged but dropped: an output with the same dedup id
     was published before, within the broker's window (effectively-once replays)."""

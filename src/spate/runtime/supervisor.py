@@ -24,13 +24,14 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from spate.errors import ConfigError
+from spate.errors import ConfigError, SpateError
 
 if TYPE_CHECKING:
     from spate.app import App
@@ -55,11 +56,17 @@ def load_app(target: str) -> App:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
+    except SpateError:
+        raise  # the module's own App(...) said what is wrong, in one line already
+    except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name == module_name:
+            raise ConfigError(
+                f"app {target!r}: no module {module_name!r} (run from the folder that holds it)"
+            ) from exc
+        reason = exc.msg if isinstance(exc, SyntaxError) else exc
         raise ConfigError(
-            f"app {target!r}: no module {module_name!r} (run from the folder that holds it)"
+            f"cannot import {module_name!r} ({type(exc).__name__}: {reason}) at "
+            f"{_failed_at(exc)}; spate run --traceback shows the whole traceback"
         ) from exc
     app = getattr(module, attribute, None)
     if not isinstance(app, App):
@@ -67,6 +74,28 @@ def load_app(target: str) -> App:
             f"app {target!r}: {module_name}.{attribute} is {type(app).__name__}, not a spate App"
         )
     return app
+
+
+def _failed_at(exc: Exception) -> str:
+    """``file:line`` of the innermost frame of user code (or of the library it called)
+    that raised: importlib's and spate's own frames say nothing to the user."""
+    if isinstance(exc, SyntaxError):  # raised before any frame of the file ran
+        return f"{_shown(exc.filename or '?')}:{exc.lineno}"
+    internal = {__file__, importlib.__file__}
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith("<") and frame.filename not in internal
+    ]
+    if not frames:
+        return "?"
+    return f"{_shown(frames[-1].filename)}:{frames[-1].lineno}"
+
+
+def _shown(filename: str) -> str:
+    """A path below the current directory relative to it, others as they are."""
+    relative = os.path.relpath(filename)
+    return filename if relative.startswith("..") else relative
 
 
 def run_workers(target: str, overrides: dict[str, Any], workers: int) -> int:
@@ -153,7 +182,6 @@ async def _worker_main(app: App, parent: int) -> None:
 def worker_entry(argv: list[str]) -> int:
     """The hidden worker command: run one App in this process until signalled."""
     from spate.app import configure_logging
-    from spate.errors import SpateError
 
     parent = os.getppid()
     target, settings_json = argv

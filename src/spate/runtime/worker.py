@@ -284,13 +284,18 @@ class Worker:
 
     async def _process(self, records: list[Record], pipeline: Pipeline, delivery: Delivery) -> None:
         started = time.perf_counter()
-        skipped_before = self.policy.skipped
-        batch = self._decode(records)
-        await delivery.begin_batch()
+        failed_before = self.policy.failed
         try:
-            outputs = await pipeline.run(batch, self.executor)
+            batch = self._decode(records)
+            await delivery.begin_batch()
+            try:
+                outputs = await pipeline.run(batch, self.executor)
+            except BaseException:
+                await delivery.abort_batch(records)
+                raise
         except BaseException:
-            await delivery.abort_batch(records)
+            # The record that stopped the processor is an error too (event=stop errors=).
+            self.stats.errors += self.policy.failed - failed_before
             raise
         # Offsets grow within a partition and a batch keeps their order: the last wins.
         last = {(r.topic, r.partition): r.offset for r in records}
@@ -299,7 +304,7 @@ class Worker:
         self.stats.record_batch(
             len(records),
             len(outputs),
-            self.policy.skipped - skipped_before,
+            self.policy.failed - failed_before,
             time.perf_counter() - started,
         )
 

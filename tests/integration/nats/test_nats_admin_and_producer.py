@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -135,6 +136,14 @@ async def test_server_without_jetstream_is_a_clear_error() -> None:
     with NatsServer(jetstream=False) as server, pytest.raises(ConnectError, match="JetStream"):
         async with spate.connect(server.url):
             pass
+
+
+async def test_server_creates_a_missing_store_dir(tmp_path: Path) -> None:
+    store = tmp_path / "not" / "yet"
+    with NatsServer(store_dir=store) as server:
+        async with spate.connect(server.url) as broker:
+            await broker.create_topic("kept", 1)
+    assert (store / "js").is_dir()
 
 
 async def test_unreachable_server_is_a_connect_error() -> None:

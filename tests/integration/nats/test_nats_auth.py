@@ -136,3 +136,19 @@ async def test_credentials_file_of_a_jwt_user_in_operator_mode(tmp_path: Path) -
             with pytest.raises(ConnectError):
                 async with spate.connect(refused, connect_timeout_s=1):
                     pass
+
+
+async def test_refused_credentials_fail_at_once_with_the_servers_reason() -> None:
+    """Not an outage: the server answers "Authorization Violation" at once, so waiting
+    for the connect timeout and guessing "wrong address?" would hide the reason."""
+    users = 'authorization { users = [ { user: "app", password: "pw" } ] }'
+    with NatsServer(extra_config=users) as server:
+        address = f"127.0.0.1:{server.port}"
+        for url in (f"nats://app:wrong@{address}", server.url):
+            with pytest.raises(ConnectError) as info:
+                async with spate.connect(url, connect_timeout_s=30):
+                    pass
+            message = str(info.value)
+            assert "Authorization Violation" in message
+            assert address in message
+            assert "wrong" not in message  # the password is masked, no guessing either

@@ -31,3 +31,20 @@ async def test_tls_with_client_certificate_from_the_url(tmp_path: Path) -> None:
         with pytest.raises(ConnectError):
             async with spate.connect(base, connect_timeout_s=2):
                 pass
+
+
+async def test_an_untrusted_server_certificate_fails_at_once_naming_the_reason(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "server").mkdir()
+    (tmp_path / "other").mkdir()
+    certs = make_certificates(tmp_path / "server")
+    other = make_certificates(tmp_path / "other")  # a CA that did not sign the server
+    tls = f'tls {{ cert_file: "{certs.server_cert}", key_file: "{certs.server_key}" }}'
+    with NatsServer(extra_config=tls) as server:
+        url = f"tls://127.0.0.1:{server.port}?tls_ca={other.ca}"
+        with pytest.raises(ConnectError) as info:
+            async with spate.connect(url, connect_timeout_s=30):
+                pass
+    assert "certificate verify failed" in str(info.value)
+    assert f"127.0.0.1:{server.port}" in str(info.value)

@@ -32,9 +32,9 @@ from typing import Any, TypeVar
 import confluent_kafka as ck
 from confluent_kafka import KafkaError, KafkaException
 
-from spate.brokers.base import Consumer, NullListener, RebalanceListener
+from spate.brokers.base import Consumer, NullListener, RebalanceListener, topic_deleted
 from spate.brokers.kafka.config import create_client
-from spate.brokers.kafka.errors import UNRECOVERABLE, map_error
+from spate.brokers.kafka.errors import TOPIC_GONE, UNRECOVERABLE, map_error
 from spate.brokers.lifecycle import OwningBroker
 from spate.errors import ClosedError, CommitError, FencedError, TopicNotFoundError
 from spate.record import Record, TopicPartition
@@ -77,6 +77,8 @@ class KafkaConsumer(Consumer):
         self._pending_seeks: dict[TopicPartition, int] = {}
         self._callback_error: BaseException | None = None
         self._fatal: KafkaError | None = None
+        self._topic_gone = False
+        """librdkafka said a topic or partition is unknown: fetch checks our topics."""
         self._inflight: concurrent.futures.Future[list[Record]] | None = None
         self._callback_thread: threading.Thread | None = None
         self._callback_work: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
@@ -100,7 +102,7 @@ class KafkaConsumer(Consumer):
             metadata = await asyncio.to_thread(self._consumer.list_topics, None, self._timeout_s)
         except KafkaException as exc:
             raise map_error(exc, f"connect to {self._url}") from exc
-        missing = [t for t in self._topics if t not in metadata.topics or metadata.topics[t].error]
+        missing = self._missing_topics(metadata)
         if missing:
             raise TopicNotFoundError(
                 f"cannot consume topic(s) {', '.join(map(repr, missing))} on {self._url}: "
@@ -116,6 +118,22 @@ class KafkaConsumer(Consumer):
         except KafkaException as exc:
             raise map_error(exc, f"subscribe to {self._topics}") from exc
         self._started = True
+
+    def _missing_topics(self, metadata: Any) -> list[str]:
+        return [t for t in self._topics if t not in metadata.topics or metadata.topics[t].error]
+
+    async def _check_topics_still_exist(self) -> None:
+        """After librdkafka reported an unknown topic: TopicNotFoundError if one of ours
+        was deleted. librdkafka only logs that (through error_cb, every second) and
+        keeps the partitions assigned, so without this check the consumer goes silent."""
+        self._topic_gone = False
+        try:
+            metadata = await self._call(lambda: self._consumer.list_topics(None, self._timeout_s))
+        except KafkaException as exc:
+            raise map_error(exc, f"describe topics {self._topics}") from exc
+        missing = self._missing_topics(metadata)
+        if missing:
+            raise topic_deleted(missing[0], self.group)
 
     async def close(self) -> None:
         """Revoke (so the runtime commits), leave the group, release the client."""
@@ -160,6 +178,8 @@ class KafkaConsumer(Consumer):
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal() or error.code() in UNRECOVERABLE:
             self._fatal = error
+        elif error.code() in TOPIC_GONE:
+            self._topic_gone = True
         logger.warning("event=client_error group=%s url=%s error=%s", self.group, self._url, error)
 
     def _run_listener(self, coroutine: Coroutine[Any, Any, None], what: str) -> None:
@@ -299,6 +319,8 @@ class KafkaConsumer(Consumer):
             raise error
         if self._fatal is not None:
             raise map_error(self._fatal, f"Kafka consumer of group {self.group!r}")
+        if self._topic_gone:
+            await self._check_topics_still_exist()
         return records
 
     def _consume(self, max_records: int, timeout_s: float) -> list[Record]:
@@ -336,7 +358,10 @@ class KafkaConsumer(Consumer):
     def _message_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
             return
-        if error.fatal() or error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, *UNRECOVERABLE):
+        if error.code() in TOPIC_GONE:
+            self._topic_gone = True  # fetch checks the topics once this batch is out
+            return
+        if error.fatal() or error.code() in UNRECOVERABLE:
             raise map_error(error, f"fetch from {self._topics}")
         logger.warning("event=fetch_error group=%s error=%s", self.group, error)
 

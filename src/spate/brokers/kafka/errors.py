@@ -93,3 +93,10 @@ UNRECOVERABLE = (
 )
 """Errors librdkafka reports as non-fatal and retries forever, though no retry can
 succeed without a configuration change: spate fails the consumer with them instead."""
+
+TOPIC_GONE = (
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError._UNKNOWN_PARTITION,
+)
+"""What librdkafka reports, as a log-like error, when a subscribed topic is deleted."""

@@ -1,7 +1,8 @@
 """LocalBroker: the embedded, serverless broker on SQLite (``local://PATH``, ``memory://``).
 
 ``local://PATH`` keeps everything in ``PATH/spate.db`` (default ``.spate``); several
-processes may share the directory. ``memory://[NAME]`` is the same code on an
+processes of one user may share the directory, which spate creates 0700 with 0600
+files (see :mod:`spate.brokers.local.storage`). ``memory://[NAME]`` is the same code on an
 in-memory database that lives as long as a broker of this process has it open.
 
 Topics keep every record unless their config sets ``retention.ms`` or
@@ -144,7 +145,7 @@ class LocalBroker(OwningBroker):
                 )
         if parsed.scheme == "memory":
             return cls(None, memory_name=parsed.path, **kwargs)
-        return cls(parsed.path or DEFAULT_PATH, **kwargs)
+        return cls(parsed.path, **kwargs)
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -47,12 +47,6 @@ class LocalConsumer(LeasedConsumer):
         self._rotation = 0
         self._partly_read: log.PartlyRead = {}
 
-    async def start(self) -> None:
-        if not self._started:
-            topics = self.topics
-            await self.db.run(lambda conn: log.partition_counts(conn, topics))
-        await super().start()
-
     async def _partitions(self) -> Sequence[TopicPartition]:
         topics = self.topics
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -36,6 +37,12 @@ PAGE_SIZE = 16384
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 DB_FILE = "spate.db"
 _OWN_FILES = frozenset({DB_FILE, f"{DB_FILE}-wal", f"{DB_FILE}-shm", f"{DB_FILE}-journal"})
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+"""Records are the user's data: a directory spate creates and its files are readable by
+their owner only, whatever the umask (SQLite gives the -wal and -shm files the database
+file's mode, so making ``spate.db`` private is enough)."""
 
 Synchronous = Literal["full", "normal"]
 
@@ -118,6 +125,21 @@ def _describe_sqlite_error(where: str, exc: sqlite3.Error) -> str:
     return f"{where}: {text}"
 
 
+def _create_private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 unless it exists (an empty file is a new
+    SQLite database); an existing database keeps its mode."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise ConnectError(f"cannot create the local broker database {str(path)!r}: {exc}") from exc
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)  # the open's mode passes through the umask
+    finally:
+        os.close(fd)
+
+
 class Database:
     """One SQLite database, its worker thread and its change notifications."""
 
@@ -165,6 +187,7 @@ class Database:
                 self._conn = self._connect(":memory:")
             else:
                 self._check_directory(self.location)
+                _create_private_file(self.location / DB_FILE)
                 self._conn = self._connect(str(self.location / DB_FILE))
                 mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
@@ -202,7 +225,11 @@ class Database:
                 "give a directory, e.g. local://.spate"
             )
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(parents=True, mode=PRIVATE_DIR_MODE)
+            # mkdir's mode passes through the umask; the directory must be 0700 anyway.
+            path.chmod(PRIVATE_DIR_MODE)
+        except FileExistsError:
+            pass  # the user's directory: its mode is the user's choice
         except OSError as exc:
             raise ConnectError(
                 f"cannot create the local broker directory {str(path)!r}: {exc}"

@@ -29,7 +29,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from spate.brokers.nats.errors import nats_errors
+from spate.brokers.nats.errors import nats_errors, refusal_reason
 from spate.brokers.url import BrokerURL
 from spate.errors import ConfigError, ConnectError
 
@@ -117,6 +117,41 @@ async def _log_reconnected() -> None:
     log.warning("event=reconnected")
 
 
+async def _connect_unless_refused(
+    client: Client, options: Mapping[str, Any], timeout_s: float
+) -> None:
+    """``client.connect`` within ``timeout_s``, or the server's refusal at once.
+
+    nats-py retries a refused first connection like an unreachable one (forever, with
+    spate's ``max_reconnect_attempts=-1``) and only tells the error callback, so the
+    callback is watched here until the connection stands; after that it only forwards.
+    """
+    refused: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+    forward = options.get("error_cb")
+
+    async def on_error(exc: Exception) -> None:
+        if not refused.done() and refusal_reason(exc) is not None:
+            refused.set_result(exc)
+        if forward is not None:
+            await forward(exc)
+
+    connecting = asyncio.ensure_future(client.connect(**{**options, "error_cb": on_error}))
+    try:
+        await asyncio.wait(
+            (connecting, refused), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        if refused.done():
+            raise refused.result()
+        if not connecting.done():
+            raise TimeoutError
+        connecting.result()
+    finally:
+        refused.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            await asyncio.wait((connecting,))
+
+
 async def open_connection(
     options: Mapping[str, Any], redacted_url: str, timeout_s: float, connect_timeout_s: float
 ) -> tuple[Client, JetStreamContext]:
@@ -124,17 +159,18 @@ async def open_connection(
 
     The first connection gets a deadline of its own because nats-py applies
     ``max_reconnect_attempts`` (forever, by spate's default) to it too: a wrong address
-    or a refused password must fail at start, not retry silently.
+    must fail at start, not retry silently; refused credentials or an untrusted
+    certificate fail at once, with the server's reason.
     """
     client = Client()
     try:
-        await asyncio.wait_for(client.connect(**options), connect_timeout_s)
+        await _connect_unless_refused(client, options, connect_timeout_s)
     except Exception as exc:
         with contextlib.suppress(Exception):
             await client.close()
-        reason = str(exc) or type(exc).__name__
+        reason = refusal_reason(exc) or str(exc) or type(exc).__name__
         if isinstance(exc, TimeoutError):
-            reason = f"no connection within {connect_timeout_s}s (wrong address or credentials?)"
+            reason = f"no connection within {connect_timeout_s}s (is the address right?)"
         raise ConnectError(f"NATS: cannot connect to {redacted_url}: {reason}") from exc
     js = client.jetstream(timeout=timeout_s)
     try:

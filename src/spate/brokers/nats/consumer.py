@@ -42,7 +42,14 @@ from spate.brokers.nats.admin import stream_name
 from spate.brokers.nats.codec import decode
 from spate.brokers.nats.errors import nats_errors
 from spate.brokers.nats.leases import escape_key
-from spate.errors import BrokerError, CommitError, ConnectError, FencedError, SpateError
+from spate.errors import (
+    BrokerError,
+    CommitError,
+    ConnectError,
+    FencedError,
+    SpateError,
+    TopicNotFoundError,
+)
 from spate.record import Record, TopicPartition
 
 if TYPE_CHECKING:
@@ -112,7 +119,10 @@ class NatsConsumer(LeasedConsumer):
     async def _partitions(self) -> Sequence[TopicPartition]:
         tps: list[TopicPartition] = []
         for topic in self.topics:
-            count = await self._broker.admin.partitions(topic)
+            try:  # not the cached count: a topic deleted elsewhere must disappear here
+                count = (await self._broker.admin.describe(topic)).partitions
+            except TopicNotFoundError:
+                continue  # as on every leased broker: a missing topic has no partitions
             tps.extend(TopicPartition(topic, p) for p in range(count))
         return tps
 

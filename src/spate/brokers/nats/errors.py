@@ -13,6 +13,7 @@ cannot cure (not transient), so a worker stops on them instead of retrying forev
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -61,6 +62,35 @@ def describe(exc: BaseException) -> str:
         return f"{text} (code {getattr(exc, 'err_code', None)})"
     text = str(exc).strip()
     return text or type(exc).__name__
+
+
+_REFUSED_BY_SERVER: tuple[type[BaseException], ...] = (
+    nats.errors.AuthorizationError,
+    nats.errors.InvalidUserCredentialsError,
+    nats.errors.SecureConnRequiredError,
+    nats.errors.SecureConnWantedError,
+)
+_REFUSAL_WORDS = ("authorization violation", "authentication")
+# An EOF in the handshake is what a server restarting mid-handshake looks like too.
+_TLS_OUTAGES = (ssl.SSLEOFError, ssl.SSLZeroReturnError)
+
+
+def refusal_reason(exc: BaseException) -> str | None:
+    """Why the server refused this client, if ``exc`` says so, else None.
+
+    A refusal (bad credentials, an untrusted certificate, TLS required or wanted) is an
+    answer, not an outage: retrying cannot fix it, so a first connection fails on it at
+    once. nats-py reports the server's ``-ERR 'Authorization Violation'`` as a plain
+    ``nats.errors.Error``, hence the look at the text.
+    """
+    if isinstance(exc, ssl.SSLError) and not isinstance(exc, _TLS_OUTAGES):
+        return f"TLS handshake failed: {describe(exc)}"
+    text = describe(exc).removeprefix("nats: ").strip("'")
+    if isinstance(exc, _REFUSED_BY_SERVER) or (
+        isinstance(exc, nats.errors.Error) and any(w in text.lower() for w in _REFUSAL_WORDS)
+    ):
+        return f"the server refused the connection: {text}"
+    return None
 
 
 def translate(exc: BaseException, what: str, default: type[SpateError]) -> SpateError:

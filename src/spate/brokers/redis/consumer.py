@@ -23,7 +23,7 @@ from spate.brokers.base import OffsetReset, RebalanceListener
 from spate.brokers.leased import LeasedConsumer
 from spate.brokers.redis.leases import RedisLeaseStore
 from spate.brokers.redis.streams import PartitionStreams, ReadRequest
-from spate.errors import BrokerError, CommitError
+from spate.errors import BrokerError, CommitError, TopicNotFoundError
 from spate.record import Record, TopicPartition
 
 if TYPE_CHECKING:
@@ -61,16 +61,13 @@ class RedisConsumer(LeasedConsumer):
         self._buffered: dict[TopicPartition, deque[Record]] = {}
         self._rotation = 0
 
-    async def start(self) -> None:
-        if not self._started:
-            for topic in self.topics:
-                await self._broker.partition_count(topic)
-        await super().start()
-
     async def _partitions(self) -> Sequence[TopicPartition]:
         found: list[TopicPartition] = []
-        counts = await self._broker.partition_counts(self.topics)
-        for topic, count in counts.items():
+        for topic in self.topics:
+            try:  # not the cached count: a topic deleted elsewhere must disappear here
+                count = (await self._broker.describe_topic(topic)).partitions
+            except TopicNotFoundError:
+                continue
             found.extend(TopicPartition(topic, p) for p in range(count))
         return found
 

@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import linecache
+import textwrap
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from spate.errors import ConfigError
@@ -113,209 +116,84 @@ def is_async_callable(fn: Callable[..., Any]) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
-# --- one builder per operator: (fn, fail) -> stage function ------------------------
+# --- operators: each defined once, by what it does with one call's result ------------
 
 
-def _map(fn: Callable[[Any], Any], fail: Fail) -> Callable[[Batch], Batch]:
-    def run(batch: Batch) -> Batch:
-        out: Batch = []
-        append = out.append
-        for source, key, value in batch:
-            try:
-                append((source, key, fn(value)))
-            except Exception as exc:
-                fail(source, exc)
-        return out
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """One operator, defined once: what its stage does with one record's result.
 
-    return run
+    ``on_result`` is a Python statement run for every record right after the user's
+    function returned ``result`` for ``value``, inside that record's error handling
+    (so a truth test, a key that cannot be encoded or a generator that raises halfway
+    fails that record only). In scope: ``item`` (the batch item, ``(source, key,
+    value)``, unpacked as well), ``result``, ``out`` and its ``append`` (the next
+    batch), and ``encode_key``. :func:`_stage` builds the stage's loop around it.
+    """
 
-
-def _amap(fn: Callable[[Any], Awaitable[Any]], fail: Fail) -> Callable[[Batch], Awaitable[Batch]]:
-    async def run(batch: Batch) -> Batch:
-        out: Batch = []
-        append = out.append
-        for source, key, value in batch:
-            try:
-                append((source, key, await fn(value)))
-            except Exception as exc:
-                fail(source, exc)
-        return out
-
-    return run
+    on_result: str
 
 
-def _filter(fn: Callable[[Any], Any], fail: Fail) -> Callable[[Batch], Batch]:
-    def run(batch: Batch) -> Batch:
-        out: Batch = []
-        append = out.append
-        for item in batch:
-            try:
-                if fn(item[2]):
-                    append(item)
-            except Exception as exc:
-                fail(item[0], exc)
-        return out
+OPERATORS: dict[str, Operator] = {
+    "map": Operator("append((source, key, result))"),
+    "filter": Operator("if result:\n    append(item)"),
+    "flat_map": Operator("out.extend([(source, key, element) for element in result])"),
+    "key_by": Operator("append((source, encode_key(result), value))"),
+    "peek": Operator("append(item)"),
+    "foreach": Operator("pass"),
+    # a handler's result: None publishes nothing, a list each element, anything else itself
+    "emit": Operator(
+        "if type(result) is list:\n"
+        "    out.extend([(source, key, element) for element in result])\n"
+        "elif result is not None:\n"
+        "    append((source, key, result))"
+    ),
+}
 
-    return run
-
-
-def _afilter(
-    fn: Callable[[Any], Awaitable[Any]], fail: Fail
-) -> Callable[[Batch], Awaitable[Batch]]:
-    async def run(batch: Batch) -> Batch:
-        out: Batch = []
+# The one batch loop. Python cannot share a loop body between ``def`` and ``async def``
+# without a call per record (which W1 would pay for every record and stage), so the
+# loop is written once, here, and compiled once per operator, sync or async: the
+# stages run exactly the code a hand-written loop per operator would.
+_LOOP = """\
+def make(fn, fail):
+    {async_}def {kind}_stage(batch):
+        out = []
         append = out.append
         for item in batch:
+            source, key, value = item
             try:
-                if await fn(item[2]):
-                    append(item)
-            except Exception as exc:
-                fail(item[0], exc)
-        return out
-
-    return run
-
-
-def _flat_map(fn: Callable[[Any], Iterable[Any]], fail: Fail) -> Callable[[Batch], Batch]:
-    def run(batch: Batch) -> Batch:
-        out: Batch = []
-        extend = out.extend
-        for source, key, value in batch:
-            try:
-                extend([(source, key, result) for result in fn(value)])
+                result = {await_}fn(value)
+{on_result}
             except Exception as exc:
                 fail(source, exc)
         return out
+    return {kind}_stage
+"""
 
-    return run
-
-
-def _aflat_map(
-    fn: Callable[[Any], Awaitable[Iterable[Any]]], fail: Fail
-) -> Callable[[Batch], Awaitable[Batch]]:
-    async def run(batch: Batch) -> Batch:
-        out: Batch = []
-        extend = out.extend
-        for source, key, value in batch:
-            try:
-                extend([(source, key, result) for result in await fn(value)])
-            except Exception as exc:
-                fail(source, exc)
-        return out
-
-    return run
+StageFactory = Callable[[Callable[[Any], Any], Fail], Callable[[Batch], Any]]
 
 
-def _emit_into(out: Batch, source: Record, key: bytes | None, result: Any) -> None:
-    """A handler's result: None publishes nothing, a list each element, anything else itself."""
-    if result is None:
-        return
-    if type(result) is list:
-        out.extend([(source, key, element) for element in result])
-    else:
-        out.append((source, key, result))
+@cache
+def _stage_factory(kind: str, is_async: bool) -> StageFactory:
+    """Compile operator ``kind``'s loop (sync or async) once per process."""
+    source = _LOOP.format(
+        kind=kind,
+        async_="async " if is_async else "",
+        await_="await " if is_async else "",
+        on_result=textwrap.indent(OPERATORS[kind].on_result, " " * 16),
+    )
+    filename = f"<spate {'async ' if is_async else ''}{kind} stage>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict[str, Any] = {"encode_key": encode_key}
+    exec(compile(source, filename, "exec"), namespace)
+    factory: StageFactory = namespace["make"]
+    return factory
 
 
-def _emit(fn: Callable[[Any], Any], fail: Fail) -> Callable[[Batch], Batch]:
-    def run(batch: Batch) -> Batch:
-        out: Batch = []
-        append = out.append
-        for source, key, value in batch:
-            try:
-                result = fn(value)
-            except Exception as exc:
-                fail(source, exc)
-                continue
-            if result is None:
-                continue
-            if type(result) is list:
-                out.extend([(source, key, element) for element in result])
-            else:
-                append((source, key, result))
-        return out
-
-    return run
-
-
-def _aemit(fn: Callable[[Any], Awaitable[Any]], fail: Fail) -> Callable[[Batch], Awaitable[Batch]]:
-    async def run(batch: Batch) -> Batch:
-        out: Batch = []
-        for source, key, value in batch:
-            try:
-                result = await fn(value)
-            except Exception as exc:
-                fail(source, exc)
-                continue
-            _emit_into(out, source, key, result)
-        return out
-
-    return run
-
-
-def _key_by(fn: Callable[[Any], Any], fail: Fail) -> Callable[[Batch], Batch]:
-    def run(batch: Batch) -> Batch:
-        out: Batch = []
-        append = out.append
-        for source, _key, value in batch:
-            try:
-                append((source, encode_key(fn(value)), value))
-            except Exception as exc:
-                fail(source, exc)
-        return out
-
-    return run
-
-
-def _akey_by(
-    fn: Callable[[Any], Awaitable[Any]], fail: Fail
-) -> Callable[[Batch], Awaitable[Batch]]:
-    async def run(batch: Batch) -> Batch:
-        out: Batch = []
-        append = out.append
-        for source, _key, value in batch:
-            try:
-                append((source, encode_key(await fn(value)), value))
-            except Exception as exc:
-                fail(source, exc)
-        return out
-
-    return run
-
-
-def _peek(fn: Callable[[Any], Any], fail: Fail, *, keep: bool) -> Callable[[Batch], Batch]:
-    def run(batch: Batch) -> Batch:
-        out: Batch = []
-        append = out.append
-        for item in batch:
-            try:
-                fn(item[2])
-            except Exception as exc:
-                fail(item[0], exc)
-                continue
-            if keep:
-                append(item)
-        return out
-
-    return run
-
-
-def _apeek(
-    fn: Callable[[Any], Awaitable[Any]], fail: Fail, *, keep: bool
-) -> Callable[[Batch], Awaitable[Batch]]:
-    async def run(batch: Batch) -> Batch:
-        out: Batch = []
-        append = out.append
-        for item in batch:
-            try:
-                await fn(item[2])
-            except Exception as exc:
-                fail(item[0], exc)
-                continue
-            if keep:
-                append(item)
-        return out
-
-    return run
+def _stage(kind: str, fn: Callable[[Any], Any], fail: Fail) -> Stage:
+    """Operator ``kind`` calling ``fn``: an async stage if ``fn`` is async, decided once."""
+    is_async = is_async_callable(fn)
+    return Stage(kind, _stage_factory(kind, is_async)(fn, fail), is_async)
 
 
 def _to(topic: Topic[Any], fail: Fail) -> Callable[[Batch], list[Output]]:
@@ -389,16 +267,6 @@ def _route(
         return outputs
 
     return run
-
-
-_SYNC = {"map": _map, "filter": _filter, "flat_map": _flat_map, "emit": _emit, "key_by": _key_by}
-_ASYNC = {
-    "map": _amap,
-    "filter": _afilter,
-    "flat_map": _aflat_map,
-    "emit": _aemit,
-    "key_by": _akey_by,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,13 +393,7 @@ class Stream:
                 stages.append(Stage("route", _route(op.routes, op.topic, fail), False))
             else:
                 assert op.fn is not None
-                is_async = is_async_callable(op.fn)
-                if op.kind in ("peek", "foreach"):
-                    keep = op.kind == "peek"
-                    run = (_apeek if is_async else _peek)(op.fn, fail, keep=keep)
-                else:
-                    run = (_ASYNC if is_async else _SYNC)[op.kind](op.fn, fail)
-                stages.append(Stage(op.kind, run, is_async))
+                stages.append(_stage(op.kind, op.fn, fail))
         if self._terminal is None:
             stages.append(Stage("end", _discard, False))
         return Pipeline(tuple(stages))

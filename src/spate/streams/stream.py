@@ -31,16 +31,19 @@ import asyncio
 import inspect
 import linecache
 import textwrap
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from spate.errors import ConfigError
 from spate.record import Record
 from spate.serde import encode_key, fast_encoder
 from spate.topic import Topic
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 Item = tuple[Record, bytes | None, Any]
 """One value in flight: (source record, output key, value)."""
@@ -277,13 +280,18 @@ class _Op:
     routes: tuple[tuple[Callable[[Any], Any], Topic[Any]], ...] = ()
 
 
-class Stream:
+class Stream(Generic[T]):
     """A processor's pipeline: source topics, a group, operators, at most one terminal.
 
-    Build one with :meth:`spate.App.stream`; the App compiles and runs it.
+    Build one with :meth:`spate.App.stream`; the App compiles and runs it. ``T`` is the
+    type of the values at this point of the chain, for type checkers only: a stream
+    of ``app.topic(..., value_type=Order)`` is a ``Stream[Order]``, ``.map(fn)`` with
+    ``fn`` returning ``U`` (or an ``async def`` returning ``U``) is a ``Stream[U]``,
+    and ``.to(topic)`` wants a ``Topic[U]``. Operators add to this stream and return
+    it, typed anew; use the returned stream, as a chain does.
     """
 
-    def __init__(self, topics: Sequence[Topic[Any]], group: str, name: str) -> None:
+    def __init__(self, topics: Sequence[Topic[T]], group: str, name: str) -> None:
         if not topics:
             raise ConfigError(f"stream {name!r} needs at least one source topic")
         self.topics: tuple[Topic[Any], ...] = tuple(topics)
@@ -297,7 +305,7 @@ class Stream:
         sources = ",".join(t.name for t in self.topics)
         return f"<Stream {self.name!r} {sources} group={self.group!r} {chain}>"
 
-    def _add(self, op: _Op) -> Stream:
+    def _add(self, op: _Op) -> Stream[Any]:
         if self._terminal is not None:
             raise ConfigError(
                 f"stream {self.name!r} already ends in .{self._terminal}(); "
@@ -309,35 +317,46 @@ class Stream:
         return self
 
     # --- operators --------------------------------------------------------------
+    # Each takes a plain function or an ``async def`` one (awaited per record; a plain
+    # function that returns an awaitable is not awaited). The async overload comes
+    # first so that a type checker infers what an async function's result awaits to.
 
-    def map(self, fn: Callable[[Any], Any]) -> Stream:
+    @overload
+    def map(self, fn: Callable[[T], Awaitable[U]]) -> Stream[U]: ...
+    @overload
+    def map(self, fn: Callable[[T], U]) -> Stream[U]: ...
+    def map(self, fn: Callable[[T], Any]) -> Stream[Any]:
         """Replace each value with ``fn(value)``."""
         return self._add(_Op("map", fn))
 
-    def filter(self, fn: Callable[[Any], Any]) -> Stream:
+    def filter(self, fn: Callable[[T], object]) -> Stream[T]:
         """Keep the values for which ``fn(value)`` is true."""
         return self._add(_Op("filter", fn))
 
-    def flat_map(self, fn: Callable[[Any], Iterable[Any]]) -> Stream:
+    @overload
+    def flat_map(self, fn: Callable[[T], Awaitable[Iterable[U]]]) -> Stream[U]: ...
+    @overload
+    def flat_map(self, fn: Callable[[T], Iterable[U]]) -> Stream[U]: ...
+    def flat_map(self, fn: Callable[[T], Any]) -> Stream[Any]:
         """Replace each value with every element of ``fn(value)`` (zero or more)."""
         return self._add(_Op("flat_map", fn))
 
-    def key_by(self, fn: Callable[[Any], Any]) -> Stream:
+    def key_by(self, fn: Callable[[T], object]) -> Stream[T]:
         """Give outputs the key ``fn(value)`` (str, bytes, int or JSON-able), which
         also picks their partition. Without it, outputs keep their source record's key."""
         return self._add(_Op("key_by", fn))
 
-    def peek(self, fn: Callable[[Any], Any]) -> Stream:
+    def peek(self, fn: Callable[[T], object]) -> Stream[T]:
         """Call ``fn(value)`` for its side effect and pass the value on unchanged."""
         return self._add(_Op("peek", fn))
 
-    def foreach(self, fn: Callable[[Any], Any]) -> Stream:
+    def foreach(self, fn: Callable[[T], object]) -> Stream[T]:
         """Terminal: call ``fn(value)`` for its side effect; publish nothing."""
         self._add(_Op("foreach", fn))
         self._terminal = "foreach"
         return self
 
-    def to(self, topic: Topic[Any]) -> Stream:
+    def to(self, topic: Topic[T]) -> Stream[T]:
         """Terminal: publish every value to ``topic``, encoded with its serde."""
         _check_topic(self.name, "to", topic)
         self._add(_Op("to", topic=topic))
@@ -346,9 +365,9 @@ class Stream:
 
     def route(
         self,
-        *routes: tuple[Callable[[Any], Any], Topic[Any]],
-        default: Topic[Any] | None = None,
-    ) -> Stream:
+        *routes: tuple[Callable[[T], object], Topic[T]],
+        default: Topic[T] | None = None,
+    ) -> Stream[T]:
         """Terminal: publish each value to the topic of the first predicate it matches,
         else to ``default`` (dropped when there is no default)."""
         if not routes and default is None:
@@ -365,7 +384,7 @@ class Stream:
         self._terminal = "route"
         return self
 
-    def _emit(self, fn: Callable[[Any], Any]) -> Stream:
+    def _emit(self, fn: Callable[[T], object]) -> Stream[Any]:
         """A handler's function: None -> nothing, list -> each element, else the value."""
         return self._add(_Op("emit", fn))
 

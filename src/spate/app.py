@@ -135,25 +135,16 @@ class App:
     # --- declaration --------------------------------------------------------------------
 
     # Typed for checkers: ``value_type=Order`` (a class) gives a ``Topic[Order]``, a serde
-    # object its value type; a named serde or a value_type that is not a class (``int |
-    # None``) gives ``Topic[Any]``.
+    # object its value type; no value_type, a named serde or a value_type that is not a
+    # class (``int | None``) the last overload's ``Topic[Any]``.
     @overload
     def topic(
         self,
         name: str,
         partitions: int = 1,
-        value_type: None = None,
-        serde: str | None = None,
-        config: Mapping[str, str] | None = None,
-    ) -> Topic[Any]: ...
-    @overload
-    def topic(
-        self,
-        name: str,
-        partitions: int = 1,
-        value_type: None = None,
         *,
-        serde: Serde[T],
+        value_type: type[T],
+        serde: Serde[Any] | str | None = None,
         config: Mapping[str, str] | None = None,
     ) -> Topic[T]: ...
     @overload
@@ -161,8 +152,8 @@ class App:
         self,
         name: str,
         partitions: int = 1,
-        value_type: type[T] = ...,
-        serde: Serde[Any] | str | None = None,
+        *,
+        serde: Serde[T],
         config: Mapping[str, str] | None = None,
     ) -> Topic[T]: ...
     @overload

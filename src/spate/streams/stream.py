@@ -129,11 +129,11 @@ class Operator:
     ``per_record`` is a Python statement run for every record inside that record's
     error handling (so a truth test, a key that cannot be encoded or a generator that
     raises halfway fails that record only), with ``{call}`` where the user's function
-    is called: :func:`_stage` puts ``fn(value)`` there, or ``await fn(value)``, and
-    builds the stage's loop around it. In scope: ``item`` (the batch item), ``out``
-    and its ``append`` (the next batch), ``encode_key``, and ``source``, ``key`` and
-    ``value`` (the item unpacked); with ``unpack`` off, only ``item``, and the call is
-    ``fn(item[2])``.
+    is called (other braces doubled, as for ``str.format``): :func:`_stage` puts
+    ``fn(value)`` there, or ``await fn(value)``, and builds the stage's loop around it.
+    In scope: ``item`` (the batch item), ``out`` and its ``append`` (the next batch),
+    ``encode_key``, and ``source``, ``key`` and ``value`` (the item unpacked); with
+    ``unpack`` off, only ``item``, and the call is ``fn(item[2])``.
 
     ``unpack`` is for statements that build new items from ``source`` and ``key``;
     the others leave it off, because a reference to every source record and key is a

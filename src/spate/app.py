@@ -44,7 +44,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from spate.brokers.base import Broker
 from spate.brokers.registry import connect
@@ -60,6 +60,7 @@ from spate.streams.stream import Stream
 from spate.topic import Topic
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 log = logging.getLogger("spate.app")
 
@@ -70,7 +71,7 @@ _VALID_APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 class Processor:
     """One registered piece of user logic: its stream and what to do when it fails."""
 
-    stream: Stream
+    stream: Stream[Any]
     on_error: OnError
 
     @property
@@ -146,6 +147,37 @@ class App:
 
     # --- declaration --------------------------------------------------------------------
 
+    # Typed for checkers: ``value_type=Order`` (a class) gives a ``Topic[Order]``, a serde
+    # object its value type; no value_type, a named serde or a value_type that is not a
+    # class (``int | None``) the last overload's ``Topic[Any]``.
+    @overload
+    def topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        *,
+        value_type: type[T],
+        serde: Serde[Any] | str | None = None,
+        config: Mapping[str, str] | None = None,
+    ) -> Topic[T]: ...
+    @overload
+    def topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        *,
+        serde: Serde[T],
+        config: Mapping[str, str] | None = None,
+    ) -> Topic[T]: ...
+    @overload
+    def topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        value_type: Any = None,
+        serde: Serde[Any] | str | None = None,
+        config: Mapping[str, str] | None = None,
+    ) -> Topic[Any]: ...
     def topic(
         self,
         name: str,
@@ -171,6 +203,24 @@ class App:
         self.topics[name] = topic
         return topic
 
+    @overload
+    def stream(
+        self,
+        topic: Topic[T] | Sequence[Topic[T]],
+        group: str | None = None,
+        *,
+        name: str | None = None,
+        on_error: OnError = "stop",
+    ) -> Stream[T]: ...
+    @overload
+    def stream(
+        self,
+        topic: Sequence[Topic[Any]],
+        group: str | None = None,
+        *,
+        name: str | None = None,
+        on_error: OnError = "stop",
+    ) -> Stream[Any]: ...
     def stream(
         self,
         topic: Topic[Any] | Sequence[Topic[Any]],
@@ -178,12 +228,13 @@ class App:
         *,
         name: str | None = None,
         on_error: OnError = "stop",
-    ) -> Stream:
+    ) -> Stream[Any]:
         """A new processor reading ``topic`` (or several) as ``group``; chain operators on it.
 
         The group is where its progress is kept, so it must stay the same across
         deployments: give ``group`` (``name`` defaults to it), or ``name`` (the group
-        is then ``"<app>.<name>"``).
+        is then ``"<app>.<name>"``). A ``Topic[T]`` gives a ``Stream[T]`` (several topics
+        of different types: ``Stream[Any]``).
         """
         topics = [topic] if isinstance(topic, Topic) else list(topic)
         for t in topics:
@@ -195,7 +246,9 @@ class App:
                     "app.stream() needs group='...': the consumer group that keeps its progress"
                 )
             name = group
-        stream = Stream(topics, group if group is not None else f"{self.name}.{name}", name)
+        stream: Stream[Any] = Stream(
+            topics, group if group is not None else f"{self.name}.{name}", name
+        )
         self._register(Processor(stream, on_error))
         return stream
 

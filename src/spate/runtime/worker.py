@@ -64,7 +64,7 @@ class Worker:
     def __init__(
         self,
         app_name: str,
-        stream: Stream,
+        stream: Stream[Any],
         broker: Broker,
         settings: Settings,
         *,

@@ -29,15 +29,21 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import linecache
+import textwrap
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import Any, Generic, TypeVar, overload
 
 from spate.errors import ConfigError
 from spate.record import Record
 from spate.serde import encode_key, fast_encoder
 from spate.topic import Topic
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 Item = tuple[Record, bytes | None, Any]
 """One value in flight: (source record, output key, value)."""
@@ -113,209 +119,94 @@ def is_async_callable(fn: Callable[..., Any]) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
-# --- one builder per operator: (fn, fail) -> stage function ------------------------
+# --- operators: each defined once, by what it does with one call's result ------------
 
 
-def _map(fn: Callable[[Any], Any], fail: Fail) -> Callable[[Batch], Batch]:
-    def run(batch: Batch) -> Batch:
-        out: Batch = []
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """One operator, defined once: what its stage does for one record.
+
+    ``per_record`` is a Python statement run for every record inside that record's
+    error handling (so a truth test, a key that cannot be encoded or a generator that
+    raises halfway fails that record only), with ``{call}`` where the user's function
+    is called (other braces doubled, as for ``str.format``): :func:`_stage` puts
+    ``fn(value)`` there, or ``await fn(value)``, and builds the stage's loop around it.
+    In scope: ``item`` (the batch item), ``out`` and its ``append`` (the next batch),
+    ``encode_key``, and ``source``, ``key`` and ``value`` (the item unpacked); with
+    ``unpack`` off, only ``item``, and the call is ``fn(item[2])``.
+
+    ``unpack`` is for statements that build new items from ``source`` and ``key``;
+    the others leave it off, because a reference to every source record and key is a
+    cache miss per record on a batch that does not fit the cache (for ``filter`` on
+    W1 a third more time).
+    """
+
+    per_record: str
+    unpack: bool = True
+
+
+OPERATORS: dict[str, Operator] = {
+    "map": Operator("append((source, key, {call}))"),
+    "filter": Operator("if {call}:\n    append(item)", unpack=False),
+    "flat_map": Operator("out.extend([(source, key, element) for element in {call}])"),
+    "key_by": Operator("append((source, encode_key({call}), value))"),
+    "peek": Operator("{call}\nappend(item)", unpack=False),
+    "foreach": Operator("{call}", unpack=False),
+    # a handler's result: None publishes nothing, a list each element, anything else itself
+    "emit": Operator(
+        "result = {call}\n"
+        "if type(result) is list:\n"
+        "    out.extend([(source, key, element) for element in result])\n"
+        "elif result is not None:\n"
+        "    append((source, key, result))"
+    ),
+}
+
+# The one batch loop. Python cannot share a loop body between ``def`` and ``async def``
+# without a call per record (which W1 would pay for every record and stage), so the
+# loop is written once, here, and compiled once per operator, sync or async: each
+# stage runs the code a hand-written loop for that operator would.
+_LOOP = """\
+def make(fn, fail):
+    {async_}def {kind}_stage(batch):
+        out = []
         append = out.append
-        for source, key, value in batch:
+        for {each} in batch:
             try:
-                append((source, key, fn(value)))
+{per_record}
             except Exception as exc:
-                fail(source, exc)
+                fail({source}, exc)
         return out
+    return {kind}_stage
+"""
 
-    return run
-
-
-def _amap(fn: Callable[[Any], Awaitable[Any]], fail: Fail) -> Callable[[Batch], Awaitable[Batch]]:
-    async def run(batch: Batch) -> Batch:
-        out: Batch = []
-        append = out.append
-        for source, key, value in batch:
-            try:
-                append((source, key, await fn(value)))
-            except Exception as exc:
-                fail(source, exc)
-        return out
-
-    return run
+StageFactory = Callable[[Callable[[Any], Any], Fail], Callable[[Batch], Any]]
 
 
-def _filter(fn: Callable[[Any], Any], fail: Fail) -> Callable[[Batch], Batch]:
-    def run(batch: Batch) -> Batch:
-        out: Batch = []
-        append = out.append
-        for item in batch:
-            try:
-                if fn(item[2]):
-                    append(item)
-            except Exception as exc:
-                fail(item[0], exc)
-        return out
-
-    return run
-
-
-def _afilter(
-    fn: Callable[[Any], Awaitable[Any]], fail: Fail
-) -> Callable[[Batch], Awaitable[Batch]]:
-    async def run(batch: Batch) -> Batch:
-        out: Batch = []
-        append = out.append
-        for item in batch:
-            try:
-                if await fn(item[2]):
-                    append(item)
-            except Exception as exc:
-                fail(item[0], exc)
-        return out
-
-    return run
+@cache
+def _stage_factory(kind: str, is_async: bool) -> StageFactory:
+    """Compile operator ``kind``'s loop (sync or async) once per process."""
+    operator = OPERATORS[kind]
+    call = ("await " if is_async else "") + ("fn(value)" if operator.unpack else "fn(item[2])")
+    source = _LOOP.format(
+        kind=kind,
+        async_="async " if is_async else "",
+        each="(source, key, value)" if operator.unpack else "item",
+        source="source" if operator.unpack else "item[0]",
+        per_record=textwrap.indent(operator.per_record.format(call=call), " " * 16),
+    )
+    filename = f"<spate {'async ' if is_async else ''}{kind} stage>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict[str, Any] = {"encode_key": encode_key}
+    exec(compile(source, filename, "exec"), namespace)
+    factory: StageFactory = namespace["make"]
+    return factory
 
 
-def _flat_map(fn: Callable[[Any], Iterable[Any]], fail: Fail) -> Callable[[Batch], Batch]:
-    def run(batch: Batch) -> Batch:
-        out: Batch = []
-        extend = out.extend
-        for source, key, value in batch:
-            try:
-                extend([(source, key, result) for result in fn(value)])
-            except Exception as exc:
-                fail(source, exc)
-        return out
-
-    return run
-
-
-def _aflat_map(
-    fn: Callable[[Any], Awaitable[Iterable[Any]]], fail: Fail
-) -> Callable[[Batch], Awaitable[Batch]]:
-    async def run(batch: Batch) -> Batch:
-        out: Batch = []
-        extend = out.extend
-        for source, key, value in batch:
-            try:
-                extend([(source, key, result) for result in await fn(value)])
-            except Exception as exc:
-                fail(source, exc)
-        return out
-
-    return run
-
-
-def _emit_into(out: Batch, source: Record, key: bytes | None, result: Any) -> None:
-    """A handler's result: None publishes nothing, a list each element, anything else itself."""
-    if result is None:
-        return
-    if type(result) is list:
-        out.extend([(source, key, element) for element in result])
-    else:
-        out.append((source, key, result))
-
-
-def _emit(fn: Callable[[Any], Any], fail: Fail) -> Callable[[Batch], Batch]:
-    def run(batch: Batch) -> Batch:
-        out: Batch = []
-        append = out.append
-        for source, key, value in batch:
-            try:
-                result = fn(value)
-            except Exception as exc:
-                fail(source, exc)
-                continue
-            if result is None:
-                continue
-            if type(result) is list:
-                out.extend([(source, key, element) for element in result])
-            else:
-                append((source, key, result))
-        return out
-
-    return run
-
-
-def _aemit(fn: Callable[[Any], Awaitable[Any]], fail: Fail) -> Callable[[Batch], Awaitable[Batch]]:
-    async def run(batch: Batch) -> Batch:
-        out: Batch = []
-        for source, key, value in batch:
-            try:
-                result = await fn(value)
-            except Exception as exc:
-                fail(source, exc)
-                continue
-            _emit_into(out, source, key, result)
-        return out
-
-    return run
-
-
-def _key_by(fn: Callable[[Any], Any], fail: Fail) -> Callable[[Batch], Batch]:
-    def run(batch: Batch) -> Batch:
-        out: Batch = []
-        append = out.append
-        for source, _key, value in batch:
-            try:
-                append((source, encode_key(fn(value)), value))
-            except Exception as exc:
-                fail(source, exc)
-        return out
-
-    return run
-
-
-def _akey_by(
-    fn: Callable[[Any], Awaitable[Any]], fail: Fail
-) -> Callable[[Batch], Awaitable[Batch]]:
-    async def run(batch: Batch) -> Batch:
-        out: Batch = []
-        append = out.append
-        for source, _key, value in batch:
-            try:
-                append((source, encode_key(await fn(value)), value))
-            except Exception as exc:
-                fail(source, exc)
-        return out
-
-    return run
-
-
-def _peek(fn: Callable[[Any], Any], fail: Fail, *, keep: bool) -> Callable[[Batch], Batch]:
-    def run(batch: Batch) -> Batch:
-        out: Batch = []
-        append = out.append
-        for item in batch:
-            try:
-                fn(item[2])
-            except Exception as exc:
-                fail(item[0], exc)
-                continue
-            if keep:
-                append(item)
-        return out
-
-    return run
-
-
-def _apeek(
-    fn: Callable[[Any], Awaitable[Any]], fail: Fail, *, keep: bool
-) -> Callable[[Batch], Awaitable[Batch]]:
-    async def run(batch: Batch) -> Batch:
-        out: Batch = []
-        append = out.append
-        for item in batch:
-            try:
-                await fn(item[2])
-            except Exception as exc:
-                fail(item[0], exc)
-                continue
-            if keep:
-                append(item)
-        return out
-
-    return run
+def _stage(kind: str, fn: Callable[[Any], Any], fail: Fail) -> Stage:
+    """Operator ``kind`` calling ``fn``: an async stage if ``fn`` is async, decided once."""
+    is_async = is_async_callable(fn)
+    return Stage(kind, _stage_factory(kind, is_async)(fn, fail), is_async)
 
 
 def _to(topic: Topic[Any], fail: Fail) -> Callable[[Batch], list[Output]]:
@@ -391,16 +282,6 @@ def _route(
     return run
 
 
-_SYNC = {"map": _map, "filter": _filter, "flat_map": _flat_map, "emit": _emit, "key_by": _key_by}
-_ASYNC = {
-    "map": _amap,
-    "filter": _afilter,
-    "flat_map": _aflat_map,
-    "emit": _aemit,
-    "key_by": _akey_by,
-}
-
-
 @dataclass(frozen=True, slots=True)
 class _Op:
     kind: str
@@ -409,13 +290,18 @@ class _Op:
     routes: tuple[tuple[Callable[[Any], Any], Topic[Any]], ...] = ()
 
 
-class Stream:
+class Stream(Generic[T]):
     """A processor's pipeline: source topics, a group, operators, at most one terminal.
 
-    Build one with :meth:`spate.App.stream`; the App compiles and runs it.
+    Build one with :meth:`spate.App.stream`; the App compiles and runs it. ``T`` is the
+    type of the values at this point of the chain, for type checkers only: a stream
+    of ``app.topic(..., value_type=Order)`` is a ``Stream[Order]``, ``.map(fn)`` with
+    ``fn`` returning ``U`` (or an ``async def`` returning ``U``) is a ``Stream[U]``,
+    and ``.to(topic)`` wants a ``Topic[U]``. Operators add to this stream and return
+    it, typed anew; use the returned stream, as a chain does.
     """
 
-    def __init__(self, topics: Sequence[Topic[Any]], group: str, name: str) -> None:
+    def __init__(self, topics: Sequence[Topic[T]], group: str, name: str) -> None:
         if not topics:
             raise ConfigError(f"stream {name!r} needs at least one source topic")
         self.topics: tuple[Topic[Any], ...] = tuple(topics)
@@ -429,7 +315,7 @@ class Stream:
         sources = ",".join(t.name for t in self.topics)
         return f"<Stream {self.name!r} {sources} group={self.group!r} {chain}>"
 
-    def _add(self, op: _Op) -> Stream:
+    def _add(self, op: _Op) -> Stream[Any]:
         if self._terminal is not None:
             raise ConfigError(
                 f"stream {self.name!r} already ends in .{self._terminal}(); "
@@ -441,35 +327,46 @@ class Stream:
         return self
 
     # --- operators --------------------------------------------------------------
+    # Each takes a plain function or an ``async def`` one (awaited per record; a plain
+    # function that returns an awaitable is not awaited). The async overload comes
+    # first so that a type checker infers what an async function's result awaits to.
 
-    def map(self, fn: Callable[[Any], Any]) -> Stream:
+    @overload
+    def map(self, fn: Callable[[T], Awaitable[U]]) -> Stream[U]: ...
+    @overload
+    def map(self, fn: Callable[[T], U]) -> Stream[U]: ...
+    def map(self, fn: Callable[[T], Any]) -> Stream[Any]:
         """Replace each value with ``fn(value)``."""
         return self._add(_Op("map", fn))
 
-    def filter(self, fn: Callable[[Any], Any]) -> Stream:
+    def filter(self, fn: Callable[[T], object]) -> Stream[T]:
         """Keep the values for which ``fn(value)`` is true."""
         return self._add(_Op("filter", fn))
 
-    def flat_map(self, fn: Callable[[Any], Iterable[Any]]) -> Stream:
+    @overload
+    def flat_map(self, fn: Callable[[T], Awaitable[Iterable[U]]]) -> Stream[U]: ...
+    @overload
+    def flat_map(self, fn: Callable[[T], Iterable[U]]) -> Stream[U]: ...
+    def flat_map(self, fn: Callable[[T], Any]) -> Stream[Any]:
         """Replace each value with every element of ``fn(value)`` (zero or more)."""
         return self._add(_Op("flat_map", fn))
 
-    def key_by(self, fn: Callable[[Any], Any]) -> Stream:
+    def key_by(self, fn: Callable[[T], object]) -> Stream[T]:
         """Give outputs the key ``fn(value)`` (str, bytes, int or JSON-able), which
         also picks their partition. Without it, outputs keep their source record's key."""
         return self._add(_Op("key_by", fn))
 
-    def peek(self, fn: Callable[[Any], Any]) -> Stream:
+    def peek(self, fn: Callable[[T], object]) -> Stream[T]:
         """Call ``fn(value)`` for its side effect and pass the value on unchanged."""
         return self._add(_Op("peek", fn))
 
-    def foreach(self, fn: Callable[[Any], Any]) -> Stream:
+    def foreach(self, fn: Callable[[T], object]) -> Stream[T]:
         """Terminal: call ``fn(value)`` for its side effect; publish nothing."""
         self._add(_Op("foreach", fn))
         self._terminal = "foreach"
         return self
 
-    def to(self, topic: Topic[Any]) -> Stream:
+    def to(self, topic: Topic[T]) -> Stream[T]:
         """Terminal: publish every value to ``topic``, encoded with its serde."""
         _check_topic(self.name, "to", topic)
         self._add(_Op("to", topic=topic))
@@ -478,9 +375,9 @@ class Stream:
 
     def route(
         self,
-        *routes: tuple[Callable[[Any], Any], Topic[Any]],
-        default: Topic[Any] | None = None,
-    ) -> Stream:
+        *routes: tuple[Callable[[T], object], Topic[T]],
+        default: Topic[T] | None = None,
+    ) -> Stream[T]:
         """Terminal: publish each value to the topic of the first predicate it matches,
         else to ``default`` (dropped when there is no default)."""
         if not routes and default is None:
@@ -497,7 +394,7 @@ class Stream:
         self._terminal = "route"
         return self
 
-    def _emit(self, fn: Callable[[Any], Any]) -> Stream:
+    def _emit(self, fn: Callable[[T], object]) -> Stream[Any]:
         """A handler's function: None -> nothing, list -> each element, else the value."""
         return self._add(_Op("emit", fn))
 
@@ -525,13 +422,7 @@ class Stream:
                 stages.append(Stage("route", _route(op.routes, op.topic, fail), False))
             else:
                 assert op.fn is not None
-                is_async = is_async_callable(op.fn)
-                if op.kind in ("peek", "foreach"):
-                    keep = op.kind == "peek"
-                    run = (_apeek if is_async else _peek)(op.fn, fail, keep=keep)
-                else:
-                    run = (_ASYNC if is_async else _SYNC)[op.kind](op.fn, fail)
-                stages.append(Stage(op.kind, run, is_async))
+                stages.append(_stage(op.kind, op.fn, fail))
         if self._terminal is None:
             stages.append(Stage("end", _discard, False))
         return Pipeline(tuple(stages))

@@ -100,7 +100,7 @@ def run_both(
         except ProcessingError as exc:
             outcomes.append((str(exc), type(exc.__cause__), calls))
             continue
-        skipped = errors.skipped if isinstance(errors, SkipPolicy) else 0
+        skipped = errors.failed if isinstance(errors, SkipPolicy) else 0
         outcomes.append((published(outputs), calls, skipped))
     return outcomes[0], outcomes[1]
 
@@ -166,4 +166,4 @@ def test_foreach_calls_every_value_and_publishes_nothing_either_way() -> None:
         skip = SkipPolicy("p")
         stream = Stream([source], "g", "p").foreach(wrap(raising_at(1, seen.append)))
         outputs = asyncio.run(stream.compile(skip.record_failed).run(batch_of([0, 1, 2])))
-        assert (outputs, seen, skip.skipped) == ([], [0, 2], 1)
+        assert (outputs, seen, skip.failed) == ([], [0, 2], 1)

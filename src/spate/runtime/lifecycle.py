@@ -12,11 +12,13 @@ it owns:
 * with :meth:`Lifecycle.run` only, the process itself: logging, and stop signals
   (the first SIGINT/SIGTERM drains, a second exits at once).
 
-Three layers, each calling the next, and each the entry point of some callers::
+Three layers, each adding its part and calling the next; callers enter at the layer
+whose part they do not do themselves::
 
-    run()                  logging, asyncio.run, signals    App.run, spate run's workers
-    run_async(stop)        connect, create missing topics   App.run_async
-    run_processors(...)    the above, one Worker each       TestApp, demo, benchmarks
+    run()                   logging, asyncio.run, signals    App.run, spate run's workers
+    run_async(stop)         connect, create missing topics   App.run_async
+    run_processors(...)     user thread, GC, services,       TestApp, the demo,
+                            one Worker per processor         the benchmarks
 
 The App sits above the runtime and is never imported here: a Lifecycle runs any
 :class:`Runnable`, which the App is.

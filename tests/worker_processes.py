@@ -2,7 +2,7 @@
 
 The broker-independent half of every tier's multi-process tests (local, NATS, Redis,
 Kafka): :class:`Workers` writes :data:`APP_MODULE` into a temporary folder and starts
-real worker processes there (``python -m spate.runtime.supervisor``, what ``spate run``
+real worker processes there (``python -m spate.cli.worker``, what ``spate run``
 starts), or ``spate run`` itself through the CLI entry point; the helpers below wait
 for progress and read the answers. Each tier adds only how it asks its broker who
 owns which partition and how far the group has committed.
@@ -118,7 +118,7 @@ class Workers:
                 [
                     sys.executable,
                     "-m",
-                    "spate.runtime.supervisor",
+                    "spate.cli.worker",
                     APP_REF,
                     orjson.dumps(settings).decode(),
                 ],

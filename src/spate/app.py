@@ -2,8 +2,9 @@
 
 An App is a declaration — topics and processors — until it runs. Running connects to
 the broker, creates missing topics, and starts one :class:`~spate.runtime.worker.Worker`
-per processor in this process; ``spate run --workers N`` starts N such processes and
-the broker's group protocol splits the partitions between them.
+per processor in this process, all through a :class:`~spate.runtime.lifecycle.Lifecycle`;
+``spate run --workers N`` starts N such processes and the broker's group protocol
+splits the partitions between them.
 
 Example::
 
@@ -37,13 +38,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import re
-import signal
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from spate.brokers.base import Broker
@@ -52,9 +49,8 @@ from spate.brokers.url import parse_broker_url
 from spate.config import Settings, load_settings
 from spate.errors import CapabilityError, ConfigError
 from spate.runtime.errors import OnError, error_policy
-from spate.runtime.garbage import young_threshold_at_least
+from spate.runtime.lifecycle import Lifecycle, Processor
 from spate.runtime.stats import ProcessorStats
-from spate.runtime.worker import Worker
 from spate.serde import Serde
 from spate.streams.stream import Stream
 from spate.topic import Topic
@@ -65,22 +61,6 @@ T = TypeVar("T")
 log = logging.getLogger("spate.app")
 
 _VALID_APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-
-
-@dataclass(frozen=True, slots=True)
-class Processor:
-    """One registered piece of user logic: its stream and what to do when it fails."""
-
-    stream: Stream[Any]
-    on_error: OnError
-
-    @property
-    def name(self) -> str:
-        return self.stream.name
-
-    @property
-    def group(self) -> str:
-        return self.stream.group
 
 
 class App:
@@ -341,11 +321,7 @@ class App:
         Draining finishes the current batch, flushes, commits and releases the
         partitions. If a processor fails, the others drain too and the error is raised.
         """
-        self.validate()
-        stop = stop or asyncio.Event()
-        async with self.connect() as broker:
-            await self.prepare(broker)
-            await self.run_processors(broker, stop)
+        await Lifecycle(self).run_async(stop)
 
     async def run_processors(
         self, broker: Broker, stop: asyncio.Event, settings: Settings | None = None
@@ -354,59 +330,7 @@ class App:
 
         ``settings`` replaces the App's own for this run (TestApp shortens idle fetches).
         """
-        self.validate()
-        settings = settings or self.settings
-        executor = self._user_thread(broker)
-        workers = [
-            Worker(
-                self.name,
-                p.stream,
-                broker,
-                settings,
-                on_error=p.on_error,
-                stats=self.stats[p.name],
-                executor=executor,
-            )
-            for p in self.processors
-        ]
-        log.info(
-            "event=app_start app=%s broker=%s guarantee=%s processors=%s pid=%d instance=%s",
-            self.name,
-            parse_broker_url(broker.url).redacted,
-            settings.processing_guarantee,
-            ",".join(p.name for p in self.processors),
-            os.getpid(),
-            settings.instance_id or "-",
-        )
-        with young_threshold_at_least(settings.gc_threshold):
-            tasks = [
-                asyncio.create_task(w.run(stop), name=f"spate:{w.stream.name}") for w in workers
-            ]
-            try:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            finally:
-                stop.set()  # one processor failed (or we were cancelled): drain the others
-                results = await asyncio.gather(*tasks, return_exceptions=True)
-                if executor is not None:
-                    executor.shutdown(wait=False)
-        log.info("event=app_stop app=%s", self.name)
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                raise result
-
-    def _user_thread(self, broker: Broker) -> ThreadPoolExecutor | None:
-        """Where plain user functions run: one thread for all of this App's processors
-        (they never run concurrently), or None for the event loop itself.
-
-        The thread keeps the loop free during long batches where spate's own lease
-        heartbeats live on it (local, NATS, Redis). Where the broker keeps group
-        membership itself (Kafka: librdkafka's threads heartbeat), the loop has
-        nothing urgent to do during a batch, and handing each batch to a thread and
-        back would cost more CPU than the rest of the per-batch work.
-        """
-        if broker.capabilities.native_groups:
-            return None
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"spate-{self.name}")
+        await Lifecycle(self, settings=settings).run_processors(broker, stop)
 
     def validate(self) -> None:
         """Raise ConfigError if this App cannot run (it has no processors)."""
@@ -426,36 +350,4 @@ class App:
                 f"`spate run MODULE:APP`; app.run() runs this one process (drop workers= "
                 "or unset SPATE_WORKERS to run it here)"
             )
-        configure_logging(self.settings.log_level)
-        asyncio.run(self._run_with_signals())
-
-    async def _run_with_signals(self) -> None:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
-        await self.run_async(stop)
-
-
-def install_stop_signals(stop: asyncio.Event) -> None:
-    """First SIGINT/SIGTERM sets ``stop`` (graceful drain); a second one exits now."""
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if stop.is_set():
-            log.warning("event=forced_exit signal=%s", signal.Signals(signum).name)
-            os._exit(128 + signum)
-        log.info("event=draining signal=%s", signal.Signals(signum).name)
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
-
-
-def configure_logging(level: str) -> None:
-    """One line per event on stderr, unless the program configured logging itself."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=level,
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        )
-    logging.getLogger("spate").setLevel(level)
+        Lifecycle(self).run()

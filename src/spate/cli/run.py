@@ -3,7 +3,7 @@
 Flags override what the App's code and the ``SPATE_*`` environment set. With one
 worker (``--workers``, else ``SPATE_WORKERS`` or the App's ``workers``, else 1) the
 App runs in this process; with more, this process supervises that many worker
-processes (see :mod:`spate.runtime.supervisor`).
+processes (see :mod:`spate.runtime.supervisor` and :mod:`spate.cli.worker`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from typing import Annotated
 
 import typer
 
-from spate.app import configure_logging
+from spate.cli.loader import load_app
+from spate.cli.worker import worker_commands
 from spate.errors import SpateError
-from spate.runtime.supervisor import load_app, run_workers
+from spate.runtime.lifecycle import configure_logging
+from spate.runtime.supervisor import run_workers
 
 
 def run_command(
@@ -86,6 +88,7 @@ def run_command(
         raise
     configure_logging(app.settings.log_level)
     passed_on = {k: v for k, v in overrides.items() if v is not None}
-    code = run_workers(target, passed_on, app.settings.workers)
+    commands = worker_commands(target, passed_on, app.settings.workers, app.settings.instance_id)
+    code = run_workers(target, commands)
     if code:
         raise typer.Exit(code)

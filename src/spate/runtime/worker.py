@@ -9,8 +9,8 @@ user function is ``async``.
 Plain user functions run in the App's user thread (an executor passed in), one
 hand-off per batch, so a batch of blocking code never starves the event loop: lease
 heartbeats keep a slow processor's partitions, and other processors keep reading.
-On brokers that keep group membership themselves (Kafka) the App passes no executor
-and they run on the loop (see ``App._user_thread``).
+On brokers that keep group membership themselves (Kafka) the lifecycle passes none
+and they run on the loop (see ``Lifecycle.user_thread``).
 
 The worker is the consumer's :class:`~spate.brokers.base.RebalanceListener`; the
 callbacks run inside ``fetch``/``close``, between batches, so they never race with

@@ -1,7 +1,8 @@
 """TestApp: drive an App on the in-memory broker, deterministically.
 
-It runs the real runtime — the same workers, pipelines, delivery strategies and
-commits as production — on a real ``memory://`` broker (the embedded broker on an
+It runs the real runtime — the same :class:`~spate.runtime.lifecycle.Lifecycle`,
+workers, pipelines, delivery strategies and commits as production — on a real
+``memory://`` broker (the embedded broker on an
 in-memory database). Only the clock of waiting changes: instead of running until a
 signal, :meth:`TestApp.run_until_idle` runs until every processor has consumed and
 committed everything there is, including what other processors published meanwhile.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -31,6 +33,7 @@ from spate.brokers.base import Broker, Consumer, Producer
 from spate.brokers.registry import connect
 from spate.errors import ConfigError
 from spate.record import Headers, Record
+from spate.runtime.lifecycle import Lifecycle, Service
 from spate.serde import encode_key
 from spate.topic import Topic
 
@@ -42,16 +45,25 @@ class TestApp:
     """Runs ``app``'s processors on a fresh ``memory://`` broker (or ``broker``).
 
     The App's own settings apply (guarantee, batch size, …) except the broker and a
-    short idle fetch, so stopping and idling are quick.
+    short idle fetch, so stopping and idling are quick. ``services`` run beside the
+    processors as they would in production (started before them, stopped after).
     """
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, app: App, *, broker: str | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        broker: str | None = None,
+        timeout_s: float = 10.0,
+        services: Sequence[Service] = (),
+    ) -> None:
         broker = broker or f"memory://testapp-{secrets.token_hex(4)}"
         self.app = app
         self.timeout_s = timeout_s
         self.settings = dataclasses.replace(app.settings, broker=broker, fetch_timeout_s=0.02)
+        self._lifecycle = Lifecycle(app, settings=self.settings, services=services)
         self._broker_url = broker
         self._broker: Broker | None = None
         self._producer: Producer | None = None
@@ -79,7 +91,7 @@ class TestApp:
         self._broker = broker
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(
-            self.app.run_processors(broker, self._stop, self.settings), name="spate-testapp"
+            self._lifecycle.run_processors(broker, self._stop), name="spate-testapp"
         )
 
     async def close(self) -> None:

@@ -137,7 +137,7 @@ def test_workers_ride_out_a_hard_server_restart(tmp_path: Path, own_server: Nats
     settings = orjson.dumps({"broker": url}).decode()
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "spate.runtime.supervisor", "restartapp:app", settings],
+            [sys.executable, "-m", "spate.cli.worker", "restartapp:app", settings],
             cwd=tmp_path,
             env=env,
             stderr=(tmp_path / f"w{i}.log").open("wb"),

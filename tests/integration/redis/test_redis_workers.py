@@ -3,7 +3,7 @@ zombie, exactly-once (effectively-once) through kills, and ``kill -9`` of
 redis-server (append-only file, ``appendfsync always``) mid-stream, for a moment and
 for 40 s.
 
-Real ``spate.runtime.supervisor`` workers (what ``spate run`` starts; see
+Real ``spate.cli.worker`` workers (what ``spate run`` starts; see
 :mod:`worker_processes`) with a 1 s lease ttl. Inputs ``{"n": i}`` are keyed
 ``k<i % 40>``; the handler answers ``{"n": i, "pid": worker pid}``.
 """

@@ -1,0 +1,56 @@
+"""The worker processes of ``spate run --workers N``: their command and their entry point.
+
+The parent (:func:`spate.runtime.supervisor.run_workers`) starts each worker as a
+fresh interpreter running ``python -m spate.cli.worker MODULE:APP SETTINGS_JSON``, so
+a worker never inherits the parent's state. A worker loads the App itself and runs
+it like ``app.run()`` does, through a :class:`~spate.runtime.lifecycle.Lifecycle`,
+with one side service more: it drains and exits when its parent disappears.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import orjson
+
+from spate.cli.loader import load_app
+from spate.errors import SpateError
+from spate.runtime.lifecycle import Lifecycle
+from spate.runtime.supervisor import ParentWatch
+
+
+def worker_commands(
+    target: str, overrides: dict[str, Any], workers: int, instance_id: str | None
+) -> list[list[str]]:
+    """The command of each of ``workers`` processes running ``target``.
+
+    With an ``instance_id`` worker *i* is ``<instance_id>-<i>``: stable across restarts
+    of ``spate run``, unique among its workers."""
+
+    def command(index: int) -> list[str]:
+        settings = {**overrides, "workers": 1}
+        if instance_id is not None:
+            settings["instance_id"] = f"{instance_id}-{index}"
+        return [sys.executable, "-m", "spate.cli.worker", target, orjson.dumps(settings).decode()]
+
+    return [command(i) for i in range(workers)]
+
+
+def main(argv: list[str]) -> int:
+    """Run one App in this process until signalled (or orphaned); the exit code."""
+    parent = os.getppid()
+    target, settings_json = argv
+    try:
+        app = load_app(target)
+        app.configure(**orjson.loads(settings_json))
+        Lifecycle(app, services=[ParentWatch(parent)]).run()
+    except SpateError as exc:
+        sys.stderr.write(f"error: worker {os.getpid()}: {' '.join(str(exc).split())}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

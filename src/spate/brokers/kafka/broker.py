@@ -71,6 +71,11 @@ CAPABILITIES = Capabilities(
     replay=True,
     transactions=True,
     dedup_on_publish=False,
+    partitions=True,
+    seek=True,
+    admin=True,
+    lag=True,
+    reader=False,
 )
 """The idempotent producer deduplicates retries within one producer session only, so
 Kafka does not drop a record re-published by a new process: dedup_on_publish=False."""

@@ -57,6 +57,11 @@ class NatsBroker(OwningBroker):
         replay=True,
         transactions=False,
         dedup_on_publish=True,
+        partitions=True,
+        seek=True,
+        admin=True,
+        lag=True,
+        reader=False,
     )
 
     def __init__(

@@ -52,6 +52,11 @@ class RedisBroker(OwningBroker):
         replay=True,
         transactions=False,
         dedup_on_publish=True,
+        partitions=True,
+        seek=True,
+        admin=True,
+        lag=True,
+        reader=False,
     )
 
     def __init__(self, url: BrokerURL, options: RedisOptions, passthrough: Mapping[str, Any]):

@@ -272,6 +272,11 @@ class Reader(AsyncResource):
     async def seek(self, start: ReaderStart) -> None:
         """Make the next fetch begin at ``start`` (resolved as at the reader's start)."""
 
+    @abc.abstractmethod
+    async def bounds(self) -> tuple[int, int]:
+        """(first retained offset, offset the next appended record gets) of the
+        partition now: the same ends ``lag`` measures against."""
+
     @property
     @abc.abstractmethod
     def position(self) -> int:

@@ -97,6 +97,12 @@ class PartitionReader(Reader):
             self._position = records[-1].offset + 1
         return records
 
+    async def bounds(self) -> tuple[int, int]:
+        if self._closed:
+            raise ClosedError(f"bounds of a closed reader of {self._describe()}")
+        await self.start()
+        return await self._bounds()
+
     async def seek(self, start: ReaderStart) -> None:
         if self._closed:
             raise ClosedError(f"seek on a closed reader of {self._describe()}")

@@ -623,6 +623,7 @@ class BrokerContract:
             assert [(r.offset, r.value) for r in again] == [(2, b"value-2"), (3, b"value-3")]
             await reader.seek("earliest")
             assert reader.position == 0
+            assert await reader.bounds() == (0, 8)
             await reader.seek(1000)
             assert reader.position == 8
 

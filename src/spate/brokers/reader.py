@@ -92,10 +92,16 @@ class PartitionReader(Reader):
         if max_records < 1:
             raise ConfigError(f"fetch max_records={max_records!r} must be 1 or more")
         await self.start()
-        records = await self._read(self.position, max_records, timeout_s)
-        if records:
-            self._position = records[-1].offset + 1
+        position = self.position
+        records = await self._read(position, max_records, timeout_s)
+        self._position = self._next_position(records, position)
         return records
+
+    def _next_position(self, records: list[Record], position: int) -> int:
+        """Where the next fetch starts: after the last record returned. An adapter
+        whose log has offsets without records (Kafka's transaction markers) says
+        where its client really stands, so the position can reach the end."""
+        return records[-1].offset + 1 if records else position
 
     async def bounds(self) -> tuple[int, int]:
         if self._closed:

@@ -643,6 +643,35 @@ class BrokerContract:
             records = await self.read(reader, 2, contract_timing)
         assert [(r.offset, r.value) for r in records] == [(3, b"value-100"), (4, b"value-101")]
 
+    async def test_reader_reaches_the_end_past_transactions(
+        self, broker: Broker, contract_timing: ContractTiming
+    ) -> None:
+        """Committed records only, and a position that reaches the end even where the
+        log holds offsets without records (transaction markers), so 'read up to the
+        end' terminates."""
+        self.require_reader(broker)
+        if not broker.capabilities.transactions:
+            pytest.skip(f"{type(broker).__name__} has no transactions")
+        source, sink = await self.new_topic(broker), await self.new_topic(broker)
+        await self.produce(broker, source, 1)
+        producer = broker.producer(transactional_id=f"contract-{uuid.uuid4().hex[:8]}")
+        async with producer, broker.consumer([source], self.fresh_group()) as consumer:
+            (record,) = await self.collect(consumer, 1, contract_timing)
+            await producer.begin_transaction()
+            producer.send(sink, b"kept")
+            await producer.commit_transaction(consumer, {record.topic_partition: record.offset})
+            await producer.begin_transaction()
+            producer.send(sink, b"aborted")
+            await producer.abort_transaction()
+        got: list[Record] = []
+        deadline = time.monotonic() + contract_timing.settle_timeout_s
+        async with broker.reader(sink) as reader:
+            end = (await reader.bounds())[1]
+            while reader.position < end:
+                assert time.monotonic() < deadline, f"stuck at {reader.position} of {end}"
+                got.extend(await reader.fetch(10, contract_timing.fetch_timeout_s))
+        assert [r.value for r in got] == [b"kept"]
+
     async def test_reader_commits_nothing_and_joins_no_group(
         self, broker: Broker, contract_timing: ContractTiming
     ) -> None:

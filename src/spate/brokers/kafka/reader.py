@@ -73,12 +73,22 @@ class KafkaReader(PartitionReader):
                 lambda: consumer.assign([ck.TopicPartition(topic, partition, position)])
             )
             self._next = position
-        records = await self._call(
-            lambda: to_records(consumer.consume(max_records, timeout_s), self._message_error)
-        )
-        if records:
-            self._next = records[-1].offset + 1
-        return records
+        tp = ck.TopicPartition(*self.topic_partition)
+
+        def consume() -> list[Record]:
+            records = to_records(consumer.consume(max_records, timeout_s), self._message_error)
+            # Past the last record librdkafka may stand beyond transaction markers.
+            (now,) = consumer.position([tp])
+            if now.offset >= 0:
+                self._next = now.offset
+            elif records:
+                self._next = records[-1].offset + 1
+            return records
+
+        return await self._call(consume)
+
+    def _next_position(self, records: list[Record], position: int) -> int:
+        return self._next
 
     def _message_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:

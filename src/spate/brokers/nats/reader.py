@@ -65,18 +65,21 @@ class NatsReader(PartitionReader):
         return self._sub
 
     async def _read(self, position: int, max_records: int, timeout_s: float) -> list[Record]:
-        sub = self._sub
-        if sub is None or position != self._next:
-            sub = await self._open(position)
         topic, partition = self.topic_partition
-        try:
-            with nats_errors(f"read {topic}[{partition}]"):
-                messages = await sub.fetch(max_records, max(timeout_s, MIN_WAIT_S))
-        except BrokerError as exc:
-            if isinstance(exc.__cause__, nats.errors.TimeoutError):
-                return []
-            self._next = -1  # e.g. the server dropped an idle consumer: open anew next time
-            raise
+        for attempt in (1, 2):
+            sub = self._sub
+            if sub is None or position != self._next:
+                sub = await self._open(position)
+            try:
+                with nats_errors(f"read {topic}[{partition}]"):
+                    messages = await sub.fetch(max_records, max(timeout_s, MIN_WAIT_S))
+                break
+            except BrokerError as exc:
+                if isinstance(exc.__cause__, nats.errors.TimeoutError):
+                    return []
+                self._next = -1  # gone (the server dropped it when idle): open a new one
+                if attempt == 2:
+                    raise
         records = []
         for msg in messages:
             meta = msg.metadata

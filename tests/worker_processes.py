@@ -249,9 +249,7 @@ async def read_all(url: str, topic: str, partitions: int) -> list[Record]:
         records: list[Record] = []
         for partition in range(partitions):
             async with broker.reader(topic, partition) as reader:
-                end = (await reader.bounds())[1]
-                while reader.position < end:
-                    records.extend(await reader.fetch(5000, 0.2))
+                records.extend(await reader.read_to_end(60.0))
         return records
 
 

@@ -20,6 +20,7 @@ Semantics every adapter keeps:
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -29,6 +30,7 @@ from spate.errors import CapabilityError
 from spate.record import Headers, Record, TopicPartition
 
 OffsetReset = Literal["earliest", "latest"]
+_READ_TO_END_WAIT_S = 0.5
 ReaderStart = int | Literal["earliest", "latest"]
 """Where a :class:`Reader` begins: an offset, or the first retained / next new record."""
 
@@ -281,6 +283,23 @@ class Reader(AsyncResource):
     @abc.abstractmethod
     def position(self) -> int:
         """The offset the next fetch returns first (or would, once written)."""
+
+    async def read_to_end(self, timeout_s: float, max_records: int = 10_000) -> list[Record]:
+        """Every record from the position up to the partition's end as it is now;
+        TimeoutError if that takes longer than ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        end = (await self.bounds())[1]
+        records: list[Record] = []
+        while self.position < end:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"reader of {self.topic_partition.topic}[{self.topic_partition.partition}] "
+                    f"at {self.position}, not at the end {end} after {timeout_s}s"
+                )
+            records.extend(await self.fetch(max_records, min(remaining, _READ_TO_END_WAIT_S)))
+        return records
 
 
 class Broker(AsyncResource):

@@ -35,8 +35,6 @@ from spate.serde import encode_key
 from spate.topic import Topic
 
 IDLE_POLL_S = 0.005
-READ_FETCH_TIMEOUT_S = 0.01
-READ_END_GRACE_S = 1.0
 _NEEDS: tuple[tuple[CapabilityName, str], ...] = (
     ("admin", "create the App's topics for TestApp"),
     ("lag", "tell when the processors are idle (TestApp.run_until_idle)"),
@@ -239,9 +237,7 @@ class TestApp:
         """Every record in ``topic`` so far, in partition then offset order.
 
         One :class:`~spate.brokers.base.Reader` per partition (no group, no commits)
-        reads on from where the previous call stopped up to the partition's end (on a
-        broker whose end counts offsets without records, Kafka's transaction markers,
-        until fetches found nothing for ``READ_END_GRACE_S``).
+        reads on from where the previous call stopped up to the partition's end.
         """
         broker = self._started()[0]
         name = self._topic(topic).name if not isinstance(topic, str) else topic
@@ -256,15 +252,8 @@ class TestApp:
             self._readers[name] = readers
             self._read[name] = []
         seen = self._read[name]
-        loop = asyncio.get_running_loop()
         for reader in readers:
-            end = (await reader.bounds())[1]
-            give_up = loop.time() + READ_END_GRACE_S
-            while reader.position < end:
-                batch = await reader.fetch(10_000, READ_FETCH_TIMEOUT_S)
-                seen.extend(batch)
-                if not batch and loop.time() > give_up:
-                    break
+            seen.extend(await reader.read_to_end(self.timeout_s))
         seen.sort(key=lambda r: (r.partition, r.offset))
         return list(seen)
 

@@ -10,6 +10,7 @@ from spate.brokers.base import (
     Consumer,
     PartitionLag,
     Producer,
+    Reader,
     RebalanceListener,
     TopicInfo,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "ManualClock",
     "PartitionLag",
     "Producer",
+    "Reader",
     "RebalanceListener",
     "Record",
     "Serde",

@@ -85,3 +85,15 @@ class TestTansu(BrokerContract):
         reason = TANSU_NOT_RUN.get(request.node.originalname)
         if reason is not None:
             pytest.xfail(f"Tansu gap: {reason}; not run")
+
+    @TANSU_LIST_OFFSETS
+    async def test_reader_starts_at_an_offset_and_seeks(
+        self, broker: Broker, contract_timing: ContractTiming
+    ) -> None:
+        await super().test_reader_starts_at_an_offset_and_seeks(broker, contract_timing)
+
+    @TANSU_LIST_OFFSETS
+    async def test_reader_at_the_end_waits_then_returns_empty(
+        self, broker: Broker, contract_timing: ContractTiming
+    ) -> None:
+        await super().test_reader_at_the_end_waits_then_returns_empty(broker, contract_timing)

@@ -34,6 +34,7 @@ def test_every_command_on_nats(nats_url: str) -> None:
     everything = records(ok(spate("consume", topic, "--from-beginning", broker=nats_url)))
     assert sorted(r["value"]["n"] for r in everything) == [0, 1, 2, 3]
     assert {r["key"] for r in everything} == {"u0", "u1", "u2", "u3"}
+    assert "spate-cli" not in ok(spate("groups", "list", broker=nats_url))  # read, no group
 
     first = records(
         ok(spate("consume", topic, "-g", group, "--from-beginning", "-n", "3", broker=nats_url))

@@ -22,6 +22,7 @@ Semantics every adapter keeps:
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -31,6 +32,9 @@ from spate.errors import CapabilityError, TopicNotFoundError
 from spate.record import Headers, Record, TopicPartition
 
 OffsetReset = Literal["earliest", "latest"]
+_READ_TO_END_WAIT_S = 0.5
+ReaderStart = int | Literal["earliest", "latest"]
+"""Where a :class:`Reader` begins: an offset, or the first retained / next new record."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -47,6 +51,32 @@ class Capabilities:
     """Outputs and offset commits can be one atomic unit (exactly-once)."""
     dedup_on_publish: bool
     """The broker drops a re-published record carrying the same ``dedup_id``."""
+    partitions: bool
+    """Topics have several partitions, each an ordered log of its own."""
+    seek: bool
+    """Records have dense per-partition offsets a consumer can ``seek`` to."""
+    admin: bool
+    """Topics can be created, described, listed and deleted through the broker."""
+    lag: bool
+    """``lag`` and ``groups`` report what a group committed against the log's end."""
+    reader: bool
+    """``Broker.reader`` reads one partition from an offset without a group."""
+
+
+CapabilityName = Literal["partitions", "seek", "admin", "lag", "reader"]
+
+
+def require(broker: Broker, capability: CapabilityName, action: str) -> None:
+    """Raise CapabilityError naming ``action`` unless ``broker`` has ``capability``.
+
+    Callers ask before they start (the CLI, TestApp), so a broker that cannot do
+    something says so up front instead of failing halfway with a vendor error.
+    """
+    if not getattr(broker.capabilities, capability):
+        raise CapabilityError(
+            f"broker {broker.url} cannot {action}: it has no {capability!r} capability "
+            f"(Capabilities.{capability} is False); use a broker that has it"
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -235,6 +265,55 @@ class Consumer(AsyncResource):
         """The partitions this member owns right now."""
 
 
+class Reader(AsyncResource):
+    """Reads one partition in offset order from a chosen start: no group, no commits,
+    no rebalance — for looking at a topic, restoring state, or checking outputs.
+
+    ``start`` resolves when the reader starts (``async with`` or the first ``fetch``):
+    an offset below the first retained record starts at that record, one beyond the
+    end starts at the end; TopicNotFoundError if the topic is missing, ConfigError if
+    the partition is. Reading at the end waits up to ``timeout_s``, then returns [].
+    """
+
+    topic_partition: TopicPartition
+
+    @abc.abstractmethod
+    async def fetch(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Up to ``max_records`` next records of the partition, in offset order,
+        waiting at most ``timeout_s`` for the first."""
+
+    @abc.abstractmethod
+    async def seek(self, start: ReaderStart) -> None:
+        """Make the next fetch begin at ``start`` (resolved as at the reader's start)."""
+
+    @abc.abstractmethod
+    async def bounds(self) -> tuple[int, int]:
+        """(first retained offset, offset the next appended record gets) of the
+        partition now: the same ends ``lag`` measures against."""
+
+    @property
+    @abc.abstractmethod
+    def position(self) -> int:
+        """The offset the next fetch returns first (or would, once written)."""
+
+    async def read_to_end(self, timeout_s: float, max_records: int = 10_000) -> list[Record]:
+        """Every record from the position up to the partition's end as it is now;
+        TimeoutError if that takes longer than ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        end = (await self.bounds())[1]
+        records: list[Record] = []
+        while self.position < end:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"reader of {self.topic_partition.topic}[{self.topic_partition.partition}] "
+                    f"at {self.position}, not at the end {end} after {timeout_s}s"
+                )
+            records.extend(await self.fetch(max_records, min(remaining, _READ_TO_END_WAIT_S)))
+        return records
+
+
 class Broker(AsyncResource):
     """One connection to a messaging system: admin, producers and consumers."""
 
@@ -291,6 +370,10 @@ class Broker(AsyncResource):
         partitions back on restart without a rebalance. Lease brokers need no such
         name (a restarted member takes expired leases) and ignore it.
         """
+
+    def reader(self, topic: str, partition: int = 0, start: ReaderStart = "earliest") -> Reader:
+        """A :class:`Reader` of one partition from ``start`` (where ``Capabilities.reader``)."""
+        raise CapabilityError(f"broker {self.url} has no partition reader")
 
     @abc.abstractmethod
     async def lag(self, group: str, topics: Sequence[str] | None = None) -> list[PartitionLag]:

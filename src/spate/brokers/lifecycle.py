@@ -21,18 +21,18 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from spate.brokers.base import Broker, Consumer, Producer
+from spate.brokers.base import Broker, Consumer, Producer, Reader
 from spate.clock import Clock
 from spate.errors import ClosedError, SpateError
 
-_Client = TypeVar("_Client", bound=Producer | Consumer)
+_Client = TypeVar("_Client", bound=Producer | Consumer | Reader)
 
 
 class OwningBroker(Broker):
     """A broker that closes the producers and consumers it made before its connection."""
 
     def __init__(self) -> None:
-        self._clients: set[Producer | Consumer] = set()
+        self._clients: set[Producer | Consumer | Reader] = set()
         self._retention_task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -46,7 +46,7 @@ class OwningBroker(Broker):
         self._clients.add(client)
         return client
 
-    def forget(self, client: Producer | Consumer) -> None:
+    def forget(self, client: Producer | Consumer | Reader) -> None:
         """Called by a producer or consumer when it closes, so the broker lets it go."""
         self._clients.discard(client)
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 import spate
-from spate.brokers.base import PartitionLag
+from spate.brokers.base import PartitionLag, require
 from spate.cli.common import BrokerOption, stdout
 from spate.config import DEFAULT_BROKER
 from spate.errors import ConfigError
@@ -20,6 +20,7 @@ app = typer.Typer(help="Inspect consumer groups and their lag.", no_args_is_help
 async def _lags(broker_url: str, group: str | None) -> dict[str, list[PartitionLag]]:
     """Per-partition lag of ``group``, or of every known group."""
     async with spate.connect(broker_url) as broker:
+        require(broker, "lag", "list groups and their lag")
         known = await broker.groups()
         if group is not None and group not in known:
             listed = ", ".join(known) if known else "none yet"

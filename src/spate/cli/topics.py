@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 import spate
-from spate.brokers.base import PartitionLag, TopicInfo
+from spate.brokers.base import TopicInfo, require
 from spate.cli.common import BrokerOption, parse_pairs, stdout
 from spate.config import DEFAULT_BROKER
 from spate.errors import ConfigError
@@ -29,6 +28,7 @@ def list_topics(broker: BrokerOption = DEFAULT_BROKER) -> None:
 
     async def body() -> list[TopicInfo]:
         async with spate.connect(broker) as b:
+            require(b, "admin", "list topics")
             return await b.list_topics()
 
     topics = asyncio.run(body())
@@ -64,6 +64,7 @@ def create(
 
     async def body() -> TopicInfo:
         async with spate.connect(broker) as b:
+            require(b, "admin", "create topics")
             return await b.create_topic(name, partitions, settings, exist_ok=exist_ok)
 
     info = asyncio.run(body())
@@ -79,18 +80,25 @@ def describe(
 ) -> None:
     """Show a topic's config and the end offset of each partition."""
 
-    async def body() -> tuple[TopicInfo, list[PartitionLag]]:
+    async def body() -> tuple[TopicInfo, list[int]]:
         async with spate.connect(broker) as b:
+            require(b, "admin", "describe topics")
             info = await b.describe_topic(name)
-            # The lag of a group that never commits is the plain end offset per partition.
-            return info, await b.lag(f"spate-cli-{secrets.token_hex(4)}", [name])
+            if not b.capabilities.reader:
+                return info, []
+            ends = []
+            for partition in range(info.partitions):
+                async with b.reader(name, partition) as reader:
+                    ends.append((await reader.bounds())[1])
+            return info, ends
 
     info, ends = asyncio.run(body())
     stdout.print(f"topic {info.name}: {info.partitions} partition(s), config {_config_text(info)}")
-    table = Table("partition", "end offset")
-    for item in sorted(ends, key=lambda x: x.partition):
-        table.add_row(str(item.partition), str(item.end_offset))
-    stdout.print(table)
+    if ends:
+        table = Table("partition", "end offset")
+        for partition, end in enumerate(ends):
+            table.add_row(str(partition), str(end))
+        stdout.print(table)
 
 
 @app.command("delete")
@@ -102,6 +110,7 @@ def delete(
 
     async def body() -> None:
         async with spate.connect(broker) as b:
+            require(b, "admin", "delete topics")
             await b.delete_topic(name)
 
     asyncio.run(body())

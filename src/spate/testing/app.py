@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from spate.app import App
-from spate.brokers.base import Broker, Consumer, Producer
+from spate.brokers.base import Broker, CapabilityName, Producer, Reader, require
 from spate.brokers.registry import connect
 from spate.errors import ConfigError
 from spate.record import Headers, Record
@@ -38,7 +38,11 @@ from spate.serde import encode_key
 from spate.topic import Topic
 
 IDLE_POLL_S = 0.005
-READ_FETCH_TIMEOUT_S = 0.01
+_NEEDS: tuple[tuple[CapabilityName, str], ...] = (
+    ("admin", "create the App's topics for TestApp"),
+    ("lag", "tell when the processors are idle (TestApp.run_until_idle)"),
+    ("reader", "read outputs without a group (TestApp.outputs)"),
+)
 
 
 class TestApp:
@@ -70,7 +74,7 @@ class TestApp:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._error_seen = False
-        self._readers: dict[str, Consumer] = {}
+        self._readers: dict[str, list[Reader]] = {}
         self._read: dict[str, list[Record]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -80,6 +84,8 @@ class TestApp:
         """Connect, create the App's topics and start every processor."""
         self.app.validate()
         broker = connect(self._broker_url)
+        for capability, action in _NEEDS:
+            require(broker, capability, action)
         await broker.start()
         try:
             await self.app.prepare(broker)
@@ -106,8 +112,9 @@ class TestApp:
                 await self._task
             except Exception as exc:
                 error = exc
-        for reader in self._readers.values():
-            await reader.close()
+        for readers in self._readers.values():
+            for reader in readers:
+                await reader.close()
         if self._producer is not None:
             await self._producer.close()
         if self._broker is not None:
@@ -239,22 +246,26 @@ class TestApp:
     # --- output -----------------------------------------------------------------------------
 
     async def records_async(self, topic: Topic[Any] | str) -> list[Record]:
-        """Every record in ``topic`` so far, in partition then offset order."""
+        """Every record in ``topic`` so far, in partition then offset order.
+
+        One :class:`~spate.brokers.base.Reader` per partition (no group, no commits)
+        reads on from where the previous call stopped up to the partition's end.
+        """
         broker = self._started()[0]
         name = self._topic(topic).name if not isinstance(topic, str) else topic
-        reader = self._readers.get(name)
-        if reader is None:
-            reader = broker.consumer([name], f"spate-testapp-{secrets.token_hex(4)}")
-            await reader.start()
-            self._readers[name] = reader
+        readers = self._readers.get(name)
+        if readers is None:
+            info = await broker.describe_topic(name)
+            readers = []
+            for partition in range(info.partitions):
+                reader = broker.reader(name, partition)
+                await reader.start()
+                readers.append(reader)
+            self._readers[name] = readers
             self._read[name] = []
-        info = await broker.describe_topic(name)
         seen = self._read[name]
-        while True:
-            batch = await reader.fetch(10_000, READ_FETCH_TIMEOUT_S)
-            seen.extend(batch)
-            if not batch and len(reader.assignment()) == info.partitions:
-                break
+        for reader in readers:
+            seen.extend(await reader.read_to_end(self.timeout_s))
         seen.sort(key=lambda r: (r.partition, r.offset))
         return list(seen)
 

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from spate.brokers.base import Broker, Capabilities, Consumer
+from spate.brokers.base import Broker, Capabilities, Consumer, Reader
 from spate.brokers.registry import connect
 from spate.errors import (
     ClosedError,
+    ConfigError,
     FencedError,
     SpateError,
     TopicExistsError,
@@ -124,6 +125,20 @@ class BrokerContract:
             assert len(batch) <= max_records
             got.extend(batch)
         return got
+
+    @staticmethod
+    async def read(reader: Reader, count: int, timing: ContractTiming) -> list[Record]:
+        """Fetch from ``reader`` until ``count`` records arrived (or the settle timeout)."""
+        got: list[Record] = []
+        deadline = time.monotonic() + timing.settle_timeout_s
+        while len(got) < count and time.monotonic() < deadline:
+            got.extend(await reader.fetch(min(4, count - len(got)), timing.fetch_timeout_s))
+        return got
+
+    @staticmethod
+    def require_reader(broker: Broker) -> None:
+        if not broker.capabilities.reader:
+            pytest.skip(f"{type(broker).__name__} has no partition reader")
 
     @staticmethod
     async def until(
@@ -607,6 +622,117 @@ class BrokerContract:
             successor.send(topic, b"v2", dedup_id="in/0/2/0")
             await successor.flush()
         assert sum(row.end_offset for row in await broker.lag("g", [topic])) == 3
+
+    # -- readers -------------------------------------------------------------------------
+
+    async def test_reader_reads_a_partition_in_batches_in_order(
+        self, broker: Broker, contract_timing: ContractTiming
+    ) -> None:
+        self.require_reader(broker)
+        topic = await self.new_topic(broker, partitions=2)
+        async with broker.producer() as producer:
+            for i in range(10):
+                producer.send(topic, b"value-%d" % i, partition=1)
+            await producer.flush()
+        async with broker.reader(topic, 1) as reader:
+            assert reader.topic_partition == TopicPartition(topic, 1)
+            assert reader.position == 0
+            first = await reader.fetch(4, contract_timing.settle_timeout_s)
+            assert 1 <= len(first) <= 4
+            rest = await self.read(reader, 10 - len(first), contract_timing)
+            assert reader.position == 10
+        records = first + rest
+        assert [r.offset for r in records] == list(range(10))
+        assert [r.value for r in records] == [b"value-%d" % i for i in range(10)]
+        assert {(r.topic, r.partition) for r in records} == {(topic, 1)}
+
+    async def test_reader_starts_at_an_offset_and_seeks(
+        self, broker: Broker, contract_timing: ContractTiming
+    ) -> None:
+        self.require_reader(broker)
+        topic = await self.new_topic(broker)
+        await self.produce(broker, topic, 8)
+        async with broker.reader(topic, 0, start=5) as reader:
+            assert [r.offset for r in await self.read(reader, 3, contract_timing)] == [5, 6, 7]
+            await reader.seek(2)
+            assert reader.position == 2
+            again = await self.read(reader, 2, contract_timing)
+            assert [(r.offset, r.value) for r in again] == [(2, b"value-2"), (3, b"value-3")]
+            await reader.seek("earliest")
+            assert reader.position == 0
+            assert await reader.bounds() == (0, 8)
+            await reader.seek(1000)
+            assert reader.position == 8
+
+    async def test_reader_at_the_end_waits_then_returns_empty(
+        self, broker: Broker, contract_timing: ContractTiming
+    ) -> None:
+        self.require_reader(broker)
+        topic = await self.new_topic(broker)
+        async with broker.reader(topic) as empty:
+            assert await empty.fetch(10, contract_timing.fetch_timeout_s) == []
+            assert empty.position == 0
+        await self.produce(broker, topic, 3)
+        async with broker.reader(topic, start="latest") as reader:
+            assert reader.position == 3
+            assert await reader.fetch(10, contract_timing.fetch_timeout_s) == []
+            await self.produce(broker, topic, 2, start=100)
+            records = await self.read(reader, 2, contract_timing)
+        assert [(r.offset, r.value) for r in records] == [(3, b"value-100"), (4, b"value-101")]
+
+    async def test_reader_reaches_the_end_past_transactions(
+        self, broker: Broker, contract_timing: ContractTiming
+    ) -> None:
+        """Committed records only, and a position that reaches the end even where the
+        log holds offsets without records (transaction markers), so 'read up to the
+        end' terminates."""
+        self.require_reader(broker)
+        if not broker.capabilities.transactions:
+            pytest.skip(f"{type(broker).__name__} has no transactions")
+        source, sink = await self.new_topic(broker), await self.new_topic(broker)
+        await self.produce(broker, source, 1)
+        producer = broker.producer(transactional_id=f"contract-{uuid.uuid4().hex[:8]}")
+        async with producer, broker.consumer([source], self.fresh_group()) as consumer:
+            (record,) = await self.collect(consumer, 1, contract_timing)
+            await producer.begin_transaction()
+            producer.send(sink, b"kept")
+            await producer.commit_transaction(consumer, {record.topic_partition: record.offset})
+            await producer.begin_transaction()
+            producer.send(sink, b"aborted")
+            await producer.abort_transaction()
+        async with broker.reader(sink) as reader:
+            got = await reader.read_to_end(contract_timing.settle_timeout_s)
+        assert [r.value for r in got] == [b"kept"]
+
+    async def test_reader_commits_nothing_and_joins_no_group(
+        self, broker: Broker, contract_timing: ContractTiming
+    ) -> None:
+        self.require_reader(broker)
+        topic = await self.new_topic(broker)
+        await self.produce(broker, topic, 3)
+        groups_before = await broker.groups()
+        async with broker.reader(topic) as reader:
+            assert len(await self.read(reader, 3, contract_timing)) == 3
+        assert await broker.groups() == groups_before
+
+    async def test_reader_refuses_bad_arguments_and_use_after_close(
+        self, broker: Broker, contract_timing: ContractTiming
+    ) -> None:
+        self.require_reader(broker)
+        with pytest.raises(TopicNotFoundError):
+            async with broker.reader(self.fresh_topic("missing")):
+                pass
+        topic = await self.new_topic(broker, partitions=2)
+        with pytest.raises(ConfigError, match="partition 2 does not exist"):
+            async with broker.reader(topic, 2):
+                pass
+        with pytest.raises(ConfigError, match="start=-1"):
+            broker.reader(topic, 0, start=-1)
+        reader = broker.reader(topic)
+        async with reader:
+            await reader.fetch(1, contract_timing.fetch_timeout_s)
+        with pytest.raises(ClosedError):
+            await reader.fetch(1, contract_timing.fetch_timeout_s)
 
 
 __all__ = ["BrokerContract", "ContractTiming", "RecordingListener"]

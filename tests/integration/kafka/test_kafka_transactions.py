@@ -3,8 +3,6 @@ aborted records to read_committed readers, so it proves nothing here)."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
@@ -18,17 +16,13 @@ from spate.testing.kafka_server import ServerProcess, session_server, start_apac
 REPO = Path(__file__).resolve().parents[3]
 
 
-async def read_committed(broker: KafkaBroker, topic: str, quiet_s: float = 1.0) -> list[Record]:
-    """Everything a read_committed reader sees until nothing new arrives for quiet_s."""
+async def read_committed(broker: KafkaBroker, topic: str) -> list[Record]:
+    """Everything committed in ``topic``: each partition read up to its last stable
+    offset by a reader (read_committed, no group)."""
     got: list[Record] = []
-    async with broker.consumer([topic], f"reader-{uuid.uuid4().hex[:8]}") as reader:
-        loop = asyncio.get_running_loop()
-        quiet_until = loop.time() + quiet_s + 3.0
-        while loop.time() < quiet_until:
-            batch = await reader.fetch(1000, 0.2)
-            if batch:
-                got.extend(batch)
-                quiet_until = loop.time() + quiet_s
+    for partition in range((await broker.describe_topic(topic)).partitions):
+        async with broker.reader(topic, partition) as reader:
+            got.extend(await reader.read_to_end(30.0))
     return got
 
 

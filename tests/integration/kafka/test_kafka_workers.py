@@ -9,6 +9,7 @@ transaction timeouts (the test broker allows them) keep each takeover to seconds
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import uuid
 from collections import Counter
@@ -101,14 +102,22 @@ class Reader:
 
     def __init__(self, broker: KafkaBroker, topic: str) -> None:
         self.records: list[Record] = []
-        self._consumer = broker.consumer([topic], f"reader-{uuid.uuid4().hex[:8]}")
+        self._broker = broker
+        self._topic = topic
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        async with self._consumer:
+        """One partition reader each (no group), fetched in turn."""
+        partitions = (await self._broker.describe_topic(self._topic)).partitions
+        async with contextlib.AsyncExitStack() as stack:
+            readers = [
+                await stack.enter_async_context(self._broker.reader(self._topic, p))
+                for p in range(partitions)
+            ]
             while not self._stop.is_set():
-                self.records.extend(await self._consumer.fetch(5000, 0.2))
+                for reader in readers:
+                    self.records.extend(await reader.fetch(5000, 0.05))
 
     async def read_until(self, count: int, timeout_s: float) -> list[int]:
         await wait_for(self._has(count), timeout_s, f"{count} outputs")

@@ -36,6 +36,7 @@ from spate.brokers.base import (
     Capabilities,
     OffsetReset,
     PartitionLag,
+    ReaderStart,
     RebalanceListener,
     TopicInfo,
 )
@@ -43,6 +44,7 @@ from spate.brokers.kafka.config import KafkaSettings, create_client
 from spate.brokers.kafka.consumer import KafkaConsumer
 from spate.brokers.kafka.errors import error_of, map_error
 from spate.brokers.kafka.producer import KafkaProducer
+from spate.brokers.kafka.reader import READER_GROUP, KafkaReader
 from spate.brokers.lifecycle import OwningBroker
 from spate.brokers.url import BrokerURL
 from spate.errors import (
@@ -71,6 +73,11 @@ CAPABILITIES = Capabilities(
     replay=True,
     transactions=True,
     dedup_on_publish=False,
+    partitions=True,
+    seek=True,
+    admin=True,
+    lag=True,
+    reader=True,
 )
 """The idempotent producer deduplicates retries within one producer session only, so
 Kafka does not drop a record re-published by a new process: dedup_on_publish=False."""
@@ -255,6 +262,19 @@ class KafkaBroker(OwningBroker):
                 owner=self,
             )
         )
+
+    def reader(
+        self, topic: str, partition: int = 0, start: ReaderStart = "earliest"
+    ) -> KafkaReader:
+        self._client()
+        config = self._settings.consumer(READER_GROUP, "earliest")
+        return self._track(KafkaReader(self, config, topic, partition, start))
+
+    async def bounds(self, tp: TopicPartition) -> tuple[int, int]:
+        """(first retained offset, last stable offset) of a partition, as ``lag`` sees them."""
+        starts = await self._offsets({tp: None}, OffsetSpec.earliest())  # type: ignore[no-untyped-call]
+        ends = await self._offsets({tp: None}, OffsetSpec.latest())  # type: ignore[no-untyped-call]
+        return starts[tp], ends[tp]
 
     # -- groups -----------------------------------------------------------------------
 

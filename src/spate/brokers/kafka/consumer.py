@@ -330,30 +330,7 @@ class KafkaConsumer(Consumer):
         they are still in this core's cache, and their memory is freed where it was
         allocated; on the event loop the same loop cost more.
         """
-        # Any: librdkafka's message accessors are Optional only for error messages,
-        # which are filtered below; checking each field per record would cost time.
-        messages: list[Any] = self._consumer.consume(max_records, timeout_s)
-        records: list[Record] = []
-        append = records.append
-        make = Record
-        for m in messages:
-            message_error = m.error()
-            if message_error is not None:
-                self._message_error(message_error)
-                continue
-            headers = m.headers()
-            append(
-                make(
-                    m.topic(),
-                    m.partition(),
-                    m.offset(),
-                    m.key(),
-                    m.value() or b"",
-                    tuple(headers) if headers else (),
-                    m.timestamp()[1],
-                )
-            )
-        return records
+        return to_records(self._consumer.consume(max_records, timeout_s), self._message_error)
 
     def _message_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
@@ -422,6 +399,35 @@ class KafkaConsumer(Consumer):
 
 _FROM_START = ("earliest", "smallest", "beginning")
 """librdkafka's spellings of auto.offset.reset=earliest."""
+
+
+def to_records(messages: list[Any], on_error: Callable[[KafkaError], None]) -> list[Record]:
+    """librdkafka's messages as Records; an error message goes to ``on_error`` instead.
+
+    Any: librdkafka's message accessors are Optional only for error messages, which
+    are filtered here; checking each field per record would cost time.
+    """
+    records: list[Record] = []
+    append = records.append
+    make = Record
+    for m in messages:
+        message_error = m.error()
+        if message_error is not None:
+            on_error(message_error)
+            continue
+        headers = m.headers()
+        append(
+            make(
+                m.topic(),
+                m.partition(),
+                m.offset(),
+                m.key(),
+                m.value() or b"",
+                tuple(headers) if headers else (),
+                m.timestamp()[1],
+            )
+        )
+    return records
 
 
 def _tps(partitions: list[ck.TopicPartition]) -> list[TopicPartition]:

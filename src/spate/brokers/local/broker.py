@@ -44,6 +44,7 @@ from spate.brokers.base import (
     OffsetReset,
     PartitionLag,
     Producer,
+    ReaderStart,
     RebalanceListener,
     TopicInfo,
 )
@@ -52,6 +53,7 @@ from spate.brokers.lifecycle import OwningBroker
 from spate.brokers.local import log, retention
 from spate.brokers.local.consumer import LocalConsumer
 from spate.brokers.local.producer import LocalProducer
+from spate.brokers.local.reader import LocalReader
 from spate.brokers.local.storage import (
     Database,
     Synchronous,
@@ -80,6 +82,11 @@ class LocalBroker(OwningBroker):
         replay=True,
         transactions=True,
         dedup_on_publish=False,
+        partitions=True,
+        seek=True,
+        admin=True,
+        lag=True,
+        reader=True,
     )
 
     def __init__(
@@ -242,6 +249,11 @@ class LocalBroker(OwningBroker):
         return self._track(
             LocalConsumer(self, self.db, topics, group, listener, offset_reset=offset_reset)
         )
+
+    def reader(
+        self, topic: str, partition: int = 0, start: ReaderStart = "earliest"
+    ) -> LocalReader:
+        return self._track(LocalReader(self, topic, partition, start))
 
     # -- retention -----------------------------------------------------------------------
 

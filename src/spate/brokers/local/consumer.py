@@ -19,6 +19,25 @@ if TYPE_CHECKING:
     from spate.brokers.local.broker import LocalBroker
 
 
+async def read_waiting(
+    db: Database,
+    positions: Sequence[tuple[TopicPartition, int]],
+    max_records: int,
+    timeout_s: float,
+    partly_read: log.PartlyRead,
+) -> list[Record]:
+    """:func:`log.read`, waiting up to ``timeout_s`` for a write when nothing is there."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        token = db.version()
+        records = await db.run(lambda conn: log.read(conn, positions, max_records, partly_read))
+        remaining = deadline - loop.time()
+        if records or remaining <= 0:
+            return records
+        await db.wait_for_change(token, remaining)
+
+
 class LocalConsumer(LeasedConsumer):
     """A group member of the embedded broker; see :class:`LeasedConsumer`."""
 
@@ -75,16 +94,7 @@ class LocalConsumer(LeasedConsumer):
         start = self._rotation % len(ordered)
         self._rotation += 1
         ordered = ordered[start:] + ordered[:start]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        db, partly_read = self.db, self._partly_read
-        while True:
-            token = db.version()
-            records = await db.run(lambda conn: log.read(conn, ordered, max_records, partly_read))
-            remaining = deadline - loop.time()
-            if records or remaining <= 0:
-                return records
-            await db.wait_for_change(token, remaining)
+        return await read_waiting(self.db, ordered, max_records, timeout_s, self._partly_read)
 
     async def _write_commit(
         self, through: Mapping[TopicPartition, int], epochs: Mapping[TopicPartition, int]

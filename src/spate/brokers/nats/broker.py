@@ -22,6 +22,7 @@ from spate.brokers.base import (
     OffsetReset,
     PartitionLag,
     Producer,
+    ReaderStart,
     RebalanceListener,
     TopicInfo,
 )
@@ -34,6 +35,7 @@ from spate.brokers.nats.consumer import NatsConsumer
 from spate.brokers.nats.errors import nats_errors
 from spate.brokers.nats.leases import NatsLeaseStore
 from spate.brokers.nats.producer import NatsProducer
+from spate.brokers.nats.reader import NatsReader
 from spate.brokers.url import BrokerURL
 from spate.clock import SYSTEM_CLOCK, Clock
 from spate.errors import CapabilityError, ConfigError, ConnectError, SpateError
@@ -57,6 +59,11 @@ class NatsBroker(OwningBroker):
         replay=True,
         transactions=False,
         dedup_on_publish=True,
+        partitions=True,
+        seek=True,
+        admin=True,
+        lag=True,
+        reader=True,
     )
 
     def __init__(
@@ -222,6 +229,10 @@ class NatsBroker(OwningBroker):
     ) -> Consumer:
         self._check_open()
         return self._track(NatsConsumer(self, topics, group, listener, offset_reset=offset_reset))
+
+    def reader(self, topic: str, partition: int = 0, start: ReaderStart = "earliest") -> NatsReader:
+        self._check_open()
+        return self._track(NatsReader(self, topic, partition, start))
 
 
 def _number(parsed: BrokerURL, name: str, value: Any, kind: type[float] | type[int]) -> float:

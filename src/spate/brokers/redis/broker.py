@@ -20,6 +20,7 @@ from spate.brokers.base import (
     OffsetReset,
     PartitionLag,
     Producer,
+    ReaderStart,
     RebalanceListener,
     TopicInfo,
 )
@@ -28,6 +29,7 @@ from spate.brokers.redis import keys
 from spate.brokers.redis.client import RedisClient, RedisOptions, mapped, raise_first
 from spate.brokers.redis.consumer import RedisConsumer
 from spate.brokers.redis.producer import RedisProducer
+from spate.brokers.redis.reader import RedisReader
 from spate.brokers.redis.scripts import CLAIM_TOPIC_SCRIPT
 from spate.brokers.redis.streams import PartitionStreams, RetentionPolicy, TrimResult
 from spate.brokers.url import BrokerURL
@@ -52,6 +54,11 @@ class RedisBroker(OwningBroker):
         replay=True,
         transactions=False,
         dedup_on_publish=True,
+        partitions=True,
+        seek=True,
+        admin=True,
+        lag=True,
+        reader=True,
     )
 
     def __init__(self, url: BrokerURL, options: RedisOptions, passthrough: Mapping[str, Any]):
@@ -240,6 +247,12 @@ class RedisBroker(OwningBroker):
     ) -> Consumer:
         self._check_open()
         return self._track(RedisConsumer(self, topics, group, listener, offset_reset=offset_reset))
+
+    def reader(
+        self, topic: str, partition: int = 0, start: ReaderStart = "earliest"
+    ) -> RedisReader:
+        self._check_open()
+        return self._track(RedisReader(self, self._streams, topic, partition, start))
 
     # -- groups, lag, retention ----------------------------------------------------------
 

@@ -282,6 +282,12 @@ if held[1] ~= ARGV[1] or held[2] ~= ARGV[2] then return 0 end
 return redis.call('DEL', KEYS[1])
 """
 
+RANGE = """
+-- KEYS: stream. ARGV: first id, count. XRANGE with no group, as raw flat entries
+-- (redis-py would turn each entry's fields into a dict).
+return redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+"""
+
 
 class Script:
     """One script's text with the PRELUDE, and its SHA1 for EVALSHA."""
@@ -305,6 +311,7 @@ ALL = {
         "claim_topic": CLAIM_TOPIC,
         "takeover": TAKEOVER,
         "read": READ,
+        "range": RANGE,
         "commit": COMMIT,
         "trim": TRIM,
         "heartbeat": HEARTBEAT,
@@ -317,6 +324,7 @@ PUBLISH_SCRIPT = ALL["publish"]
 CLAIM_TOPIC_SCRIPT = ALL["claim_topic"]
 TAKEOVER_SCRIPT = ALL["takeover"]
 READ_SCRIPT = ALL["read"]
+RANGE_SCRIPT = ALL["range"]
 COMMIT_SCRIPT = ALL["commit"]
 TRIM_SCRIPT = ALL["trim"]
 HEARTBEAT_SCRIPT = ALL["heartbeat"]

@@ -22,7 +22,13 @@ import msgspec
 from spate.brokers.base import OffsetReset, PartitionLag
 from spate.brokers.redis import keys
 from spate.brokers.redis.client import RedisClient, raise_first, translate
-from spate.brokers.redis.scripts import COMMIT_SCRIPT, READ_SCRIPT, TAKEOVER_SCRIPT, TRIM_SCRIPT
+from spate.brokers.redis.scripts import (
+    COMMIT_SCRIPT,
+    RANGE_SCRIPT,
+    READ_SCRIPT,
+    TAKEOVER_SCRIPT,
+    TRIM_SCRIPT,
+)
 from spate.errors import ConfigError, FencedError
 from spate.record import Headers, Record, TopicPartition
 
@@ -56,6 +62,13 @@ def decode_entries(topic: str, partition: int, entries: Sequence[Any]) -> list[R
                 headers = tuple(_headers_decoder.decode(fields[i + 1]))
         append(Record(topic, partition, int(entry_id[2:]), key, fields[1], headers, int(fields[3])))
     return out
+
+
+def _bounds_of(info: Mapping[str, Any]) -> tuple[int, int]:
+    """(first retained offset, end offset) from a stream's XINFO STREAM reply."""
+    end = keys.end_offset_of(info["last-generated-id"])
+    first_entry = info.get("first-entry")
+    return (keys.offset_of(first_entry[0]) if first_entry else end), end
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,9 +249,7 @@ class PartitionStreams:
         out: list[PartitionLag] = []
         for index, tp in enumerate(tps):
             raw_committed, info = results[2 * index], results[2 * index + 1]
-            end = keys.end_offset_of(info["last-generated-id"])
-            first_entry = info.get("first-entry")
-            first = keys.offset_of(first_entry[0]) if first_entry else end
+            first, end = _bounds_of(info)
             committed = None if raw_committed is None else int(raw_committed)
             start = first if committed is None else max(committed, first)
             out.append(
@@ -251,6 +262,23 @@ class PartitionStreams:
                 )
             )
         return out
+
+    async def bounds(self, tp: TopicPartition) -> tuple[int, int]:
+        """(first retained offset, offset the next append gets) of one partition."""
+        what = f"reading the bounds of {tp.topic}[{tp.partition}]"
+        results = await self._client.run(lambda pipe: pipe.xinfo_stream(keys.stream_of(tp)), what)
+        raise_first(results, what)
+        return _bounds_of(results[0])
+
+    async def range(self, tp: TopicPartition, start: int, count: int) -> list[Record]:
+        """Up to ``count`` records of ``tp`` from offset ``start`` on (XRANGE: no group)."""
+        what = f"reading {tp.topic}[{tp.partition}]"
+        results = await self._client.run(
+            lambda pipe: RANGE_SCRIPT.queue(pipe, [keys.stream_of(tp)], [f"1-{start}", count]),
+            what,
+        )
+        raise_first(results, what)
+        return decode_entries(tp.topic, tp.partition, results[0])
 
     async def trim(
         self, tps: Sequence[TopicPartition], policy: RetentionPolicy, now_ms: int

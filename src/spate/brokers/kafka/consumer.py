@@ -35,6 +35,7 @@ from confluent_kafka import KafkaError, KafkaException
 from spate.brokers.base import Consumer, NullListener, RebalanceListener
 from spate.brokers.kafka.config import create_client
 from spate.brokers.kafka.errors import UNRECOVERABLE, map_error
+from spate.brokers.kafka.probe import DEFAULT_CONNECT_TIMEOUT_S, probe
 from spate.brokers.lifecycle import OwningBroker
 from spate.errors import ClosedError, CommitError, FencedError, TopicNotFoundError
 from spate.record import Record, TopicPartition
@@ -56,6 +57,7 @@ class KafkaConsumer(Consumer):
         *,
         url: str,
         timeout_s: float,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         rebalance_timeout_s: float = 60.0,
         owner: OwningBroker | None = None,
     ) -> None:
@@ -66,6 +68,7 @@ class KafkaConsumer(Consumer):
         self._offset_reset = str(config.get("auto.offset.reset", "earliest"))
         self._url = url
         self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s
         self._rebalance_timeout_s = rebalance_timeout_s
         self._consumer: ck.Consumer = create_client(
             ck.Consumer, {**config, "error_cb": self._on_error, "on_commit": self._on_commit}
@@ -96,10 +99,7 @@ class KafkaConsumer(Consumer):
         if self._closed:
             raise ClosedError("start of a closed Kafka consumer")
         self._loop = asyncio.get_running_loop()
-        try:
-            metadata = await asyncio.to_thread(self._consumer.list_topics, None, self._timeout_s)
-        except KafkaException as exc:
-            raise map_error(exc, f"connect to {self._url}") from exc
+        metadata = await probe(self._consumer, self._url, self._connect_timeout_s)
         missing = [t for t in self._topics if t not in metadata.topics or metadata.topics[t].error]
         if missing:
             raise TopicNotFoundError(
@@ -159,8 +159,20 @@ class KafkaConsumer(Consumer):
         )
 
     def _on_error(self, error: KafkaError) -> None:
+        """librdkafka retries a lost broker for ever: say at the first sign (every
+        connection down) which address stopped answering."""
         if error.fatal() or error.code() in UNRECOVERABLE:
             self._fatal = error
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            # librdkafka reports it once per outage: when the last connection drops.
+            logger.warning(
+                "event=broker_unavailable address=%s group=%s error=%s; librdkafka keeps "
+                "reconnecting",
+                self._url,
+                self.group,
+                error.str(),
+            )
+            return
         logger.warning("Kafka consumer of group %r on %s: %s", self.group, self._url, error)
 
     def _run_listener(self, coroutine: Coroutine[Any, Any, None], what: str) -> None:

@@ -136,15 +136,15 @@ class Refusing:
     """Makes the consumer's next ``count`` commits fail with ``error``, as a group in
     the middle of a rebalance does; the commits after them are made."""
 
-    def __init__(self, consumer: Consumer) -> None:
-        self.error: type[Exception] = CommitError
+    def __init__(self, consumer: Consumer, error: type[Exception]) -> None:
+        self.error = error
         self.count = 0
         self.refused = 0
         self._commit = consumer.commit
         consumer.commit = self.commit  # type: ignore[method-assign]
 
-    def refuse(self, error: type[Exception], count: int) -> None:
-        self.error, self.count = error, count
+    def refuse(self, count: int) -> None:
+        self.count = count
 
     async def commit(self, through: Mapping[TopicPartition, int], *, wait: bool = True) -> None:
         if self.count:
@@ -154,29 +154,31 @@ class Refusing:
         await self._commit(through, wait=wait)
 
 
-@pytest.fixture
-async def refusing(broker: Broker) -> AsyncIterator[tuple[AtLeastOnce, list[Record], Refusing]]:
+Refused = tuple[AtLeastOnce, list[Record], Refusing]
+
+
+@pytest.fixture(params=[CommitError, FencedError])
+async def refusing(broker: Broker, request: pytest.FixtureRequest) -> AsyncIterator[Refused]:
+    """At-least-once over a consumer that refuses commits when told, as Kafka does
+    during a rebalance: REBALANCE_IN_PROGRESS is a CommitError, ILLEGAL_GENERATION
+    (a commit of the generation the rebalance replaced) a FencedError."""
     consumer, records = await started_consumer(broker)
-    refusing = Refusing(consumer)
+    refusing = Refusing(consumer, request.param)
     producer = broker.producer()
     async with producer, consumer:
         stats = ProcessorStats(processor="p", group="g")
         yield AtLeastOnce(producer, consumer, stats), records, refusing
 
 
-@pytest.mark.parametrize("error", [CommitError, FencedError])
 async def test_a_refused_commit_of_an_owned_partition_is_made_by_the_next_one(
-    broker: Broker,
-    refusing: tuple[AtLeastOnce, list[Record], Refusing],
-    error: type[Exception],
+    broker: Broker, refusing: Refused
 ) -> None:
-    """Kafka refuses a commit during a rebalance (REBALANCE_IN_PROGRESS: CommitError;
-    ILLEGAL_GENERATION: FencedError) though the partition stays here: with no records
-    after it, only the next commit can bring the committed offset up to date."""
+    """The partition stays here: with no records after the refused commit, only the
+    next commit can bring the committed offset up to date."""
     delivery, records, refusal = refusing
     await run_batch(delivery, records[:3])
     await run_batch(delivery, records[3:])  # batch 1 committed without waiting
-    refusal.refuse(error, 1)
+    refusal.refuse(1)
     await delivery.settle()
     assert refusal.refused == 1
     assert await end_offsets(broker) == (3, 6)
@@ -184,18 +186,15 @@ async def test_a_refused_commit_of_an_owned_partition_is_made_by_the_next_one(
     assert await end_offsets(broker) == (6, 6)
 
 
-@pytest.mark.parametrize("error", [CommitError, FencedError])
 async def test_a_commit_refused_on_revoke_is_asked_again_before_release(
-    broker: Broker,
-    refusing: tuple[AtLeastOnce, list[Record], Refusing],
-    error: type[Exception],
+    broker: Broker, refusing: Refused
 ) -> None:
     """Revoke (and every stop, which revokes) is the last chance to commit: the next
     owner would re-read what was processed here."""
     delivery, records, refusal = refusing
     await run_batch(delivery, records[:3])
     await run_batch(delivery, records[3:])
-    refusal.refuse(error, 3)
+    refusal.refuse(3)
     await delivery.on_revoked([IN])
     assert refusal.refused == 3
     assert await end_offsets(broker) == (6, 6)
@@ -203,33 +202,32 @@ async def test_a_commit_refused_on_revoke_is_asked_again_before_release(
 
 async def test_a_commit_refused_on_every_retry_is_abandoned_and_logged(
     broker: Broker,
-    refusing: tuple[AtLeastOnce, list[Record], Refusing],
+    refusing: Refused,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(delivery_module, "REVOKE_RETRY_DELAYS_S", (0.0, 0.0))
     delivery, records, refusal = refusing
     await run_batch(delivery, records[:3])
-    refusal.refuse(CommitError, 100)
+    refusal.refuse(100)
     with caplog.at_level(logging.WARNING, logger="spate.runtime"):
         await delivery.on_revoked([IN])
     assert refusal.refused == 3
     assert "event=commit_abandoned processor=p partitions=in[0] offsets=3" in caplog.text
-    refusal.refuse(CommitError, 0)
+    refusal.refuse(0)
     await delivery.settle()  # released: never committed by this member again
     assert refusal.refused == 3
     assert await end_offsets(broker) == (None, 3)
 
 
+@pytest.mark.parametrize("refusing", [FencedError], indirect=True)
 async def test_a_fenced_commit_drops_partitions_owned_elsewhere(
-    broker: Broker,
-    refusing: tuple[AtLeastOnce, list[Record], Refusing],
-    monkeypatch: pytest.MonkeyPatch,
+    broker: Broker, refusing: Refused, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     delivery, records, refusal = refusing
     await run_batch(delivery, records[:3])
     monkeypatch.setattr(delivery.consumer, "assignment", frozenset)
-    refusal.refuse(FencedError, 1)
+    refusal.refuse(1)
     await delivery.settle()
     await delivery.settle()
     assert refusal.refused == 1

@@ -238,7 +238,10 @@ class KafkaConsumer(Consumer):
             offset = self._pending_seeks.pop(TopicPartition(p.topic, p.partition), None)
             if offset is not None:
                 p.offset = offset
-        self._report_retention_gaps(consumer, [p for p in partitions if p.offset < 0])
+        if not self._closing:
+            # Closing, nothing will be read: asking for committed offsets there only
+            # waits (for timeout_s) on a group that this member is leaving.
+            self._report_retention_gaps(consumer, [p for p in partitions if p.offset < 0])
         consumer.incremental_assign(partitions)
 
     def _report_retention_gaps(

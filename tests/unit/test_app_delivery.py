@@ -220,6 +220,31 @@ async def test_a_commit_refused_on_every_retry_is_abandoned_and_logged(
     assert await end_offsets(broker) == (None, 3)
 
 
+async def test_a_commit_without_waiting_that_fails_later_is_made_by_settle(
+    broker: Broker, refusing: Refused
+) -> None:
+    """On Kafka a wait=False commit's failure only reaches a log line (librdkafka's
+    on_commit callback): its offsets stay unconfirmed until a waiting commit lands."""
+    delivery, records, refusal = refusing
+    made = refusal._commit
+
+    async def fails_later(through: Mapping[TopicPartition, int], *, wait: bool = True) -> None:
+        if wait:
+            await made(through, wait=True)
+
+    refusal._commit = fails_later
+    await run_batch(delivery, records[:3])
+    await run_batch(delivery, records[3:])
+    await delivery.begin_batch()  # batch 2 committed without waiting, and lost
+    await delivery.abort_batch([])
+    assert await end_offsets(broker) == (None, 6)
+    refusal.refuse(1)
+    await delivery.settle()  # refused as well
+    assert await end_offsets(broker) == (None, 6)
+    await delivery.settle()
+    assert await end_offsets(broker) == (6, 6)
+
+
 @pytest.mark.parametrize("refusing", [FencedError], indirect=True)
 async def test_a_fenced_commit_drops_partitions_owned_elsewhere(
     broker: Broker, refusing: Refused, monkeypatch: pytest.MonkeyPatch

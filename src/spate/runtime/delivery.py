@@ -41,6 +41,10 @@ log = logging.getLogger("spate.runtime")
 
 Offsets = Mapping[TopicPartition, int]
 
+REVOKE_RETRY_DELAYS_S = (0.1, 0.2, 0.4, 0.8, 1.5)
+"""Pauses before asking again for a commit refused while partitions are revoked: 3 s
+in all, well inside a rebalance's deadline and longer than a group's usual pause."""
+
 
 class Delivery(Protocol):
     """How a processor makes a batch's outputs and offsets durable."""
@@ -135,10 +139,37 @@ class AtLeastOnce:
         return None
 
     async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        """Commit before the partitions go, asking again while the group refuses.
+
+        A group in the middle of a rebalance refuses commits for a moment (Kafka:
+        REBALANCE_IN_PROGRESS, or ILLEGAL_GENERATION for one sent before the new
+        generation was known). Nobody commits a released partition's offsets later
+        but its next owner, after re-reading what this member already processed,
+        so the last chance is here, and this runs at every stop too.
+        """
         await self.settle()
+        for delay_s in REVOKE_RETRY_DELAYS_S:
+            if not any(tp in self._pending for tp in partitions):
+                return
+            await asyncio.sleep(delay_s)
+            await self._commit(self._pending, wait=True)
+        refused = {tp: self._pending[tp] for tp in partitions if tp in self._pending}
+        if refused:
+            log.warning(
+                "event=commit_abandoned processor=%s partitions=%s offsets=%s; their next "
+                "owner resumes from the last commit",
+                self.stats.processor,
+                _names(refused),
+                ",".join(str(offset + 1) for _, offset in sorted(refused.items())),
+            )
+            self._forget(partitions)
 
     async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
         await self._wait_settling()
+        self._forget(partitions)
+
+    def _forget(self, partitions: Sequence[TopicPartition]) -> None:
+        """Never commit these partitions' offsets: this member does not own them."""
         for tp in partitions:
             self._pending.pop(tp, None)
             self._unconfirmed.pop(tp, None)
@@ -192,8 +223,11 @@ class AtLeastOnce:
         try:
             await self.consumer.commit(committing, wait=wait)
         except FencedError as exc:
-            # Another member owns some of these partitions now; what it re-reads it
-            # re-publishes (at-least-once). Keeping the offsets would fail forever.
+            # Offsets of partitions another member owns now are dropped: it re-reads and
+            # re-publishes them (at-least-once), and keeping them would fail forever.
+            # Those this member still owns are kept: Kafka refuses a commit sent with
+            # the generation a rebalance just replaced, though cooperative assignment
+            # left the partition here, and nothing else would ever commit it again.
             self.stats.commit_failures += 1
             log.warning(
                 "event=commit_fenced processor=%s partitions=%s error=%s",
@@ -201,9 +235,8 @@ class AtLeastOnce:
                 _names(committing),
                 exc,
             )
-            for tp in committing:
-                self._pending.pop(tp, None)
-                self._unconfirmed.pop(tp, None)
+            owned = self.consumer.assignment()
+            self._forget([tp for tp in committing if tp not in owned])
             return
         except CommitError as exc:
             # Kept pending: the next commit covers these offsets too.

@@ -42,13 +42,13 @@ from spate.brokers.base import (
 from spate.brokers.kafka.config import KafkaSettings, create_client
 from spate.brokers.kafka.consumer import KafkaConsumer
 from spate.brokers.kafka.errors import error_of, map_error
+from spate.brokers.kafka.probe import probe
 from spate.brokers.kafka.producer import KafkaProducer
 from spate.brokers.lifecycle import OwningBroker
 from spate.brokers.url import BrokerURL
 from spate.errors import (
     ClosedError,
     ConfigError,
-    ConnectError,
     TopicExistsError,
     TopicNotFoundError,
 )
@@ -98,10 +98,7 @@ class KafkaBroker(OwningBroker):
         if self._closed:
             raise ClosedError(f"{self.url} was closed")
         admin = create_client(AdminClient, self._settings.admin())
-        try:
-            await asyncio.to_thread(admin.list_topics, None, self._settings.timeout_s)
-        except KafkaException as exc:
-            raise ConnectError(f"cannot reach Kafka at {self.url}: {exc}") from exc
+        await probe(admin, self.url, self._settings.connect_timeout_s)
         self._admin = admin
 
     async def _disconnect(self) -> None:
@@ -252,6 +249,7 @@ class KafkaBroker(OwningBroker):
                 listener,
                 url=self.url,
                 timeout_s=self._settings.timeout_s,
+                connect_timeout_s=self._settings.connect_timeout_s,
                 owner=self,
             )
         )

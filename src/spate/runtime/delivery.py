@@ -31,7 +31,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
-from spate.brokers.base import Consumer, Producer, TopicInfo
+from spate.brokers.base import Consumer, Producer, TopicInfo, TransactionalProducer
 from spate.errors import BrokerError, CommitError, FencedError, SpateError
 from spate.record import Record, TopicPartition
 from spate.runtime.stats import ProcessorStats
@@ -48,8 +48,6 @@ in all, well inside a rebalance's deadline and longer than a group's usual pause
 
 class Delivery(Protocol):
     """How a processor makes a batch's outputs and offsets durable."""
-
-    producer: Producer
 
     async def begin_batch(self) -> None: ...
 
@@ -326,7 +324,9 @@ class EffectivelyOnce(AtLeastOnce):
 class ExactlyOnce:
     """One producer transaction per batch; its commit also commits the offsets."""
 
-    def __init__(self, producer: Producer, consumer: Consumer, stats: ProcessorStats) -> None:
+    def __init__(
+        self, producer: TransactionalProducer, consumer: Consumer, stats: ProcessorStats
+    ) -> None:
         self.producer = producer
         self.consumer = consumer
         self.stats = stats

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import Any
 
-from spate.brokers.base import Broker, Consumer, Producer
+from spate.brokers.base import Broker, Consumer, Producer, TransactionalProducer
 from spate.clock import SYSTEM_CLOCK, Clock
 from spate.config import Settings
 from spate.errors import SpateError
@@ -143,6 +143,7 @@ class Worker:
         return f"{self.app_name}.{self.stream.name}.{instance}"
 
     def _make_producer(self, exactly_once: bool) -> Producer:
+        """Transactional where exactly-once has transactions; plain otherwise."""
         if exactly_once and self.broker.capabilities.transactions:
             return self.broker.producer(transactional_id=self._transactional_id())
         return self.broker.producer()
@@ -151,10 +152,10 @@ class Worker:
         self, producer: Producer, exactly_once: bool, consumer: Consumer
     ) -> Delivery:
         """Transactions where the broker has them; else, for exactly-once, dedup ids."""
+        if isinstance(producer, TransactionalProducer):
+            return ExactlyOnce(producer, consumer, self.stats)
         if not exactly_once:
             return AtLeastOnce(producer, consumer, self.stats)
-        if self.broker.capabilities.transactions:
-            return ExactlyOnce(producer, consumer, self.stats)
         prefix = f"{self.app_name}/{self.stream.group}/{self.stream.name}"
         return EffectivelyOnce(
             producer,

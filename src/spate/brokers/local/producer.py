@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from spate.brokers.base import Consumer, Producer
+from spate.brokers.base import Consumer, Producer, TransactionalProducer
 from spate.brokers.local import log
 from spate.brokers.local.consumer import LocalConsumer
 from spate.brokers.local.storage import write_transaction
@@ -29,14 +29,12 @@ class LocalProducer(Producer):
     """Producer of the embedded broker. ``flush`` returns once the batch is committed
     to SQLite (with ``synchronous=FULL``: on disk)."""
 
-    def __init__(self, broker: LocalBroker, transactional_id: str | None) -> None:
+    def __init__(self, broker: LocalBroker) -> None:
         self._broker = broker
         self._db = broker.db
-        self.transactional_id = transactional_id
         self._buffer: list[log.Send] = []
         self._partitioner = Partitioner()
         self._lock = asyncio.Lock()
-        self._in_transaction = False
         self._closed = False
         self._now_ms = broker.clock.time_ms
 
@@ -53,16 +51,10 @@ class LocalProducer(Producer):
     ) -> None:
         if self._closed:
             raise ClosedError("producer is closed")
-        if self.transactional_id is not None and not self._in_transaction:
-            raise PublishError(
-                f"transactional producer {self.transactional_id!r}: call "
-                "begin_transaction() before send()"
-            )
         self._buffer.append((topic, partition, key, value, headers, timestamp_ms))
 
     async def flush(self, timeout_s: float | None = None) -> None:
-        """Append everything buffered, as one SQLite transaction. Inside a transaction
-        records stay buffered until :meth:`commit_transaction`.
+        """Append everything buffered, as one SQLite transaction.
 
         If the append fails, the buffered records are dropped and PublishError (or
         TopicNotFoundError) is raised: nothing of them was stored, and at-least-once
@@ -70,8 +62,6 @@ class LocalProducer(Producer):
         SQLite's busy timeout bounds the wait for another process's write lock."""
         if self._closed:
             raise ClosedError("producer is closed")
-        if self._in_transaction:
-            return
         async with self._lock:
             sends, self._buffer = self._buffer, []
             if not sends:
@@ -88,9 +78,58 @@ class LocalProducer(Producer):
             await db.run(run, PublishError)
             db.notify()
 
+    async def close(self) -> None:
+        """Flush what is buffered, then close."""
+        if self._closed:
+            return
+        try:
+            await self._before_close()
+            await self.flush()
+        finally:
+            self._closed = True
+            self._broker.forget(self)
+
+    async def _before_close(self) -> None:
+        return None
+
+
+class LocalTransactionalProducer(LocalProducer, TransactionalProducer):
+    """The embedded broker's transactional producer: sends wait in memory for the
+    transaction's commit, which appends them together with the offsets."""
+
+    def __init__(self, broker: LocalBroker, transactional_id: str) -> None:
+        super().__init__(broker)
+        self.transactional_id = transactional_id
+        self._in_transaction = False
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Headers = (),
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        dedup_id: str | None = None,
+    ) -> None:
+        if not self._in_transaction and not self._closed:
+            raise PublishError(
+                f"transactional producer {self.transactional_id!r}: call "
+                "begin_transaction() before send()"
+            )
+        super().send(
+            topic, value, key=key, headers=headers, partition=partition, timestamp_ms=timestamp_ms
+        )
+
+    async def flush(self, timeout_s: float | None = None) -> None:
+        """Inside a transaction records stay buffered until :meth:`commit_transaction`."""
+        if self._closed:
+            raise ClosedError("producer is closed")
+        if not self._in_transaction:
+            await super().flush(timeout_s)
+
     async def begin_transaction(self) -> None:
-        if self.transactional_id is None:
-            raise CapabilityError("begin_transaction needs producer(transactional_id=...)")
         if self._in_transaction:
             raise PublishError(f"transaction of {self.transactional_id!r} is already open")
         self._in_transaction = True
@@ -127,14 +166,7 @@ class LocalProducer(Producer):
         self._buffer = []
         self._in_transaction = False
 
-    async def close(self) -> None:
-        """Flush what is buffered (an open transaction is aborted), then close."""
-        if self._closed:
-            return
-        try:
-            if self._in_transaction:
-                await self.abort_transaction()
-            await self.flush()
-        finally:
-            self._closed = True
-            self._broker.forget(self)
+    async def _before_close(self) -> None:
+        """An open transaction is aborted: closing never publishes it."""
+        if self._in_transaction:
+            await self.abort_transaction()

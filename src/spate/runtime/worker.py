@@ -41,6 +41,7 @@ from spate.config import Settings
 from spate.errors import SpateError
 from spate.outage import Outage
 from spate.record import Record, TopicPartition
+from spate.runtime.checkpoint import PreCommit
 from spate.runtime.delivery import AtLeastOnce, Delivery, EffectivelyOnce, ExactlyOnce
 from spate.runtime.errors import ErrorPolicy, error_policy
 from spate.runtime.stats import ProcessorStats
@@ -86,6 +87,9 @@ class Worker:
             log, f"app={app_name} processor={stream.name} group={stream.group}", clock=clock
         )
         self._delivery: Delivery | None = None
+        self.pre_commit: list[PreCommit] = []
+        """Hooks every batch runs before its offsets are committed (state flushes,
+        changelog writes, dead letters: see :mod:`spate.runtime.checkpoint`)."""
         self._serdes: dict[str, Serde[Any]] = {t.name: t.serde for t in stream.topics}
         self._fast_decoders = {name: fast_decoder(serde) for name, serde in self._serdes.items()}
         self._fast_decode = next(iter(self._fast_decoders.values()))
@@ -152,10 +156,11 @@ class Worker:
         self, producer: Producer, exactly_once: bool, consumer: Consumer
     ) -> Delivery:
         """Transactions where the broker has them; else, for exactly-once, dedup ids."""
+        hooks = self.pre_commit
         if isinstance(producer, TransactionalProducer):
-            return ExactlyOnce(producer, consumer, self.stats)
+            return ExactlyOnce(producer, consumer, self.stats, pre_commit=hooks)
         if not exactly_once:
-            return AtLeastOnce(producer, consumer, self.stats)
+            return AtLeastOnce(producer, consumer, self.stats, pre_commit=hooks)
         prefix = f"{self.app_name}/{self.stream.group}/{self.stream.name}"
         return EffectivelyOnce(
             producer,
@@ -163,6 +168,7 @@ class Worker:
             self.stats,
             prefix=prefix,
             describe=self.broker.describe_topic,
+            pre_commit=hooks,
         )
 
     async def run(self, stop: asyncio.Event) -> None:

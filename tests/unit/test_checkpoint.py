@@ -44,12 +44,14 @@ async def committed(broker: Broker) -> int | None:
     return lag.committed
 
 
-async def started_consumer(broker: Broker) -> tuple[Consumer, list[Record]]:
-    consumer = broker.consumer(["in"], "g")
-    await consumer.start()
-    records = await consumer.fetch(100, 1.0)
-    assert len(records) == 3
-    return consumer, records
+Consumed = tuple[Consumer, list[Record]]
+
+
+@pytest.fixture
+async def consumed(broker: Broker) -> AsyncIterator[Consumed]:
+    """Group g's consumer, holding the three records of `in` it fetched."""
+    async with broker.consumer(["in"], "g") as consumer:
+        yield consumer, await consumer.fetch(100, 1.0)
 
 
 async def write_changelog(producer: Producer, through: Offsets) -> None:
@@ -67,8 +69,10 @@ async def end(delivery: AtLeastOnce | ExactlyOnce, records: list[Record]) -> Non
     await delivery.end_batch(outputs, {IN: records[-1].offset}, records)
 
 
-async def test_at_least_once_flushes_hook_writes_before_committing(broker: Broker) -> None:
-    consumer, records = await started_consumer(broker)
+async def test_at_least_once_flushes_hook_writes_before_committing(
+    broker: Broker, consumed: Consumed
+) -> None:
+    consumer, records = consumed
     seen_at_commit: list[int] = []
     commit = consumer.commit
 
@@ -77,7 +81,7 @@ async def test_at_least_once_flushes_hook_writes_before_committing(broker: Broke
         await commit(through, wait=wait)
 
     consumer.commit = spying  # type: ignore[method-assign]
-    async with broker.producer() as producer, consumer:
+    async with broker.producer() as producer:
         stats = ProcessorStats(processor="p", group="g")
         delivery = AtLeastOnce(producer, consumer, stats, pre_commit=[write_changelog])
         await end(delivery, records)
@@ -87,9 +91,11 @@ async def test_at_least_once_flushes_hook_writes_before_committing(broker: Broke
         assert await stored(broker, "out") == 3
 
 
-async def test_at_least_once_never_commits_a_batch_whose_hook_failed(broker: Broker) -> None:
-    consumer, records = await started_consumer(broker)
-    async with broker.producer() as producer, consumer:
+async def test_at_least_once_never_commits_a_batch_whose_hook_failed(
+    broker: Broker, consumed: Consumed
+) -> None:
+    consumer, records = consumed
+    async with broker.producer() as producer:
         stats = ProcessorStats(processor="p", group="g")
         delivery = AtLeastOnce(producer, consumer, stats, pre_commit=[write_changelog, fail])
         with pytest.raises(HookFailed):
@@ -98,18 +104,11 @@ async def test_at_least_once_never_commits_a_batch_whose_hook_failed(broker: Bro
         assert await committed(broker) is None
 
 
-async def test_exactly_once_hook_writes_commit_with_the_transaction(broker: Broker) -> None:
-    consumer, records = await started_consumer(broker)
-    async with broker.producer(transactional_id="t") as producer, consumer:
-        stats = ProcessorStats(processor="p", group="g")
-        delivery = ExactlyOnce(producer, consumer, stats, pre_commit=[write_changelog])
-        await end(delivery, records)
-        assert (await stored(broker, "changelog"), await committed(broker)) == (1, 3)
-
-
-async def test_exactly_once_failing_hook_aborts_the_hooks_writes_too(broker: Broker) -> None:
-    consumer, records = await started_consumer(broker)
-    async with broker.producer(transactional_id="t") as producer, consumer:
+async def test_exactly_once_hook_writes_are_in_the_transaction(
+    broker: Broker, consumed: Consumed
+) -> None:
+    consumer, records = consumed
+    async with broker.producer(transactional_id="t") as producer:
         stats = ProcessorStats(processor="p", group="g")
         delivery = ExactlyOnce(producer, consumer, stats, pre_commit=[write_changelog, fail])
         with pytest.raises(HookFailed):
@@ -117,17 +116,18 @@ async def test_exactly_once_failing_hook_aborts_the_hooks_writes_too(broker: Bro
         assert await stored(broker, "changelog") == 0
         assert await stored(broker, "out") == 0
         assert await committed(broker) is None
-        # The transaction is over: the next batch opens a new one.
+        # The failed batch's transaction is over; the next one commits the hook's
+        # write together with the outputs and the offsets.
         delivery.pre_commit = [write_changelog]
         await end(delivery, records)
         assert (await stored(broker, "changelog"), await committed(broker)) == (1, 3)
 
 
 async def test_exactly_once_aborted_transaction_drops_hook_writes(
-    broker: Broker, monkeypatch: pytest.MonkeyPatch
+    broker: Broker, consumed: Consumed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    consumer, records = await started_consumer(broker)
-    async with broker.producer(transactional_id="t") as producer, consumer:
+    consumer, records = consumed
+    async with broker.producer(transactional_id="t") as producer:
         stats = ProcessorStats(processor="p", group="g")
         delivery = ExactlyOnce(producer, consumer, stats, pre_commit=[write_changelog])
         monkeypatch.setattr(consumer, "epochs", lambda tps: dict.fromkeys(tps, -1))

@@ -332,16 +332,8 @@ class ExactlyOnce(Checkpoint[TransactionalProducer]):
     the transaction's commit flushes them and commits the offsets as one unit.
     """
 
-    def __init__(
-        self,
-        producer: TransactionalProducer,
-        consumer: Consumer,
-        stats: ProcessorStats,
-        *,
-        pre_commit: Sequence[PreCommit] = (),
-    ) -> None:
-        super().__init__(producer, consumer, stats, pre_commit=pre_commit)
-        self._open = False
+    _open = False
+    """A transaction is open (begun, neither committed nor aborted)."""
 
     async def begin_batch(self) -> None:
         await self.producer.begin_transaction()

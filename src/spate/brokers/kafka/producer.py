@@ -229,16 +229,9 @@ class KafkaTransactionalProducer(KafkaProducer, TransactionalProducer):
     """A Kafka producer with a ``transactional.id``: its outputs and the consumer's
     offsets commit as one Kafka transaction (KIP-447: fenced by the group generation)."""
 
-    def __init__(
-        self,
-        config: dict[str, Any],
-        *,
-        url: str,
-        timeout_s: float,
-        owner: OwningBroker | None = None,
-    ) -> None:
-        super().__init__(config, url=url, timeout_s=timeout_s, owner=owner)
-        self._initialised_once = False
+    _initialised_once = False
+    """``init_transactions`` succeeded before: a later failure is not a capability
+    problem but a broker one."""
 
     async def start(self) -> None:
         """Initialise transactions (transactional producers): the first time, this is

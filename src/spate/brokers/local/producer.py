@@ -36,6 +36,8 @@ class LocalProducer(Producer):
         self._partitioner = Partitioner()
         self._lock = asyncio.Lock()
         self._closed = False
+        self._accepting = True
+        """``send`` buffers (one check per send, whatever the reason it may not)."""
         self._now_ms = broker.clock.time_ms
 
     def send(
@@ -49,9 +51,13 @@ class LocalProducer(Producer):
         timestamp_ms: int | None = None,
         dedup_id: str | None = None,
     ) -> None:
-        if self._closed:
-            raise ClosedError("producer is closed")
+        if not self._accepting:
+            raise self._refusal()
         self._buffer.append((topic, partition, key, value, headers, timestamp_ms))
+
+    def _refusal(self) -> Exception:
+        """Why ``send`` is refused now."""
+        return ClosedError("producer is closed")
 
     async def flush(self, timeout_s: float | None = None) -> None:
         """Append everything buffered, as one SQLite transaction.
@@ -87,6 +93,7 @@ class LocalProducer(Producer):
             await self.flush()
         finally:
             self._closed = True
+            self._accepting = False
             self._broker.forget(self)
 
     async def _before_close(self) -> None:
@@ -101,25 +108,14 @@ class LocalTransactionalProducer(LocalProducer, TransactionalProducer):
         super().__init__(broker)
         self.transactional_id = transactional_id
         self._in_transaction = False
+        self._accepting = False
 
-    def send(
-        self,
-        topic: str,
-        value: bytes,
-        *,
-        key: bytes | None = None,
-        headers: Headers = (),
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
-        dedup_id: str | None = None,
-    ) -> None:
-        if not self._in_transaction and not self._closed:
-            raise PublishError(
-                f"transactional producer {self.transactional_id!r}: call "
-                "begin_transaction() before send()"
-            )
-        super().send(
-            topic, value, key=key, headers=headers, partition=partition, timestamp_ms=timestamp_ms
+    def _refusal(self) -> Exception:
+        if self._closed:
+            return super()._refusal()
+        return PublishError(
+            f"transactional producer {self.transactional_id!r}: call "
+            "begin_transaction() before send()"
         )
 
     async def flush(self, timeout_s: float | None = None) -> None:
@@ -132,7 +128,7 @@ class LocalTransactionalProducer(LocalProducer, TransactionalProducer):
     async def begin_transaction(self) -> None:
         if self._in_transaction:
             raise PublishError(f"transaction of {self.transactional_id!r} is already open")
-        self._in_transaction = True
+        self._in_transaction = self._accepting = True
 
     async def commit_transaction(
         self, consumer: Consumer, offsets: Mapping[TopicPartition, int]
@@ -145,7 +141,7 @@ class LocalTransactionalProducer(LocalProducer, TransactionalProducer):
                 "commit_transaction needs a consumer of the same local broker database"
             )
         sends, self._buffer = self._buffer, []
-        self._in_transaction = False
+        self._in_transaction = self._accepting = False
         epochs = consumer.epochs(list(offsets))
         group, member, partitioner = consumer.group, consumer.member.member_id, self._partitioner
         now = self._now_ms()
@@ -164,7 +160,7 @@ class LocalTransactionalProducer(LocalProducer, TransactionalProducer):
         if not self._in_transaction:
             raise PublishError("abort_transaction without begin_transaction")
         self._buffer = []
-        self._in_transaction = False
+        self._in_transaction = self._accepting = False
 
     async def _before_close(self) -> None:
         """An open transaction is aborted: closing never publishes it."""

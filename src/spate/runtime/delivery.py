@@ -3,7 +3,9 @@
 The worker runs every batch as ``begin_batch`` → pipeline (returns the outputs) →
 ``end_batch``, which publishes them (or ``abort_batch`` when the pipeline raised).
 The strategy owns the producer: it decides how outputs and offsets become durable,
-and what a rebalance means for work that is not committed yet.
+and what a rebalance means for work that is not committed yet. The order in which a
+batch becomes durable (outputs → pre-commit hooks → flush → offsets) is the same for
+all three and lives once, in :class:`~spate.runtime.checkpoint.Checkpoint`.
 
 * :class:`AtLeastOnce` flushes the producer, then commits the batch's offsets: an
   offset is committed only after every output of its record was acknowledged. The
@@ -31,15 +33,15 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
-from spate.brokers.base import Consumer, Producer, TopicInfo
+from spate.brokers.base import Consumer, Producer, TopicInfo, TransactionalProducer
 from spate.errors import BrokerError, CommitError, FencedError, SpateError
 from spate.record import Record, TopicPartition
+from spate.runtime.checkpoint import Checkpoint, Offsets, PreCommit
 from spate.runtime.stats import ProcessorStats
 from spate.streams.stream import Output
 
 log = logging.getLogger("spate.runtime")
 
-Offsets = Mapping[TopicPartition, int]
 
 REVOKE_RETRY_DELAYS_S = (0.1, 0.2, 0.4, 0.8, 1.5)
 """Pauses before asking again for a commit refused while partitions are revoked: 3 s
@@ -48,8 +50,6 @@ in all, well inside a rebalance's deadline and longer than a group's usual pause
 
 class Delivery(Protocol):
     """How a processor makes a batch's outputs and offsets durable."""
-
-    producer: Producer
 
     async def begin_batch(self) -> None: ...
 
@@ -88,7 +88,7 @@ def first_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
     return first
 
 
-class AtLeastOnce:
+class AtLeastOnce(Checkpoint[Producer]):
     """Flush, then commit: never an offset whose outputs are not acknowledged.
 
     Pipelined (DESIGN §10): batch *n*'s flush and commit run in the background while
@@ -100,10 +100,15 @@ class AtLeastOnce:
     most what was not committed: normally the two batches in flight.
     """
 
-    def __init__(self, producer: Producer, consumer: Consumer, stats: ProcessorStats) -> None:
-        self.producer = producer
-        self.consumer = consumer
-        self.stats = stats
+    def __init__(
+        self,
+        producer: Producer,
+        consumer: Consumer,
+        stats: ProcessorStats,
+        *,
+        pre_commit: Sequence[PreCommit] = (),
+    ) -> None:
+        super().__init__(producer, consumer, stats, pre_commit=pre_commit)
         self._unsettled: list[dict[TopicPartition, int]] = []
         self._pending: dict[TopicPartition, int] = {}
         self._unconfirmed: dict[TopicPartition, int] = {}
@@ -117,15 +122,11 @@ class AtLeastOnce:
         if self._unsettled and self._settling is None:
             self._settling = asyncio.create_task(self._settle(wait=False))
 
-    async def end_batch(
-        self, outputs: Sequence[Output], through: Offsets, records: Sequence[Record]
-    ) -> None:
+    async def _before_send(self) -> None:
         await self._wait_settling()
-        self._send(outputs)
-        self._unsettled.append(dict(through))
 
-    def _send(self, outputs: Sequence[Output]) -> None:
-        self.producer.send_many(outputs)
+    async def _durable(self, through: Offsets, records: Sequence[Record]) -> None:
+        self._unsettled.append(dict(through))
 
     async def abort_batch(self, records: Sequence[Record]) -> None:
         await self._wait_settling()
@@ -280,8 +281,9 @@ class EffectivelyOnce(AtLeastOnce):
         *,
         prefix: str,
         describe: Callable[[str], Awaitable[TopicInfo]],
+        pre_commit: Sequence[PreCommit] = (),
     ) -> None:
-        super().__init__(producer, consumer, stats)
+        super().__init__(producer, consumer, stats, pre_commit=pre_commit)
         self.prefix = prefix
         self._describe = describe
         self._heads: dict[str, str] = {}
@@ -323,24 +325,22 @@ class EffectivelyOnce(AtLeastOnce):
             send(out_topic, value, key=key, dedup_id=dedup_id)
 
 
-class ExactlyOnce:
-    """One producer transaction per batch; its commit also commits the offsets."""
+class ExactlyOnce(Checkpoint[TransactionalProducer]):
+    """One producer transaction per batch; its commit also commits the offsets.
 
-    def __init__(self, producer: Producer, consumer: Consumer, stats: ProcessorStats) -> None:
-        self.producer = producer
-        self.consumer = consumer
-        self.stats = stats
-        self._open = False
+    The outputs and the pre-commit hooks' writes are sent inside the transaction, and
+    the transaction's commit flushes them and commits the offsets as one unit.
+    """
+
+    _open = False
+    """A transaction is open (begun, neither committed nor aborted)."""
 
     async def begin_batch(self) -> None:
         await self.producer.begin_transaction()
         self._open = True
 
-    async def end_batch(
-        self, outputs: Sequence[Output], through: Offsets, records: Sequence[Record]
-    ) -> None:
+    async def _durable(self, through: Offsets, records: Sequence[Record]) -> None:
         try:
-            self.producer.send_many(outputs)
             await self.producer.commit_transaction(self.consumer, through)
         except (FencedError, BrokerError) as exc:
             self.stats.commit_failures += 1
@@ -360,6 +360,9 @@ class ExactlyOnce:
             return
         self._open = False
         self.stats.commits += 1
+
+    async def _hook_failed(self) -> None:
+        await self.discard()
 
     async def abort_batch(self, records: Sequence[Record]) -> None:
         if self._open:

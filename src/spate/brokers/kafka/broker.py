@@ -44,7 +44,7 @@ from spate.brokers.kafka.config import KafkaSettings, create_client
 from spate.brokers.kafka.consumer import KafkaConsumer
 from spate.brokers.kafka.errors import error_of, map_error
 from spate.brokers.kafka.probe import probe
-from spate.brokers.kafka.producer import KafkaProducer
+from spate.brokers.kafka.producer import KafkaProducer, KafkaTransactionalProducer
 from spate.brokers.kafka.reader import READER_GROUP, KafkaReader
 from spate.brokers.lifecycle import OwningBroker
 from spate.brokers.url import BrokerURL
@@ -227,10 +227,21 @@ class KafkaBroker(OwningBroker):
 
     # -- clients ----------------------------------------------------------------------
 
-    def producer(self, *, transactional_id: str | None = None) -> KafkaProducer:
+    def _new_producer(self) -> KafkaProducer:
         self._client()
         return self._track(
             KafkaProducer(
+                self._settings.producer(None),
+                url=self.url,
+                timeout_s=self._settings.timeout_s,
+                owner=self,
+            )
+        )
+
+    def _new_transactional_producer(self, transactional_id: str) -> KafkaTransactionalProducer:
+        self._client()
+        return self._track(
+            KafkaTransactionalProducer(
                 self._settings.producer(transactional_id),
                 url=self.url,
                 timeout_s=self._settings.timeout_s,

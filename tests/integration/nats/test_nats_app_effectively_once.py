@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable
 
 import pytest
-from nats_workers import Cluster
 
+from nats_workers import Cluster
 from worker_processes import answered, assert_per_key_order, duplicated, numbers, wait_until
 
 pytestmark = pytest.mark.slow

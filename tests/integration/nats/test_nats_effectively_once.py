@@ -23,8 +23,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from nats_workers import PARTITIONS
 
+from nats_workers import PARTITIONS
 from spate.testing.nats_server import NatsServer
 from worker_processes import (
     answered,

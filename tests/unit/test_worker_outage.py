@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from spate.brokers.base import Broker, Consumer, Producer
 from spate.clock import ManualClock
 from spate.config import Settings
 from spate.errors import ConnectError, PublishError, SpateError
+from spate.record import Record
 from spate.runtime.stats import ProcessorStats
 from spate.runtime.worker import Worker
 from spate.streams.stream import Stream
@@ -44,7 +44,7 @@ class Flaky:
         fetch = consumer.fetch
         self.consumers += 1
 
-        async def failing_fetch(max_records: int, timeout_s: float) -> Sequence[Any]:
+        async def failing_fetch(max_records: int, timeout_s: float) -> list[Record]:
             if self.fetches:
                 self.fetches -= 1
                 raise self.error

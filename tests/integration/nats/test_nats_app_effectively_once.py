@@ -26,6 +26,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 
@@ -45,6 +46,10 @@ def working(cluster: Cluster) -> list[subprocess.Popen[bytes]]:
     return found
 
 
+def committed_at_least(cluster: Cluster, count: int) -> bool:
+    return cluster.committed() >= count
+
+
 @pytest.mark.parametrize("keyed", [True, False], ids=["keyed", "unkeyed"])
 def test_each_input_answered_exactly_once_through_three_kills(
     cluster_factory: Callable[..., Cluster], keyed: bool
@@ -61,7 +66,7 @@ def test_each_input_answered_exactly_once_through_three_kills(
     # Each kill waits for a random amount of progress, then a random fraction of a batch.
     for low, high in ((0.1, 0.3), (0.35, 0.55), (0.6, 0.8)):
         target = int(COUNT * rng.uniform(low, high))
-        wait_until(lambda t=target: cluster.committed() >= t, 30, f"{target} inputs committed")
+        wait_until(partial(committed_at_least, cluster, target), 30, f"{target} inputs committed")
         time.sleep(rng.uniform(0, 0.05))
         victim = rng.choice(working(cluster))
         victim.send_signal(signal.SIGKILL)

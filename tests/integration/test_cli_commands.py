@@ -238,7 +238,7 @@ def test_deleting_the_topic_of_a_running_app_stops_it_saying_so(
             run.kill()
     reason = "topic 'orders' was deleted while group 'billing' consumed it"
     assert run.returncode == 1, stderr
-    stop = "event=stop app=shop processor=bill consumed=1 produced=0 errors=0 "
+    stop = "event=stop app=shop processor=bill consumed=1 produced=0 errors=0 duplicates=0 "
     assert f"{stop}error=TopicNotFoundError: {reason}" in stderr
     assert stderr.strip().splitlines()[-1].startswith(f"error: {reason}")
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -220,6 +221,7 @@ class AtLeastOnce:
         if not offsets:
             return
         committing = dict(offsets)
+        started = time.perf_counter()
         try:
             await self.consumer.commit(committing, wait=wait)
         except FencedError as exc:
@@ -249,6 +251,7 @@ class AtLeastOnce:
             )
             return
         self.stats.commits += 1
+        self.stats.commit_duration.observe(time.perf_counter() - started)
         for tp, offset in committing.items():
             if self._pending.get(tp) == offset:
                 del self._pending[tp]
@@ -339,6 +342,7 @@ class ExactlyOnce:
     async def end_batch(
         self, outputs: Sequence[Output], through: Offsets, records: Sequence[Record]
     ) -> None:
+        started = time.perf_counter()
         try:
             self.producer.send_many(outputs)
             await self.producer.commit_transaction(self.consumer, through)
@@ -360,6 +364,7 @@ class ExactlyOnce:
             return
         self._open = False
         self.stats.commits += 1
+        self.stats.commit_duration.observe(time.perf_counter() - started)
 
     async def abort_batch(self, records: Sequence[Record]) -> None:
         if self._open:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from spate.cli.worker import worker_commands
 from spate.config import Settings
+from spate.errors import ConfigError
 
 
 def passed_settings(settings: Settings) -> list[dict[str, object]]:
@@ -24,3 +26,8 @@ def test_without_a_metrics_port_no_worker_serves_metrics_and_port_0_is_each_its_
     assert all("metrics_port" not in p for p in passed_settings(Settings(workers=2)))
     passed = passed_settings(Settings(workers=2, metrics_port=0))
     assert [p["metrics_port"] for p in passed] == [0, 0]
+
+
+def test_ports_past_65535_are_refused_before_any_worker_starts() -> None:
+    with pytest.raises(ConfigError, match=r"metrics_port=65535 with workers=2: worker 1 .* 65536"):
+        passed_settings(Settings(workers=2, metrics_port=65535))

@@ -17,7 +17,7 @@ import orjson
 
 from spate.cli.loader import load_app
 from spate.config import Settings
-from spate.errors import SpateError
+from spate.errors import ConfigError, SpateError
 from spate.runtime.lifecycle import Lifecycle
 from spate.runtime.supervisor import ParentWatch
 
@@ -28,6 +28,14 @@ def worker_commands(target: str, overrides: dict[str, Any], settings: Settings) 
     With an ``instance_id`` worker *i* is ``<instance_id>-<i>``: stable across restarts
     of ``spate run``, unique among its workers. With a ``metrics_port`` worker *i*
     listens on ``metrics_port + i`` (0: each on a free port of its own)."""
+
+    last_port = (settings.metrics_port or 0) + settings.workers - 1
+    if settings.metrics_port and last_port > 65535:
+        raise ConfigError(
+            f"metrics_port={settings.metrics_port} with workers={settings.workers}: worker "
+            f"{settings.workers - 1} would listen on {last_port}, above 65535; choose a lower "
+            "--metrics-port"
+        )
 
     def command(index: int) -> list[str]:
         passed = {**overrides, "workers": 1}

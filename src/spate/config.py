@@ -47,6 +47,15 @@ class Settings:
     """Python's young-generation GC threshold while processors run (0: leave it as
     it is); see :mod:`spate.runtime.garbage`."""
     log_level: LogLevel = "INFO"
+    metrics_port: int | None = None
+    """Where the HTTP server of ``/metrics``, ``/healthz``, ``/readyz`` and ``/status``
+    listens (None: no server; 0: any free port, logged). With ``spate run --workers N``
+    worker *i* listens on ``metrics_port + i``."""
+    metrics_host: str = "127.0.0.1"
+    """The address that server binds: loopback unless asked (``0.0.0.0`` for a pod)."""
+    lag_interval_s: float = 5.0
+    """How often each processor's group lag is asked from the broker while the
+    metrics server runs."""
 
     def __post_init__(self) -> None:
         _check_choice("processing_guarantee", self.processing_guarantee, Guarantee)
@@ -62,6 +71,20 @@ class Settings:
                 f"instance_id={self.instance_id!r} must be 1-100 characters from "
                 "a-z A-Z 0-9 . _ - (a pod or host name, say)"
             )
+        if self.metrics_port is not None and (
+            not isinstance(self.metrics_port, int)
+            or isinstance(self.metrics_port, bool)
+            or not 0 <= self.metrics_port <= 65535
+        ):
+            raise ConfigError(
+                f"metrics_port={self.metrics_port!r} must be a TCP port 0..65535 "
+                "(0: any free port), or None for no metrics server"
+            )
+        if not isinstance(self.metrics_host, str) or not self.metrics_host:
+            raise ConfigError(
+                f"metrics_host={self.metrics_host!r} must be an address such as 127.0.0.1"
+            )
+        _check_positive("lag_interval_s", self.lag_interval_s, float)
         if not isinstance(self.gc_threshold, int) or self.gc_threshold < 0:
             raise ConfigError(
                 f"gc_threshold={self.gc_threshold!r} must be 0 (leave Python's collector "
@@ -95,6 +118,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "fetch_timeout_s": float,
     "workers": int,
     "gc_threshold": int,
+    "metrics_port": int,
+    "lag_interval_s": float,
     "log_level": str.upper,
 }
 

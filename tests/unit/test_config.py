@@ -40,9 +40,19 @@ def test_instance_id_must_be_a_plain_name() -> None:
     assert load_settings(environ={"SPATE_INSTANCE_ID": "pod-3"}).instance_id == "pod-3"
 
 
-def test_workers_come_from_the_environment_and_metrics_port_is_not_a_setting() -> None:
+def test_workers_come_from_the_environment() -> None:
     assert load_settings(environ={"SPATE_WORKERS": "4"}).workers == 4
     with pytest.raises(ConfigError, match=r"workers=0 must be a positive int.*SPATE_WORKERS"):
         load_settings(environ={"SPATE_WORKERS": "0"})
-    with pytest.raises(ConfigError, match="unknown setting 'metrics_port'"):
-        load_settings({"metrics_port": 9100}, environ={})
+
+
+def test_metrics_port_is_off_unless_asked_and_must_be_a_port() -> None:
+    assert load_settings(environ={}).metrics_port is None
+    assert load_settings(environ={"SPATE_METRICS_PORT": "9100"}).metrics_port == 9100
+    assert load_settings({"metrics_port": 0}, environ={}).metrics_port == 0
+    with pytest.raises(ConfigError, match=r"metrics_port=70000 must be a TCP port 0..65535"):
+        load_settings({"metrics_port": 70000}, environ={})
+    with pytest.raises(ConfigError, match=r"metrics_port=-1.*SPATE_METRICS_PORT"):
+        load_settings(environ={"SPATE_METRICS_PORT": "-1"})
+    with pytest.raises(ConfigError, match="lag_interval_s=0"):
+        Settings(lag_interval_s=0)

@@ -60,6 +60,27 @@ def run_command(
             "static member id); with --workers N each worker is NAME-i.",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            envvar="SPATE_METRICS_PORT",
+            show_envvar=True,
+            help="Serve /metrics, /healthz, /readyz and /status on this port (off unless "
+            "given); with --workers N worker i listens on PORT+i.",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-host",
+            envvar="SPATE_METRICS_HOST",
+            show_envvar=True,
+            help="Address the metrics server binds; default 127.0.0.1.",
+        ),
+    ] = None,
     show_traceback: Annotated[
         bool,
         typer.Option(
@@ -75,10 +96,11 @@ def run_command(
         "processing_guarantee": guarantee,
         "log_level": log_level.upper() if log_level else None,
         "instance_id": instance_id,
+        "metrics_host": metrics_host,
     }
     try:
         app = load_app(target)
-        app.configure(**overrides, workers=workers)
+        app.configure(**overrides, workers=workers, metrics_port=metrics_port)
         if app.settings.workers == 1:
             app.run()
             return
@@ -88,7 +110,7 @@ def run_command(
         raise
     configure_logging(app.settings.log_level)
     passed_on = {k: v for k, v in overrides.items() if v is not None}
-    commands = worker_commands(target, passed_on, app.settings.workers, app.settings.instance_id)
+    commands = worker_commands(target, passed_on, app.settings)
     code = run_workers(target, commands)
     if code:
         raise typer.Exit(code)

@@ -16,26 +16,36 @@ from typing import Any
 import orjson
 
 from spate.cli.loader import load_app
-from spate.errors import SpateError
+from spate.config import Settings
+from spate.errors import ConfigError, SpateError
 from spate.runtime.lifecycle import Lifecycle
 from spate.runtime.supervisor import ParentWatch
 
 
-def worker_commands(
-    target: str, overrides: dict[str, Any], workers: int, instance_id: str | None
-) -> list[list[str]]:
-    """The command of each of ``workers`` processes running ``target``.
+def worker_commands(target: str, overrides: dict[str, Any], settings: Settings) -> list[list[str]]:
+    """The command of each of ``settings.workers`` processes running ``target``.
 
     With an ``instance_id`` worker *i* is ``<instance_id>-<i>``: stable across restarts
-    of ``spate run``, unique among its workers."""
+    of ``spate run``, unique among its workers. With a ``metrics_port`` worker *i*
+    listens on ``metrics_port + i`` (0: each on a free port of its own)."""
+
+    last_port = (settings.metrics_port or 0) + settings.workers - 1
+    if settings.metrics_port and last_port > 65535:
+        raise ConfigError(
+            f"metrics_port={settings.metrics_port} with workers={settings.workers}: worker "
+            f"{settings.workers - 1} would listen on {last_port}, above 65535; choose a lower "
+            "--metrics-port"
+        )
 
     def command(index: int) -> list[str]:
-        settings = {**overrides, "workers": 1}
-        if instance_id is not None:
-            settings["instance_id"] = f"{instance_id}-{index}"
-        return [sys.executable, "-m", "spate.cli.worker", target, orjson.dumps(settings).decode()]
+        passed = {**overrides, "workers": 1}
+        if settings.instance_id is not None:
+            passed["instance_id"] = f"{settings.instance_id}-{index}"
+        if settings.metrics_port is not None:
+            passed["metrics_port"] = settings.metrics_port and settings.metrics_port + index
+        return [sys.executable, "-m", "spate.cli.worker", target, orjson.dumps(passed).decode()]
 
-    return [command(i) for i in range(workers)]
+    return [command(i) for i in range(settings.workers)]
 
 
 def main(argv: list[str]) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -221,6 +222,7 @@ class AtLeastOnce(Checkpoint[Producer]):
         if not offsets:
             return
         committing = dict(offsets)
+        started = time.perf_counter()
         try:
             await self.consumer.commit(committing, wait=wait)
         except FencedError as exc:
@@ -250,6 +252,7 @@ class AtLeastOnce(Checkpoint[Producer]):
             )
             return
         self.stats.commits += 1
+        self.stats.commit_duration.observe(time.perf_counter() - started)
         for tp, offset in committing.items():
             if self._pending.get(tp) == offset:
                 del self._pending[tp]
@@ -340,6 +343,7 @@ class ExactlyOnce(Checkpoint[TransactionalProducer]):
         self._open = True
 
     async def _durable(self, through: Offsets, records: Sequence[Record]) -> None:
+        started = time.perf_counter()
         try:
             await self.producer.commit_transaction(self.consumer, through)
         except (FencedError, BrokerError) as exc:
@@ -360,6 +364,7 @@ class ExactlyOnce(Checkpoint[TransactionalProducer]):
             return
         self._open = False
         self.stats.commits += 1
+        self.stats.commit_duration.observe(time.perf_counter() - started)
 
     async def _hook_failed(self) -> None:
         await self.discard()

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 from spate.brokers.base import Broker
 from spate.brokers.url import parse_broker_url
 from spate.config import Settings
+from spate.observability.server import observability_services
 from spate.runtime.errors import OnError
 from spate.runtime.garbage import young_threshold_at_least
 from spate.runtime.stats import ProcessorStats
@@ -122,7 +123,8 @@ class Lifecycle:
     """Runs ``app``'s processors in this process, owning what the run needs.
 
     ``settings`` replaces the App's once the broker is connected (TestApp shortens
-    idle fetches); ``services`` run beside the processors."""
+    idle fetches); ``services`` run beside the processors, after the metrics server
+    and lag poller that ``settings.metrics_port`` asks for."""
 
     def __init__(
         self,
@@ -133,7 +135,7 @@ class Lifecycle:
     ) -> None:
         self.app = app
         self.settings = settings or app.settings
-        self.services = tuple(services)
+        self.services = (*observability_services(self.settings), *services)
 
     def run(self) -> None:
         """Configure logging, then run in a new event loop until SIGINT/SIGTERM, drain

@@ -344,6 +344,7 @@ class Worker:
             len(outputs),
             self.policy.failed - failed_before,
             time.perf_counter() - started,
+            records[-1].timestamp_ms,
         )
 
     def _decode(self, records: list[Record]) -> Batch:

@@ -11,13 +11,14 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
 import redis.asyncio as aioredis
 from redis import exceptions as rex
 
+from spate.brokers.options import AdapterOptions, seconds
 from spate.brokers.redis.scripts import ALL as ALL_SCRIPTS
 from spate.brokers.url import BrokerURL
 from spate.clock import SYSTEM_CLOCK, Clock
@@ -33,64 +34,31 @@ from spate.outage import Outage, backoff_s
 
 DEFAULT_PORT = 6379
 logger = logging.getLogger("spate.brokers.redis")
-_OWN_OPTIONS = (
-    "dedup_window_s",
-    "lease_ttl_s",
-    "heartbeat_s",
-    "retention_interval_s",
-    "reconnect_timeout_s",
-)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class RedisOptions:
+class RedisOptions(AdapterOptions):
     """spate's own settings for the Redis adapter; everything else goes to redis-py.
 
     Each can be given as a keyword to ``spate.connect`` or in the URL query.
     """
 
-    dedup_window_s: float = 3600.0
+    adapter: ClassVar[str] = "Redis"
+
+    dedup_window_s: float = field(default=3600.0, metadata=seconds())
     """How long a published ``dedup_id`` is remembered (effectively-once window)."""
-    lease_ttl_s: float = 10.0
+    lease_ttl_s: float = field(default=10.0, metadata=seconds())
     """Partition lease lifetime: how long a dead member's partitions stay unowned."""
-    heartbeat_s: float | None = None
+    heartbeat_s: float | None = field(default=None, metadata=seconds())
     """How often a member renews its leases (default: a third of ``lease_ttl_s``)."""
-    retention_interval_s: float = 30.0
+    retention_interval_s: float = field(default=30.0, metadata=seconds(zero=True))
     """How often a started broker enforces topic retention; 0 turns it off."""
-    reconnect_timeout_s: float | None = None
+    reconnect_timeout_s: float | None = field(default=None, metadata=seconds(zero=True))
     """How long a command keeps retrying a lost connection before it fails for good
     (the worker then stops); None, the default, retries until the server is back."""
     clock: Clock = SYSTEM_CLOCK
-    """Time for record timestamps, retention and lease deadlines (tests inject one)."""
-
-    @classmethod
-    def split(
-        cls, url: BrokerURL, options: Mapping[str, Any]
-    ) -> tuple[RedisOptions, dict[str, Any]]:
-        """spate's settings, and the redis-py keyword arguments left over.
-
-        Options given as keywords win over the same name in the URL query.
-        """
-        own: dict[str, Any] = {}
-        passthrough = dict(options)
-        if "clock" in passthrough:
-            own["clock"] = passthrough.pop("clock")
-        for name in _OWN_OPTIONS:
-            raw = passthrough.pop(name, url.query.get(name))
-            if raw is None:
-                continue
-            try:
-                value = float(raw)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(
-                    f"Redis option {name}={raw!r} is not a number of seconds; give e.g. {name}=10"
-                ) from exc
-            if value < 0 or (
-                value == 0 and name not in ("retention_interval_s", "reconnect_timeout_s")
-            ):
-                raise ConfigError(f"Redis option {name}={raw!r} must be positive")
-            own[name] = value
-        return cls(**own), passthrough
+    """Time for record timestamps, retention, lease deadlines and reconnect pauses
+    (tests inject a :class:`~spate.clock.ManualClock`)."""
 
 
 def redis_py_url(url: BrokerURL) -> str:
@@ -114,7 +82,7 @@ def redis_py_url(url: BrokerURL) -> str:
             userinfo += ":" + quote(url.password, safe="")
         userinfo += "@"
     address = f"[{host}]" if ":" in host else host
-    query = {k: v for k, v in url.query.items() if k not in _OWN_OPTIONS}
+    query = RedisOptions.foreign_query(url)
     suffix = f"?{urlencode(query)}" if query else ""
     return f"{url.scheme}://{userinfo}{address}:{port}/{database}{suffix}"
 

@@ -33,7 +33,7 @@ from spate.brokers.nats import offsets
 from spate.brokers.nats.admin import TopicAdmin
 from spate.brokers.nats.client import NatsOptions, connect_options, open_connection
 from spate.brokers.nats.consumer import NatsConsumer
-from spate.brokers.nats.errors import nats_errors
+from spate.brokers.nats.errors import spate_errors
 from spate.brokers.nats.leases import NatsLeaseStore
 from spate.brokers.nats.producer import NatsProducer
 from spate.brokers.nats.reader import NatsReader
@@ -150,7 +150,7 @@ class NatsBroker(OwningBroker):
     async def _disconnect(self) -> None:
         client, self._client = self._client, None
         if client is not None and not client.is_closed:
-            with contextlib.suppress(SpateError), nats_errors("close the connection"):
+            with contextlib.suppress(SpateError), spate_errors("close the connection"):
                 await client.close()
 
     # -- admin ---------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from spate.brokers.leased import DEFAULT_LEASE_TTL_S
-from spate.brokers.nats.errors import nats_errors, refusal_reason
+from spate.brokers.nats.errors import refusal_reason, spate_errors
 from spate.brokers.options import AdapterOptions, count, seconds
 from spate.brokers.url import BrokerURL
 from spate.clock import SYSTEM_CLOCK, Clock
@@ -201,7 +201,7 @@ async def open_connection(
         raise ConnectError(f"NATS: cannot connect to {redacted_url}: {reason}") from exc
     js = client.jetstream(timeout=timeout_s)
     try:
-        with nats_errors(f"reach JetStream at {redacted_url}", ConnectError):
+        with spate_errors(f"reach JetStream at {redacted_url}", ConnectError):
             await js.account_info()
     except ConnectError as exc:
         await client.close()

@@ -31,7 +31,7 @@ from nats.aio.subscription import Subscription
 from spate.brokers.base import Producer
 from spate.brokers.nats.admin import TopicAdmin, subject
 from spate.brokers.nats.codec import encode_headers
-from spate.brokers.nats.errors import describe, nats_errors
+from spate.brokers.nats.errors import describe, spate_errors
 from spate.errors import BrokerError, ClosedError, PublishError
 from spate.partitioner import Partitioner
 from spate.record import Headers
@@ -126,7 +126,7 @@ class NatsProducer(Producer):
     async def start(self) -> None:
         if self._sub is None:
             self._inbox = self._client.new_inbox()
-            with nats_errors("subscribe for publish acknowledgements", PublishError):
+            with spate_errors("subscribe for publish acknowledgements", PublishError):
                 self._sub = await self._client.subscribe(
                     f"{self._inbox}.*",
                     cb=self._on_reply,
@@ -271,5 +271,5 @@ class NatsProducer(Producer):
             self._buffer.clear()
             sub, self._sub = self._sub, None
             if sub is not None and not self._client.is_closed:
-                with contextlib.suppress(BrokerError), nats_errors("close the producer"):
+                with contextlib.suppress(BrokerError), spate_errors("close the producer"):
                     await sub.unsubscribe()

@@ -1,7 +1,7 @@
-"""The redis-py client behind a RedisBroker: URL and options, error mapping, scripts.
+"""The redis-py client behind a RedisBroker: URL and options, retries, scripts.
 
-Everything that talks to Redis goes through :class:`RedisClient`, so the mapping of
-redis-py's exceptions onto :mod:`spate.errors` happens in one place.
+Everything that talks to Redis goes through :class:`RedisClient`, which maps
+redis-py's exceptions onto :mod:`spate.errors` by :mod:`spate.brokers.redis.errors`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
@@ -19,16 +19,14 @@ import redis.asyncio as aioredis
 from redis import exceptions as rex
 
 from spate.brokers.options import AdapterOptions, seconds
+from spate.brokers.redis.errors import spate_errors, to_spate_error
 from spate.brokers.redis.scripts import ALL as ALL_SCRIPTS
 from spate.brokers.url import BrokerURL
 from spate.clock import SYSTEM_CLOCK, Clock
 from spate.errors import (
-    BrokerError,
     ConfigError,
     ConnectError,
-    FencedError,
     SpateError,
-    TopicNotFoundError,
 )
 from spate.outage import Outage, backoff_s
 
@@ -87,40 +85,6 @@ def redis_py_url(url: BrokerURL) -> str:
     return f"{url.scheme}://{userinfo}{address}:{port}/{database}{suffix}"
 
 
-def translate(exc: BaseException, what: str) -> SpateError:
-    """The spate error for a redis-py (or socket) error raised while doing ``what``."""
-    message = f"{what}: {exc}"
-    if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
-        return ConnectError(
-            f"{what}: Redis refused the credentials ({exc}); check user:password",
-            transient=False,
-        )
-    if isinstance(exc, rex.ConnectionError | rex.TimeoutError | OSError):
-        return ConnectError(f"{what}: cannot reach Redis ({exc})")
-    if isinstance(exc, rex.ResponseError):
-        text = str(exc)
-        if text.startswith("SPATE_FENCED"):
-            return FencedError(f"{what}: {text.removeprefix('SPATE_FENCED ')}")
-        if text.startswith("SPATE_NO_TOPIC"):
-            return TopicNotFoundError(f"{what}: the topic does not exist")
-        if text.startswith("NOPERM") or text.startswith("NOAUTH"):
-            return ConnectError(
-                f"{what}: Redis refused the command ({text}); check the ACL", transient=False
-            )
-    return BrokerError(message)
-
-
-@contextlib.contextmanager
-def mapped(what: str) -> Iterator[None]:
-    """Turn every redis-py error inside the block into a spate error."""
-    try:
-        yield
-    except SpateError:
-        raise
-    except (rex.RedisError, OSError) as exc:
-        raise translate(exc, what) from exc
-
-
 def _cancel_requests() -> int:
     task = asyncio.current_task()
     return 0 if task is None else task.cancelling()
@@ -161,7 +125,7 @@ class RedisClient:
     async def start(self) -> None:
         """Check the server answers and load every script."""
         try:
-            with mapped(f"connecting to {self.display}"):
+            with spate_errors(f"connecting to {self.display}"):
                 await self.redis.ping()
         except TypeError as exc:
             raise ConfigError(
@@ -172,7 +136,7 @@ class RedisClient:
 
     async def load_scripts(self) -> None:
         """Load the scripts (again, after a server restart emptied its script cache)."""
-        with mapped(f"loading scripts into {self.display}"):
+        with spate_errors(f"loading scripts into {self.display}"):
             pipe = self.redis.pipeline(transaction=False)
             for script in ALL_SCRIPTS.values():
                 pipe.script_load(script.text)
@@ -219,7 +183,7 @@ class RedisClient:
         reloads them and runs the pipeline once more: a refused command did nothing."""
         before = _cancel_requests()
         try:
-            with mapped(what):
+            with spate_errors(what):
                 for attempt in range(2):
                     pipe = self.redis.pipeline(transaction=False)
                     build(pipe)
@@ -242,4 +206,4 @@ def raise_first(results: list[Any], what: str) -> None:
     """Raise the spate error for the first failed command of a pipeline, if any."""
     for result in results:
         if isinstance(result, BaseException):
-            raise translate(result, what) from result
+            raise to_spate_error(result, what) from result

@@ -189,7 +189,7 @@ class NatsBroker(OwningBroker):
                 "(Nats-Msg-Id: a re-published copy is dropped inside the duplicate window), "
                 "as processing_guarantee='exactly-once' does on NATS"
             )
-        return self._track(NatsProducer(self.client, self.admin, self._is_closed))
+        return self._track(NatsProducer(self.client, self.admin, self._is_closed, self.clock))
 
     def consumer(
         self,

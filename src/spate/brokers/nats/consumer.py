@@ -140,7 +140,7 @@ class NatsConsumer(LeasedConsumer):
             except BrokerError:
                 if attempt == OPEN_ATTEMPTS:
                     raise
-                await asyncio.sleep(RETRY_PAUSE_S * attempt)
+                await self._broker.clock.sleep(RETRY_PAUSE_S * attempt)
                 attempt += 1
 
     async def _open(self, tp: TopicPartition, at: int | None = None) -> int:

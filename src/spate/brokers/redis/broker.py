@@ -66,7 +66,9 @@ class RedisBroker(OwningBroker):
         super().__init__()
         self.url = url.redacted
         self.options = options
-        self.client = RedisClient(url, passthrough, reconnect_timeout_s=options.reconnect_timeout_s)
+        self.client = RedisClient(
+            url, passthrough, reconnect_timeout_s=options.reconnect_timeout_s, clock=options.clock
+        )
         self._streams = PartitionStreams(self.client)
         self._partition_counts: dict[str, int] = {}
         self._started = False

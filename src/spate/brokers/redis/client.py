@@ -105,10 +105,16 @@ class RedisClient:
     """A redis-py asyncio client plus the scripts spate runs on it."""
 
     def __init__(
-        self, url: BrokerURL, passthrough: Mapping[str, Any], *, reconnect_timeout_s: float | None
+        self,
+        url: BrokerURL,
+        passthrough: Mapping[str, Any],
+        *,
+        reconnect_timeout_s: float | None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.display = url.redacted
         self.reconnect_timeout_s = reconnect_timeout_s
+        self._clock = clock
         self._outage = Outage(logger, f"broker={url.redacted}")
         try:
             self.redis: aioredis.Redis = aioredis.Redis.from_url(
@@ -147,16 +153,17 @@ class RedisClient:
 
         Per-command errors come back as exception objects in the result list.
 
-        A lost connection is retried with backoff (:mod:`spate.outage`) until the server
-        is back, or for up to ``reconnect_timeout_s`` if one is set, so a restarted
-        server is picked up by itself. Every command spate sends is safe to repeat:
-        scripts check before they write, commits are cumulative, reads set the group
-        cursor first, and a publish that did land before the connection broke is
-        repeated as a duplicate (at-least-once) or dropped by its dedup id.
+        A lost connection is retried with backoff (:mod:`spate.outage`, paced by the
+        broker's clock) until the server is back, or for up to ``reconnect_timeout_s``
+        if one is set, so a restarted server is picked up by itself. Every command spate
+        sends is safe to repeat: scripts check before they write, commits are
+        cumulative, reads set the group cursor first, and a publish that did land
+        before the connection broke is repeated as a duplicate (at-least-once) or
+        dropped by its dedup id.
         """
-        loop = asyncio.get_running_loop()
+        clock = self._clock
         limit = self.reconnect_timeout_s
-        deadline = None if limit is None else loop.time() + limit
+        deadline = None if limit is None else clock.monotonic() + limit
         attempt = 0
         while True:
             try:
@@ -168,12 +175,12 @@ class RedisClient:
                 self._outage.failed(exc)
                 delay = backoff_s(attempt, random.random())
                 attempt += 1
-                if deadline is not None and loop.time() + delay > deadline:
+                if deadline is not None and clock.monotonic() + delay > deadline:
                     raise ConnectError(
                         f"{exc}; gave up after reconnect_timeout_s={limit}",
                         transient=False,
                     ) from exc
-                await asyncio.sleep(delay)
+                await clock.sleep(delay)
                 continue
             self._outage.recovered()
             return results

@@ -131,10 +131,11 @@ def raw_loop(bootstrap: str, source: str, sink: str, count: int) -> dict[str, An
             continue
         last: dict[int, int] = {}
         for message in messages:
-            order = loads(message.value())
+            order = loads(message.value() or b"")
             if keep(order):
                 producer.produce(sink, dumps(enrich(order)), message.key())
-            last[message.partition()] = message.offset()
+            # A fetched record always has both; confluent-kafka types them optional.
+            last[message.partition()] = message.offset()  # type: ignore[index, assignment]
         done += len(messages)
         batches += 1
         clock.mark_steady(done)

@@ -24,6 +24,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import orjson
 import redis
@@ -56,7 +57,12 @@ async def raw_loop(url: str, orders: list[tuple[bytes, bytes]]) -> Result:
     wall, cpu = time.perf_counter(), time.process_time()
     while done < len(orders):
         for stream in streams:
-            reply = await client.xreadgroup(RAW_GROUP, "c", {stream: ">"}, count=BATCH)
+            # The RESP2 reply: [[stream, [(id, fields), ...]]] (redis-py's type is the
+            # union with RESP3's dict reply).
+            reply = cast(
+                "list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]",
+                await client.xreadgroup(RAW_GROUP, "c", {stream: ">"}, count=BATCH),
+            )
             if not reply:
                 continue
             entries = reply[0][1]

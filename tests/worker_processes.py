@@ -24,6 +24,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -309,12 +310,12 @@ def ride_out_two_outages(
         asyncio.run(produce(workers.url, workers.inputs, published, published + inputs))
         published += inputs
         target = published - inputs * 2 // 3
-        wait_until(lambda t=target: committed(t), 60, f"{target} inputs committed")
+        wait_until(partial(committed, target), 60, f"{target} inputs committed")
         kill()
         time.sleep(down_s)
         restart()
         wait_until(
-            lambda n=published: committed(n),
+            partial(committed, published),
             90 + down_s,
             f"all {published} inputs committed after a {down_s} s outage",
         )

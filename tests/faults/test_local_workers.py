@@ -190,14 +190,14 @@ def test_sigterm_mid_stream_exits_zero_with_commits_matching_outputs(
     count = 6000
     cluster = cluster_factory("at-least-once", delay_s=0.001, batch=50)
     asyncio.run(produce_inputs(cluster.url, count))
-    parent = cluster.spate_run("--workers", str(workers))
-    try:
-        wait_until(lambda: cluster.committed() > 500, 15, "progress")
-        parent.send_signal(signal.SIGTERM)
-        assert parent.wait(10) == 0
-    finally:
-        if parent.poll() is None:
-            parent.kill()
+    with cluster.spate_run("--workers", str(workers)) as parent:  # closes its stderr pipe
+        try:
+            wait_until(lambda: cluster.committed() > 500, 15, "progress")
+            parent.send_signal(signal.SIGTERM)
+            assert parent.wait(10) == 0
+        finally:
+            if parent.poll() is None:
+                parent.kill()
     offsets = cluster.positions()
     assert sum(offsets.values()) < count, "the stop should land mid-stream"
     expected = Counter(n for n in range(count) if n // PARTITIONS < offsets[n % PARTITIONS])
@@ -207,14 +207,14 @@ def test_sigterm_mid_stream_exits_zero_with_commits_matching_outputs(
 def run_eight_inputs(cluster: Cluster, *args: str) -> str:
     """``spate run ARGS`` until 8 inputs are committed, then SIGTERM: its stderr."""
     asyncio.run(produce_inputs(cluster.url, 8))
-    parent = cluster.spate_run(*args)
-    try:
-        wait_until(lambda: cluster.committed() == 8, 15, "every input committed")
-        parent.send_signal(signal.SIGTERM)
-        _, stderr = parent.communicate(timeout=15)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
+    with cluster.spate_run(*args) as parent:
+        try:
+            wait_until(lambda: cluster.committed() == 8, 15, "every input committed")
+            parent.send_signal(signal.SIGTERM)
+            _, stderr = parent.communicate(timeout=15)
+        finally:
+            if parent.poll() is None:
+                parent.kill()
     assert parent.returncode == 0
     return stderr.decode()
 
@@ -263,15 +263,15 @@ def test_a_second_signal_forces_exit_without_waiting_for_the_batch(
 ) -> None:
     cluster = cluster_factory("at-least-once", delay_s=1.0, batch=10)
     asyncio.run(produce_inputs(cluster.url, 60))
-    run = cluster.spate_run()
-    try:
-        wait_until(lambda: len(cluster.owners()) == PARTITIONS, 10, "the worker to start")
-        time.sleep(0.5)  # inside its first batch, which takes 10 seconds
-        run.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        run.send_signal(signal.SIGTERM)
-        assert run.wait(3) == 128 + signal.SIGTERM
-    finally:
-        if run.poll() is None:
-            run.kill()
+    with cluster.spate_run() as run:
+        try:
+            wait_until(lambda: len(cluster.owners()) == PARTITIONS, 10, "the worker to start")
+            time.sleep(0.5)  # inside its first batch, which takes 10 seconds
+            run.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            run.send_signal(signal.SIGTERM)
+            assert run.wait(3) == 128 + signal.SIGTERM
+        finally:
+            if run.poll() is None:
+                run.kill()
     assert cluster.committed() == 0

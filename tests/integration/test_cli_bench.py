@@ -9,9 +9,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from bench_checks import FIELDS, bench, every_mode_counts_what_it_did
 from cli_helpers import one_line_error, spate
-
 from spate.testing.kafka_server import free_port, session_server
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"

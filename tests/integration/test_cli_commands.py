@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import SPATE, ok, one_line_error, records, spate
 
 import spate as spate_api
+from cli_helpers import SPATE, ok, one_line_error, records, spate
 
 
 @pytest.fixture

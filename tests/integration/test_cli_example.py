@@ -13,7 +13,6 @@ from pathlib import Path
 from types import ModuleType
 
 from cli_helpers import SPATE
-
 from spate.testing import TestApp
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "stream-python-local-logs"

@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+
 from bench_checks import every_mode_counts_what_it_did
 from cli_helpers import ok, one_line_error, records, spate
-
 from spate.testing.nats_server import nats_test_url
 
 pytest.importorskip("nats")

@@ -7,9 +7,9 @@ import json
 from collections.abc import Iterator
 
 import pytest
+
 from bench_checks import every_mode_counts_what_it_did
 from cli_helpers import ok, one_line_error, records, spate
-
 from spate.testing.redis_server import (
     flush_database,
     server_url_for_tests,

@@ -75,6 +75,7 @@ async def test_expired_member_loses_everything(broker: LocalBroker, clock: Manua
 async def test_zombie_consumer_is_fenced(broker: LocalBroker, clock: ManualClock) -> None:
     zombie_listener = RecordingListener()
     zombie = broker.consumer(["t"], "g", zombie_listener)
+    assert isinstance(zombie, LeasedConsumer)
     await zombie.fetch(10, 0.01)
     assert zombie.assignment() == frozenset(PARTITIONS)
     task = zombie.member._task
@@ -105,6 +106,7 @@ async def test_batch_from_before_a_lost_and_retaken_lease_cannot_commit(
     broker: LocalBroker, clock: ManualClock
 ) -> None:
     zombie = broker.consumer(["t"], "g")
+    assert isinstance(zombie, LeasedConsumer)
     await zombie.fetch(10, 0.01)
     task = zombie.member._task
     assert task is not None

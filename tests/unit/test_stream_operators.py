@@ -63,7 +63,9 @@ def twice_then_fail(value: int) -> Any:
 
 
 # operator name -> (how to add it to a stream given a function, the function)
-OPERATORS: dict[str, tuple[Callable[[Stream, Callable[[Any], Any]], Stream], Callable[..., Any]]]
+OPERATORS: dict[
+    str, tuple[Callable[[Stream[Any], Callable[[Any], Any]], Stream[Any]], Callable[..., Any]]
+]
 OPERATORS = {
     "map": (Stream.map, lambda v: v * 10),
     "filter": (Stream.filter, lambda v: v % 2 == 0),
@@ -77,13 +79,13 @@ OPERATORS = {
 
 
 def run_both(
-    add: Callable[[Stream, Callable[[Any], Any]], Stream],
+    add: Callable[[Stream[Any], Callable[[Any], Any]], Stream[Any]],
     fn: Callable[[Any], Any],
     values: list[Any],
     policy: Callable[[], SkipPolicy | StopPolicy],
 ) -> tuple[Any, Any]:
     """(plain run, async run): each either (published, calls, skipped) or the error."""
-    outcomes = []
+    outcomes: list[tuple[Any, ...]] = []
     for wrap in (lambda f: f, as_async):
         calls: list[Any] = []
 

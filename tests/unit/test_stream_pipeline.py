@@ -188,7 +188,7 @@ def test_bad_declarations_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="needs a Topic"):
         Stream([orders], "g", "p").to("out")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="needs a function"):
-        Stream([orders], "g", "p").map(42)  # type: ignore[arg-type]
+        Stream([orders], "g", "p").map(42)  # type: ignore[call-overload]
     with pytest.raises(ConfigError, match=r"\(predicate, topic\) pairs"):
         Stream([orders], "g", "p").route(out_a)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="at least one source topic"):

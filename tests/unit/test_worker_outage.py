@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from spate.brokers.base import Broker, Consumer, Producer
 from spate.clock import ManualClock
 from spate.config import Settings
 from spate.errors import ConnectError, PublishError, SpateError
+from spate.record import Record
 from spate.runtime.stats import ProcessorStats
 from spate.runtime.worker import Worker
 from spate.streams.stream import Stream
@@ -44,7 +44,7 @@ class Flaky:
         fetch = consumer.fetch
         self.consumers += 1
 
-        async def failing_fetch(max_records: int, timeout_s: float) -> Sequence[Any]:
+        async def failing_fetch(max_records: int, timeout_s: float) -> list[Record]:
             if self.fetches:
                 self.fetches -= 1
                 raise self.error
@@ -54,7 +54,7 @@ class Flaky:
         return consumer
 
     def producer(self, **kwargs: Any) -> Producer:
-        producer = self.make_producer(**kwargs)
+        producer: Producer = self.make_producer(**kwargs)
         flush = producer.flush
 
         async def failing_flush(timeout_s: float | None = None) -> None:
@@ -94,7 +94,7 @@ async def run_worker(
         stream.to(Topic.of("out", partitions=2, serde="raw"))
         flaky = Flaky(broker, error, fetches=fetches, flushes=flushes)
         broker.consumer = flaky.consumer  # type: ignore[method-assign]
-        broker.producer = flaky.producer  # type: ignore[method-assign]
+        broker.producer = flaky.producer  # type: ignore[method-assign, assignment]
         worker = Worker(
             "app",
             stream,

@@ -26,7 +26,7 @@ import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Literal, Protocol, Self, overload
 
 from spate.errors import CapabilityError, TopicNotFoundError
 from spate.record import Headers, Record, TopicPartition
@@ -208,21 +208,32 @@ class Producer(AsyncResource):
     async def flush(self, timeout_s: float | None = None) -> None:
         """Wait until every buffered record is acknowledged; raise PublishError if not."""
 
-    async def begin_transaction(self) -> None:
-        """Start a transaction (only where ``Capabilities.transactions``)."""
-        raise CapabilityError(f"{type(self).__name__} has no transactions")
 
+class TransactionalProducer(Producer):
+    """A producer whose sends can be one atomic unit with a consumer's offset commit.
+
+    Only brokers with ``Capabilities.transactions`` make one (``Broker.producer`` with
+    a ``transactional_id``), so a plain :class:`Producer` has no transaction methods
+    at all and exactly-once is typed to need this class. Between ``begin_transaction``
+    and its commit or abort, ``send`` buffers into the transaction and ``flush``
+    publishes nothing: the outputs become visible with the commit, or never.
+    """
+
+    @abc.abstractmethod
+    async def begin_transaction(self) -> None:
+        """Start a transaction; sends until its commit or abort belong to it."""
+
+    @abc.abstractmethod
     async def commit_transaction(
         self, consumer: Consumer, offsets: Mapping[TopicPartition, int]
     ) -> None:
         """Atomically publish what was sent since ``begin_transaction`` and commit
         ``offsets`` (each the last processed offset, as in :meth:`Consumer.commit`)
         for ``consumer``'s group. Raises FencedError if ownership was lost."""
-        raise CapabilityError(f"{type(self).__name__} has no transactions")
 
+    @abc.abstractmethod
     async def abort_transaction(self) -> None:
         """Drop everything sent since ``begin_transaction``."""
-        raise CapabilityError(f"{type(self).__name__} has no transactions")
 
 
 def topic_deleted(topic: str, group: str) -> TopicNotFoundError:
@@ -349,9 +360,36 @@ class Broker(AsyncResource):
     async def list_topics(self) -> list[TopicInfo]:
         """Every topic, sorted by name."""
 
-    @abc.abstractmethod
+    @overload
+    def producer(self) -> Producer: ...
+
+    @overload
+    def producer(self, *, transactional_id: str) -> TransactionalProducer: ...
+
+    @overload
+    def producer(self, *, transactional_id: str | None) -> Producer: ...
+
     def producer(self, *, transactional_id: str | None = None) -> Producer:
-        """A new producer; ``transactional_id`` makes it transactional (exactly-once)."""
+        """A new producer; ``transactional_id`` makes it a :class:`TransactionalProducer`
+        (exactly-once), which only a broker with ``Capabilities.transactions`` has."""
+        if transactional_id is None:
+            return self._new_producer()
+        if not self.capabilities.transactions:
+            raise CapabilityError(
+                f"broker {self.url} has no transactions; processing_guarantee="
+                "'exactly-once' publishes with dedup_id there instead (the broker drops "
+                "a re-published copy within its deduplication window)"
+            )
+        return self._new_transactional_producer(transactional_id)
+
+    @abc.abstractmethod
+    def _new_producer(self) -> Producer:
+        """A plain producer (``producer()``)."""
+
+    def _new_transactional_producer(self, transactional_id: str) -> TransactionalProducer:
+        """A transactional producer; brokers with ``Capabilities.transactions`` override
+        this (``producer`` refuses the others before asking)."""
+        raise CapabilityError(f"{type(self).__name__} makes no transactional producers")
 
     @abc.abstractmethod
     def consumer(

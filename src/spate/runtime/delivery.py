@@ -3,7 +3,9 @@
 The worker runs every batch as ``begin_batch`` → pipeline (returns the outputs) →
 ``end_batch``, which publishes them (or ``abort_batch`` when the pipeline raised).
 The strategy owns the producer: it decides how outputs and offsets become durable,
-and what a rebalance means for work that is not committed yet.
+and what a rebalance means for work that is not committed yet. The order in which a
+batch becomes durable (outputs → pre-commit hooks → flush → offsets) is the same for
+all three and lives once, in :class:`~spate.runtime.checkpoint.Checkpoint`.
 
 * :class:`AtLeastOnce` flushes the producer, then commits the batch's offsets: an
   offset is committed only after every output of its record was acknowledged. The
@@ -31,21 +33,23 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
-from spate.brokers.base import Consumer, Producer, TopicInfo
+from spate.brokers.base import Consumer, Producer, TopicInfo, TransactionalProducer
 from spate.errors import BrokerError, CommitError, FencedError, SpateError
 from spate.record import Record, TopicPartition
+from spate.runtime.checkpoint import Checkpoint, Offsets, PreCommit
 from spate.runtime.stats import ProcessorStats
 from spate.streams.stream import Output
 
 log = logging.getLogger("spate.runtime")
 
-Offsets = Mapping[TopicPartition, int]
+
+REVOKE_RETRY_DELAYS_S = (0.1, 0.2, 0.4, 0.8, 1.5)
+"""Pauses before asking again for a commit refused while partitions are revoked: 3 s
+in all, well inside a rebalance's deadline and longer than a group's usual pause."""
 
 
 class Delivery(Protocol):
     """How a processor makes a batch's outputs and offsets durable."""
-
-    producer: Producer
 
     async def begin_batch(self) -> None: ...
 
@@ -84,7 +88,7 @@ def first_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
     return first
 
 
-class AtLeastOnce:
+class AtLeastOnce(Checkpoint[Producer]):
     """Flush, then commit: never an offset whose outputs are not acknowledged.
 
     Pipelined (DESIGN §10): batch *n*'s flush and commit run in the background while
@@ -96,10 +100,15 @@ class AtLeastOnce:
     most what was not committed: normally the two batches in flight.
     """
 
-    def __init__(self, producer: Producer, consumer: Consumer, stats: ProcessorStats) -> None:
-        self.producer = producer
-        self.consumer = consumer
-        self.stats = stats
+    def __init__(
+        self,
+        producer: Producer,
+        consumer: Consumer,
+        stats: ProcessorStats,
+        *,
+        pre_commit: Sequence[PreCommit] = (),
+    ) -> None:
+        super().__init__(producer, consumer, stats, pre_commit=pre_commit)
         self._unsettled: list[dict[TopicPartition, int]] = []
         self._pending: dict[TopicPartition, int] = {}
         self._unconfirmed: dict[TopicPartition, int] = {}
@@ -113,15 +122,11 @@ class AtLeastOnce:
         if self._unsettled and self._settling is None:
             self._settling = asyncio.create_task(self._settle(wait=False))
 
-    async def end_batch(
-        self, outputs: Sequence[Output], through: Offsets, records: Sequence[Record]
-    ) -> None:
+    async def _before_send(self) -> None:
         await self._wait_settling()
-        self._send(outputs)
-        self._unsettled.append(dict(through))
 
-    def _send(self, outputs: Sequence[Output]) -> None:
-        self.producer.send_many(outputs)
+    async def _durable(self, through: Offsets, records: Sequence[Record]) -> None:
+        self._unsettled.append(dict(through))
 
     async def abort_batch(self, records: Sequence[Record]) -> None:
         await self._wait_settling()
@@ -135,10 +140,37 @@ class AtLeastOnce:
         return None
 
     async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        """Commit before the partitions go, asking again while the group refuses.
+
+        A group in the middle of a rebalance refuses commits for a moment (Kafka:
+        REBALANCE_IN_PROGRESS, or ILLEGAL_GENERATION for one sent before the new
+        generation was known). Nobody commits a released partition's offsets later
+        but its next owner, after re-reading what this member already processed,
+        so the last chance is here, and this runs at every stop too.
+        """
         await self.settle()
+        for delay_s in REVOKE_RETRY_DELAYS_S:
+            if not any(tp in self._pending for tp in partitions):
+                return
+            await asyncio.sleep(delay_s)
+            await self._commit(self._pending, wait=True)
+        refused = {tp: self._pending[tp] for tp in partitions if tp in self._pending}
+        if refused:
+            log.warning(
+                "event=commit_abandoned processor=%s partitions=%s offsets=%s; their next "
+                "owner resumes from the last commit",
+                self.stats.processor,
+                _names(refused),
+                ",".join(str(offset + 1) for _, offset in sorted(refused.items())),
+            )
+            self._forget(partitions)
 
     async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
         await self._wait_settling()
+        self._forget(partitions)
+
+    def _forget(self, partitions: Sequence[TopicPartition]) -> None:
+        """Never commit these partitions' offsets: this member does not own them."""
         for tp in partitions:
             self._pending.pop(tp, None)
             self._unconfirmed.pop(tp, None)
@@ -192,8 +224,11 @@ class AtLeastOnce:
         try:
             await self.consumer.commit(committing, wait=wait)
         except FencedError as exc:
-            # Another member owns some of these partitions now; what it re-reads it
-            # re-publishes (at-least-once). Keeping the offsets would fail forever.
+            # Offsets of partitions another member owns now are dropped: it re-reads and
+            # re-publishes them (at-least-once), and keeping them would fail forever.
+            # Those this member still owns are kept: Kafka refuses a commit sent with
+            # the generation a rebalance just replaced, though cooperative assignment
+            # left the partition here, and nothing else would ever commit it again.
             self.stats.commit_failures += 1
             log.warning(
                 "event=commit_fenced processor=%s partitions=%s error=%s",
@@ -201,9 +236,8 @@ class AtLeastOnce:
                 _names(committing),
                 exc,
             )
-            for tp in committing:
-                self._pending.pop(tp, None)
-                self._unconfirmed.pop(tp, None)
+            owned = self.consumer.assignment()
+            self._forget([tp for tp in committing if tp not in owned])
             return
         except CommitError as exc:
             # Kept pending: the next commit covers these offsets too.
@@ -247,8 +281,9 @@ class EffectivelyOnce(AtLeastOnce):
         *,
         prefix: str,
         describe: Callable[[str], Awaitable[TopicInfo]],
+        pre_commit: Sequence[PreCommit] = (),
     ) -> None:
-        super().__init__(producer, consumer, stats)
+        super().__init__(producer, consumer, stats, pre_commit=pre_commit)
         self.prefix = prefix
         self._describe = describe
         self._heads: dict[str, str] = {}
@@ -290,24 +325,22 @@ class EffectivelyOnce(AtLeastOnce):
             send(out_topic, value, key=key, dedup_id=dedup_id)
 
 
-class ExactlyOnce:
-    """One producer transaction per batch; its commit also commits the offsets."""
+class ExactlyOnce(Checkpoint[TransactionalProducer]):
+    """One producer transaction per batch; its commit also commits the offsets.
 
-    def __init__(self, producer: Producer, consumer: Consumer, stats: ProcessorStats) -> None:
-        self.producer = producer
-        self.consumer = consumer
-        self.stats = stats
-        self._open = False
+    The outputs and the pre-commit hooks' writes are sent inside the transaction, and
+    the transaction's commit flushes them and commits the offsets as one unit.
+    """
+
+    _open = False
+    """A transaction is open (begun, neither committed nor aborted)."""
 
     async def begin_batch(self) -> None:
         await self.producer.begin_transaction()
         self._open = True
 
-    async def end_batch(
-        self, outputs: Sequence[Output], through: Offsets, records: Sequence[Record]
-    ) -> None:
+    async def _durable(self, through: Offsets, records: Sequence[Record]) -> None:
         try:
-            self.producer.send_many(outputs)
             await self.producer.commit_transaction(self.consumer, through)
         except (FencedError, BrokerError) as exc:
             self.stats.commit_failures += 1
@@ -327,6 +360,9 @@ class ExactlyOnce:
             return
         self._open = False
         self.stats.commits += 1
+
+    async def _hook_failed(self) -> None:
+        await self.discard()
 
     async def abort_batch(self, records: Sequence[Record]) -> None:
         if self._open:

@@ -27,6 +27,7 @@ committed offsets. ``ProcessorStats.connected`` is False meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -35,12 +36,14 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import Any
 
-from spate.brokers.base import Broker, Consumer, Producer
+from spate.brokers.base import Broker, Consumer, Producer, TransactionalProducer
 from spate.clock import SYSTEM_CLOCK, Clock
 from spate.config import Settings
-from spate.errors import SpateError
+from spate.errors import FencedError, SpateError
 from spate.outage import Outage
+from spate.partitions import LeaseEpochs, PartitionContext, Partitions
 from spate.record import Record, TopicPartition
+from spate.runtime.checkpoint import PreCommit
 from spate.runtime.delivery import AtLeastOnce, Delivery, EffectivelyOnce, ExactlyOnce
 from spate.runtime.errors import ErrorPolicy, error_policy
 from spate.runtime.stats import ProcessorStats
@@ -86,6 +89,13 @@ class Worker:
             log, f"app={app_name} processor={stream.name} group={stream.group}", clock=clock
         )
         self._delivery: Delivery | None = None
+        self._consumer: Consumer | None = None
+        self.partitions: Partitions = {}
+        """A context per partition owned now: made on assignment, dropped on
+        revocation or loss. The same dict for the worker's life (pipelines hold it)."""
+        self.pre_commit: list[PreCommit] = []
+        """Hooks every batch runs before its offsets are committed (state flushes,
+        changelog writes, dead letters: see :mod:`spate.runtime.checkpoint`)."""
         self._serdes: dict[str, Serde[Any]] = {t.name: t.serde for t in stream.topics}
         self._fast_decoders = {name: fast_decoder(serde) for name, serde in self._serdes.items()}
         self._fast_decode = next(iter(self._fast_decoders.values()))
@@ -102,8 +112,25 @@ class Worker:
             self.stream.group,
             _partitions(partitions),
         )
+        epoch_of = self._lease_epochs(partitions)
+        for tp in partitions:
+            self.partitions[tp] = PartitionContext(tp, self.clock, epoch_of.get(tp))
         if self._delivery is not None:
             await self._delivery.on_assigned(partitions)
+
+    def _lease_epochs(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        consumer: object = self._consumer  # leased consumers (local, NATS, Redis)
+        if not isinstance(consumer, LeaseEpochs):
+            return {}
+        epochs: dict[TopicPartition, int] = {}
+        for tp in partitions:
+            with contextlib.suppress(FencedError):  # taken over already: no epoch to keep
+                epochs.update(consumer.epochs([tp]))
+        return epochs
+
+    def _drop_contexts(self, partitions: Sequence[TopicPartition]) -> None:
+        for tp in partitions:
+            self.partitions.pop(tp, None)
 
     async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
         self.stats.rebalances += 1
@@ -115,8 +142,11 @@ class Worker:
             self.stream.group,
             _partitions(partitions),
         )
-        if self._delivery is not None:
-            await self._delivery.on_revoked(partitions)
+        try:
+            if self._delivery is not None:
+                await self._delivery.on_revoked(partitions)
+        finally:
+            self._drop_contexts(partitions)
 
     async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
         self.stats.rebalances += 1
@@ -129,6 +159,7 @@ class Worker:
             self.stream.group,
             _partitions(partitions),
         )
+        self._drop_contexts(partitions)
         if self._delivery is not None:
             await self._delivery.on_lost(partitions)
 
@@ -143,6 +174,7 @@ class Worker:
         return f"{self.app_name}.{self.stream.name}.{instance}"
 
     def _make_producer(self, exactly_once: bool) -> Producer:
+        """Transactional where exactly-once has transactions; plain otherwise."""
         if exactly_once and self.broker.capabilities.transactions:
             return self.broker.producer(transactional_id=self._transactional_id())
         return self.broker.producer()
@@ -151,10 +183,11 @@ class Worker:
         self, producer: Producer, exactly_once: bool, consumer: Consumer
     ) -> Delivery:
         """Transactions where the broker has them; else, for exactly-once, dedup ids."""
+        hooks = self.pre_commit
+        if isinstance(producer, TransactionalProducer):
+            return ExactlyOnce(producer, consumer, self.stats, pre_commit=hooks)
         if not exactly_once:
-            return AtLeastOnce(producer, consumer, self.stats)
-        if self.broker.capabilities.transactions:
-            return ExactlyOnce(producer, consumer, self.stats)
+            return AtLeastOnce(producer, consumer, self.stats, pre_commit=hooks)
         prefix = f"{self.app_name}/{self.stream.group}/{self.stream.name}"
         return EffectivelyOnce(
             producer,
@@ -162,6 +195,7 @@ class Worker:
             self.stats,
             prefix=prefix,
             describe=self.broker.describe_topic,
+            pre_commit=hooks,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -203,6 +237,8 @@ class Worker:
         finally:
             self.stats.running = False
             self._delivery = None
+            self._consumer = None
+            self.partitions.clear()
             log.log(
                 logging.ERROR if error is not None else logging.INFO,
                 "event=stop app=%s processor=%s consumed=%d produced=%d errors=%d duplicates=%d%s",
@@ -226,7 +262,9 @@ class Worker:
             instance_id=settings.instance_id,
         )
         self._delivery = delivery = self._make_delivery(producer, exactly_once, consumer)
-        pipeline = self.stream.compile(self.policy.record_failed)
+        self._consumer = consumer
+        self.partitions.clear()  # a session that ended without closing left its own
+        pipeline = self.stream.compile(self.policy.record_failed, self.partitions)
         outage = self._outage
         try:
             await consumer.start()

@@ -31,14 +31,15 @@ import asyncio
 import inspect
 import linecache
 import textwrap
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Generic, TypeVar, overload
 
 from spate.errors import ConfigError
-from spate.record import Record
+from spate.partitions import PartitionContext
+from spate.record import Record, TopicPartition
 from spate.serde import encode_key, fast_encoder
 from spate.topic import Topic
 
@@ -75,6 +76,9 @@ class Pipeline:
     """A compiled stream: stages applied in order to each batch."""
 
     stages: tuple[Stage, ...]
+    partitions: Mapping[TopicPartition, PartitionContext] = field(default_factory=dict)
+    """The worker's context per owned partition (:mod:`spate.partitions`), for stages
+    that keep state per partition: they look up their records' partitions, per batch."""
 
     @property
     def is_async(self) -> bool:
@@ -410,9 +414,12 @@ class Stream(Generic[T]):
                 found.append(op.topic)
         return tuple(found)
 
-    def compile(self, fail: Fail) -> Pipeline:
+    def compile(
+        self, fail: Fail, partitions: Mapping[TopicPartition, PartitionContext] | None = None
+    ) -> Pipeline:
         """The pipeline for one worker; a user function that raises for a record calls
-        ``fail(record, exc)``. It returns what to publish and publishes nothing itself."""
+        ``fail(record, exc)``. It returns what to publish and publishes nothing itself.
+        ``partitions`` is the worker's live context per owned partition."""
         stages: list[Stage] = []
         for op in self._ops:
             if op.kind == "to":
@@ -425,7 +432,7 @@ class Stream(Generic[T]):
                 stages.append(_stage(op.kind, op.fn, fail))
         if self._terminal is None:
             stages.append(Stage("end", _discard, False))
-        return Pipeline(tuple(stages))
+        return Pipeline(tuple(stages), {} if partitions is None else partitions)
 
 
 def _discard(batch: Batch) -> list[Output]:

@@ -1,21 +1,24 @@
 """A broker that stops answering: every call fails with a spate error (never a
-confluent-kafka one), and a transaction whose commit timed out is recovered by
-recreating the producer. Each test owns a private Tansu (it starts in milliseconds),
-since these tests pause or kill the server."""
+confluent-kafka one), a transaction whose commit timed out is recovered by recreating
+the producer, and a broker that is down is named within seconds. Each test owns a
+private Tansu (it starts in milliseconds), since these tests pause or kill the server."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import spate
-from spate.errors import CommitError, PublishError, SpateError
+from spate.app import App
+from spate.errors import CommitError, ConfigError, ConnectError, PublishError, SpateError
 from spate.record import TopicPartition
-from spate.testing.kafka_server import ServerProcess, ServerUnavailable, start_tansu
+from spate.testing.kafka_server import ServerProcess, ServerUnavailable, free_port, start_tansu
 
 TANSU_GROUPS = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 400}
 """Tansu holds a JoinGroup for about half the session timeout."""
@@ -89,3 +92,57 @@ async def test_with_the_server_gone_every_call_is_a_spate_error(
                 pytest.fail(f"{what} did not fail")
         await consumer.close()
         await producer.close()
+
+
+DOWN_WITHIN_S = 10.0
+"""A bound on noticing that no broker answers (the default probe waits 5 s), not a
+speed claim: librdkafka itself would wait for the 30 s request timeout."""
+
+
+async def test_connecting_to_a_closed_port_fails_soon_naming_the_address() -> None:
+    address = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(ConnectError, match=rf"cannot reach Kafka at kafka://{address} within"):
+        async with spate.connect(f"kafka://{address}"):
+            pass
+    assert time.monotonic() - started < DOWN_WITHIN_S
+
+
+async def test_an_app_on_a_closed_port_fails_to_start_soon_naming_the_address() -> None:
+    address = f"127.0.0.1:{free_port()}"
+    app = App("down", broker=f"kafka://{address}")
+
+    @app.handler(app.topic("in"))
+    def ignore(value: object) -> None:
+        return None
+
+    started = time.monotonic()
+    with pytest.raises(ConnectError, match=rf"kafka://{address}"):
+        await app.run_async()
+    assert time.monotonic() - started < DOWN_WITHIN_S
+
+
+@pytest.mark.parametrize("value", [0, -1, "soon"])
+def test_connect_timeout_must_be_a_positive_number_of_seconds(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"connect_timeout_s=.* positive number of seconds"):
+        spate.connect("kafka://127.0.0.1:9092", connect_timeout_s=value)
+
+
+async def test_a_consumer_says_at_once_that_the_broker_went_down(
+    private_tansu: ServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with spate.connect(private_tansu.url, timeout_s=5, kafka_config=TANSU_GROUPS) as broker:
+        await broker.create_topic("t", 1)
+        async with broker.producer() as producer:
+            producer.send("t", b"x")
+        consumer = broker.consumer(["t"], "g")
+        while not await consumer.fetch(10, 0.5):
+            pass
+        with caplog.at_level(logging.WARNING, logger="spate.kafka"):
+            private_tansu.stop()
+            deadline = time.monotonic() + DOWN_WITHIN_S
+            while "event=broker_unavailable" not in caplog.text:
+                assert time.monotonic() < deadline, "the outage was not reported"
+                await consumer.fetch(10, 0.2)  # serves librdkafka's error callback
+        assert f"event=broker_unavailable address={private_tansu.url} group=g" in caplog.text
+        await consumer.close()

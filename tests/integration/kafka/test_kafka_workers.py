@@ -14,6 +14,7 @@ import signal
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -169,7 +170,7 @@ async def test_exactly_once_through_three_sigkills_per_worker(
     kills_at: list[int] = []
     for kill in range(6):
         threshold = count * (20 + 8 * kill) // 100
-        await wait_for(lambda t=threshold: _above(kafka, workers, t), 90, f"{threshold} done")
+        await wait_for(partial(_above, kafka, workers, threshold), 90, f"{threshold} done")
         victim = live[kill % 2]
         victim.send_signal(signal.SIGKILL)
         victim.wait(5)

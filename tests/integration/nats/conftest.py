@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from nats_workers import Cluster
 
 import spate
+from nats_workers import Cluster
 from spate.brokers.nats import NatsBroker
 from spate.testing.nats_server import NatsServer, nats_test_url
 

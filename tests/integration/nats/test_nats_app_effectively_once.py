@@ -26,10 +26,11 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 
 import pytest
-from nats_workers import Cluster
 
+from nats_workers import Cluster
 from worker_processes import answered, assert_per_key_order, duplicated, numbers, wait_until
 
 pytestmark = pytest.mark.slow
@@ -43,6 +44,10 @@ def working(cluster: Cluster) -> list[subprocess.Popen[bytes]]:
     found = [w for w in cluster.live() if w.pid in owners]
     assert found, "no live worker owns a partition"
     return found
+
+
+def committed_at_least(cluster: Cluster, count: int) -> bool:
+    return cluster.committed() >= count
 
 
 @pytest.mark.parametrize("keyed", [True, False], ids=["keyed", "unkeyed"])
@@ -61,7 +66,7 @@ def test_each_input_answered_exactly_once_through_three_kills(
     # Each kill waits for a random amount of progress, then a random fraction of a batch.
     for low, high in ((0.1, 0.3), (0.35, 0.55), (0.6, 0.8)):
         target = int(COUNT * rng.uniform(low, high))
-        wait_until(lambda t=target: cluster.committed() >= t, 30, f"{target} inputs committed")
+        wait_until(partial(committed_at_least, cluster, target), 30, f"{target} inputs committed")
         time.sleep(rng.uniform(0, 0.05))
         victim = rng.choice(working(cluster))
         victim.send_signal(signal.SIGKILL)

@@ -20,11 +20,12 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
-from nats_workers import PARTITIONS
 
+from nats_workers import PARTITIONS
 from spate.testing.nats_server import NatsServer
 from worker_processes import (
     answered,
@@ -68,6 +69,13 @@ async def fill(url: str, source: str, target: str, count: int) -> None:
     await produce(url, source, 0, count)
 
 
+def spawn(command: list[str], log: Path, **options: Any) -> subprocess.Popen[bytes]:
+    """``command`` with its stderr in ``log``: the child writes its own copy of the file,
+    and this process closes its copy at once instead of leaking it."""
+    with log.open("wb") as stderr:
+        return subprocess.Popen(command, stderr=stderr, **options)
+
+
 def committed(url: str, group: str, topic: str) -> int:
     return sum(asyncio.run(positions(url, group, topic)).values())
 
@@ -83,12 +91,8 @@ def test_outputs_exactly_once_after_three_kills(tmp_path: Path, nats_url: str) -
     workers: list[subprocess.Popen[bytes]] = []
 
     def start() -> None:
-        workers.append(
-            subprocess.Popen(
-                [sys.executable, str(script), url, source, target, group],
-                stderr=(tmp_path / f"w{len(workers)}.log").open("wb"),
-            )
-        )
+        command = [sys.executable, str(script), url, source, target, group]
+        workers.append(spawn(command, tmp_path / f"w{len(workers)}.log"))
 
     try:
         start()
@@ -135,15 +139,8 @@ def test_workers_ride_out_a_hard_server_restart(tmp_path: Path, own_server: Nats
     (tmp_path / "restartapp.py").write_text(APP_MODULE)
     env = {**os.environ, "R_IN": source, "R_OUT": target, "R_GROUP": group}
     settings = orjson.dumps({"broker": url}).decode()
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "spate.cli.worker", "restartapp:app", settings],
-            cwd=tmp_path,
-            env=env,
-            stderr=(tmp_path / f"w{i}.log").open("wb"),
-        )
-        for i in range(2)
-    ]
+    command = [sys.executable, "-m", "spate.cli.worker", "restartapp:app", settings]
+    workers = [spawn(command, tmp_path / f"w{i}.log", cwd=tmp_path, env=env) for i in range(2)]
     try:
         wait_until(lambda: committed(url, group, source) >= 1000, 30, "progress before the restart")
         own_server.kill()

@@ -46,6 +46,7 @@ async def test_commit_is_an_ack_floor_and_a_new_owner_resumes_after_it(
         await first.commit({tp: 59})
         (info,) = await group_consumers(broker.js, stream_name(topic, 0), "g")
         assert info.config.ack_policy == "all"
+        assert info.ack_floor is not None
         assert info.ack_floor.stream_seq == 60  # confirmed before commit returned
         assert info.num_ack_pending == 40
         (row,) = await broker.lag("g", [topic])

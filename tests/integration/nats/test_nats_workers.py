@@ -15,8 +15,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from nats_workers import PARTITIONS, Cluster
 
+from nats_workers import PARTITIONS, Cluster
 from spate.testing.nats_server import NatsServer
 from worker_processes import (
     answered,

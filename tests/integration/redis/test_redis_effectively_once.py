@@ -129,7 +129,8 @@ def test_three_sigkills_leave_each_result_exactly_once(redis_url: str, tmp_path:
             proc.wait(5)
     results: Counter[int] = Counter()
     for p in range(PARTITIONS):
-        for _id, fields in admin.xrange(f"{sink}:{p}"):
+        for _id, fields in admin.xrange(f"{sink}:{p}") or []:
+            assert fields is not None
             results[orjson.loads(fields[b"v"])["n"]] += 1
     assert set(results) == set(range(count))
     duplicated = {n: c for n, c in results.items() if c > 1}

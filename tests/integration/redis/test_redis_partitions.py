@@ -102,7 +102,7 @@ async def test_takeover_claims_pending_entries_and_redelivers_them_in_order(
     records, _ = await streams.read("g", "old", [ReadRequest(TP, old, 0, 6)])
     assert [r.offset for r in records] == [0, 1, 2, 3, 4, 5]
     await streams.commit("g", {TP: (2, old)})
-    admin = redis.Redis(**_conn(broker))
+    admin = _admin(broker)
     assert admin.xpending("orders:0", "g")["pending"] == 3, "0..2 acked; 3..5 pending"
     await asyncio.sleep(0.3)
     new = await store.acquire("g", TP, "new", 5.0)
@@ -188,12 +188,12 @@ async def test_lag_is_computed_on_every_version_and_matches_redis_7(broker: Redi
         (0, 5, 8, 3),
         (1, None, 0, 0),
     ]
-    admin = redis.Redis(**_conn(broker))
+    admin = _admin(broker)
     group = admin.xinfo_groups("orders:0")[0]
     if "lag" in group:
         assert group["lag"] == 0, "Redis counts delivered entries; spate counts committed ones"
 
 
-def _conn(broker: RedisBroker) -> dict[str, object]:
+def _admin(broker: RedisBroker) -> redis.Redis:
     kwargs = broker.client.redis.connection_pool.connection_kwargs
-    return {"host": kwargs["host"], "port": kwargs["port"], "db": kwargs["db"]}
+    return redis.Redis(host=kwargs["host"], port=kwargs["port"], db=kwargs["db"])

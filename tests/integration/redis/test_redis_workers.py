@@ -56,7 +56,7 @@ class Workers(worker_processes.Workers):
             member = self.admin.hget(
                 keys.lease(TopicPartition(self.inputs, p), self.group), "member"
             )
-            if member:
+            if isinstance(member, bytes):
                 owners[p] = int(member.decode().split("-")[-2])
         return owners
 
@@ -81,7 +81,8 @@ def answered(workers: Workers) -> list[int]:
     """Every n in the output topic, partition by partition in offset order."""
     found: list[int] = []
     for p in range(PARTITIONS):
-        for _id, fields in workers.admin.xrange(f"{workers.outputs}:{p}"):
+        for _id, fields in workers.admin.xrange(f"{workers.outputs}:{p}") or []:
+            assert fields is not None
             found.append(orjson.loads(fields[b"v"])["n"])
     return found
 

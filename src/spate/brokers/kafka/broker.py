@@ -43,14 +43,14 @@ from spate.brokers.base import (
 from spate.brokers.kafka.config import KafkaSettings, create_client
 from spate.brokers.kafka.consumer import KafkaConsumer
 from spate.brokers.kafka.errors import error_of, map_error
-from spate.brokers.kafka.producer import KafkaProducer
+from spate.brokers.kafka.probe import probe
+from spate.brokers.kafka.producer import KafkaProducer, KafkaTransactionalProducer
 from spate.brokers.kafka.reader import READER_GROUP, KafkaReader
 from spate.brokers.lifecycle import OwningBroker
 from spate.brokers.url import BrokerURL
 from spate.errors import (
     ClosedError,
     ConfigError,
-    ConnectError,
     TopicExistsError,
     TopicNotFoundError,
 )
@@ -105,10 +105,7 @@ class KafkaBroker(OwningBroker):
         if self._closed:
             raise ClosedError(f"{self.url} was closed")
         admin = create_client(AdminClient, self._settings.admin())
-        try:
-            await asyncio.to_thread(admin.list_topics, None, self._settings.timeout_s)
-        except KafkaException as exc:
-            raise ConnectError(f"cannot reach Kafka at {self.url}: {exc}") from exc
+        await probe(admin, self.url, self._settings.connect_timeout_s)
         self._admin = admin
 
     async def _disconnect(self) -> None:
@@ -230,10 +227,21 @@ class KafkaBroker(OwningBroker):
 
     # -- clients ----------------------------------------------------------------------
 
-    def producer(self, *, transactional_id: str | None = None) -> KafkaProducer:
+    def _new_producer(self) -> KafkaProducer:
         self._client()
         return self._track(
             KafkaProducer(
+                self._settings.producer(None),
+                url=self.url,
+                timeout_s=self._settings.timeout_s,
+                owner=self,
+            )
+        )
+
+    def _new_transactional_producer(self, transactional_id: str) -> KafkaTransactionalProducer:
+        self._client()
+        return self._track(
+            KafkaTransactionalProducer(
                 self._settings.producer(transactional_id),
                 url=self.url,
                 timeout_s=self._settings.timeout_s,
@@ -259,6 +267,7 @@ class KafkaBroker(OwningBroker):
                 listener,
                 url=self.url,
                 timeout_s=self._settings.timeout_s,
+                connect_timeout_s=self._settings.connect_timeout_s,
                 owner=self,
             )
         )

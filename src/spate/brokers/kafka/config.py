@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaException
 
+from spate.brokers.kafka.probe import DEFAULT_CONNECT_TIMEOUT_S
 from spate.brokers.url import BrokerURL
 from spate.errors import ConfigError
 
@@ -75,7 +76,7 @@ CONSUMER_DEFAULTS: Mapping[str, Any] = {
 """``read_committed`` by default: free for topics without transactions, and the only
 correct choice for topics written by exactly-once apps."""
 
-SPATE_OPTIONS = ("kafka_config", "replication_factor", "timeout_s")
+SPATE_OPTIONS = ("kafka_config", "replication_factor", "timeout_s", "connect_timeout_s")
 """Options of ``spate.connect(url, ...)`` that are spate's own, not librdkafka's."""
 
 
@@ -98,6 +99,10 @@ class KafkaSettings:
             raise ConfigError("kafka_config must be a mapping of librdkafka properties")
         self.replication_factor = int(options.get("replication_factor", -1))
         self.timeout_s = float(options.get("timeout_s", 30.0))
+        self.connect_timeout_s = _positive(
+            "connect_timeout_s",
+            options.get("connect_timeout_s", min(DEFAULT_CONNECT_TIMEOUT_S, self.timeout_s)),
+        )
         base: dict[str, Any] = {
             "bootstrap.servers": ",".join(f"{h}:{p}" for h, p in parsed.host_list(DEFAULT_PORT)),
             "client.id": "spate",
@@ -131,6 +136,19 @@ class KafkaSettings:
         if instance_id is not None:
             overrides["group.instance.id"] = instance_id
         return self._merge(CONSUMER_DEFAULTS, overrides)
+
+
+def _positive(name: str, value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not seconds > 0:
+        raise ConfigError(
+            f"kafka broker: {name}={value!r} is not a positive number of seconds; "
+            f"write e.g. {name}=5"
+        )
+    return seconds
 
 
 ClientT = TypeVar("ClientT")

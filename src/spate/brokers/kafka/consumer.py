@@ -35,6 +35,7 @@ from confluent_kafka import KafkaError, KafkaException
 from spate.brokers.base import Consumer, NullListener, RebalanceListener, topic_deleted
 from spate.brokers.kafka.config import create_client
 from spate.brokers.kafka.errors import TOPIC_GONE, UNRECOVERABLE, map_error
+from spate.brokers.kafka.probe import DEFAULT_CONNECT_TIMEOUT_S, probe
 from spate.brokers.lifecycle import OwningBroker
 from spate.errors import ClosedError, CommitError, FencedError, TopicNotFoundError
 from spate.record import Record, TopicPartition
@@ -56,6 +57,7 @@ class KafkaConsumer(Consumer):
         *,
         url: str,
         timeout_s: float,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         rebalance_timeout_s: float = 60.0,
         owner: OwningBroker | None = None,
     ) -> None:
@@ -66,6 +68,7 @@ class KafkaConsumer(Consumer):
         self._offset_reset = str(config.get("auto.offset.reset", "earliest"))
         self._url = url
         self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s
         self._rebalance_timeout_s = rebalance_timeout_s
         self._consumer: ck.Consumer = create_client(
             ck.Consumer, {**config, "error_cb": self._on_error, "on_commit": self._on_commit}
@@ -98,10 +101,7 @@ class KafkaConsumer(Consumer):
         if self._closed:
             raise ClosedError("start of a closed Kafka consumer")
         self._loop = asyncio.get_running_loop()
-        try:
-            metadata = await asyncio.to_thread(self._consumer.list_topics, None, self._timeout_s)
-        except KafkaException as exc:
-            raise map_error(exc, f"connect to {self._url}") from exc
+        metadata = await probe(self._consumer, self._url, self._connect_timeout_s)
         missing = self._missing_topics(metadata)
         if missing:
             raise TopicNotFoundError(
@@ -176,10 +176,22 @@ class KafkaConsumer(Consumer):
         )
 
     def _on_error(self, error: KafkaError) -> None:
+        """librdkafka retries a lost broker for ever: say at the first sign (every
+        connection down) which address stopped answering."""
         if error.fatal() or error.code() in UNRECOVERABLE:
             self._fatal = error
         elif error.code() in TOPIC_GONE:
             self._topic_gone = True
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            # librdkafka reports it once per outage: when the last connection drops.
+            logger.warning(
+                "event=broker_unavailable address=%s group=%s error=%s; librdkafka keeps "
+                "reconnecting",
+                self._url,
+                self.group,
+                error.str(),
+            )
+            return
         logger.warning("event=client_error group=%s url=%s error=%s", self.group, self._url, error)
 
     def _run_listener(self, coroutine: Coroutine[Any, Any, None], what: str) -> None:
@@ -245,7 +257,10 @@ class KafkaConsumer(Consumer):
             offset = self._pending_seeks.pop(TopicPartition(p.topic, p.partition), None)
             if offset is not None:
                 p.offset = offset
-        self._report_retention_gaps(consumer, [p for p in partitions if p.offset < 0])
+        if not self._closing:
+            # Closing, nothing will be read: asking for committed offsets there only
+            # waits (for timeout_s) on a group that this member is leaving.
+            self._report_retention_gaps(consumer, [p for p in partitions if p.offset < 0])
         consumer.incremental_assign(partitions)
 
     def _report_retention_gaps(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import confluent_kafka as ck
 from confluent_kafka import KafkaError, KafkaException
 
-from spate.brokers.base import Consumer, Outgoing, Producer
+from spate.brokers.base import Consumer, Outgoing, Producer, TransactionalProducer
 from spate.brokers.kafka.config import create_client
 from spate.brokers.kafka.errors import error_of, is_fencing, map_error
 from spate.brokers.lifecycle import OwningBroker
@@ -69,14 +69,12 @@ class KafkaProducer(Producer):
         self._config = {**config, "on_delivery": self._on_delivery}
         self._url = url
         self._timeout_s = timeout_s
-        self._transactional = "transactional.id" in config
         self._producer: ck.Producer = create_client(ck.Producer, self._config)
         self._partitioner = Partitioner()
         self._partition_counts: dict[str, int] = {}
         self._failures: list[tuple[str, bytes | None, KafkaError]] = []
         self._sent = 0
         self._started = False
-        self._initialised_once = False
         self._closed = False
 
     def _on_delivery(self, error: KafkaError | None, message: ck.Message) -> None:
@@ -85,24 +83,6 @@ class KafkaProducer(Producer):
             self._failures.append((message.topic() or "?", message.key(), error))
 
     async def start(self) -> None:
-        """Initialise transactions (transactional producers): the first time, this is
-        the probe that the broker supports them; every time, it fences any older
-        producer with the same id and finishes its open transaction."""
-        if self._started:
-            return
-        if self._transactional:
-            try:
-                await asyncio.to_thread(self._producer.init_transactions, self._timeout_s)
-            except KafkaException as exc:
-                if self._initialised_once:
-                    raise map_error(exc, "re-initialise transactions", CommitError) from exc
-                raise CapabilityError(
-                    f"exactly-once needs Kafka transactions, but {self._url} could not "
-                    f"initialise them ({exc}); use a broker with transactions enabled (on a "
-                    f"single node set transaction.state.log.replication.factor=1 and "
-                    f"transaction.state.log.min.isr=1) or processing_guarantee='at-least-once'"
-                ) from exc
-            self._initialised_once = True
         self._started = True
 
     def _partitions(self, topic: str) -> int:
@@ -232,14 +212,53 @@ class KafkaProducer(Producer):
                 f"{remaining} record(s) not acknowledged by {self._url} within {timeout}s"
             )
 
-    def _require_transactional(self) -> None:
-        if not self._transactional:
-            raise ConfigError("transactions need a producer created with transactional_id=...")
+    async def close(self) -> None:
+        """Flush what was sent, then release the client; idempotent."""
+        if self._closed:
+            return
+        try:
+            await asyncio.to_thread(self._producer.flush, self._timeout_s)
+        finally:
+            self._closed = True
+            if self._owner is not None:
+                self._owner.forget(self)
+        self._raise_failures()
+
+
+class KafkaTransactionalProducer(KafkaProducer, TransactionalProducer):
+    """A Kafka producer with a ``transactional.id``: its outputs and the consumer's
+    offsets commit as one Kafka transaction (KIP-447: fenced by the group generation)."""
+
+    _initialised_once = False
+    """``init_transactions`` succeeded before: a later failure is not a capability
+    problem but a broker one."""
+
+    async def start(self) -> None:
+        """Initialise transactions (transactional producers): the first time, this is
+        the probe that the broker supports them; every time, it fences any older
+        producer with the same id and finishes its open transaction."""
+        if self._started:
+            return
+        try:
+            await asyncio.to_thread(self._producer.init_transactions, self._timeout_s)
+        except KafkaException as exc:
+            if self._initialised_once:
+                raise map_error(exc, "re-initialise transactions", CommitError) from exc
+            raise CapabilityError(
+                f"exactly-once needs Kafka transactions, but {self._url} could not "
+                f"initialise them ({exc}); use a broker with transactions enabled (on a "
+                f"single node set transaction.state.log.replication.factor=1 and "
+                f"transaction.state.log.min.isr=1) or processing_guarantee='at-least-once'"
+            ) from exc
+        self._initialised_once = True
+        self._started = True
+
+    def _require_open(self) -> None:
         if self._closed:
             raise ClosedError("transaction on a closed Kafka producer")
 
     async def begin_transaction(self) -> None:
-        self._require_transactional()
+        self._require_open()
         if not self._started:
             await self.start()
         try:
@@ -250,7 +269,7 @@ class KafkaProducer(Producer):
     async def commit_transaction(
         self, consumer: Consumer, offsets: Mapping[TopicPartition, int]
     ) -> None:
-        self._require_transactional()
+        self._require_open()
         from spate.brokers.kafka.consumer import KafkaConsumer
 
         if not isinstance(consumer, KafkaConsumer):
@@ -276,7 +295,7 @@ class KafkaProducer(Producer):
         )
 
     async def abort_transaction(self) -> None:
-        self._require_transactional()
+        self._require_open()
         self._failures.clear()
         try:
             await asyncio.to_thread(self._producer.abort_transaction, self._timeout_s)
@@ -326,15 +345,3 @@ class KafkaProducer(Producer):
         self._producer = create_client(ck.Producer, self._config)
         self._failures.clear()
         self._started = False
-
-    async def close(self) -> None:
-        """Flush what was sent, then release the client; idempotent."""
-        if self._closed:
-            return
-        try:
-            await asyncio.to_thread(self._producer.flush, self._timeout_s)
-        finally:
-            self._closed = True
-            if self._owner is not None:
-                self._owner.forget(self)
-        self._raise_failures()

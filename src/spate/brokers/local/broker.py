@@ -48,12 +48,13 @@ from spate.brokers.base import (
     ReaderStart,
     RebalanceListener,
     TopicInfo,
+    TransactionalProducer,
 )
 from spate.brokers.leased import DEFAULT_LEASE_TTL_S
 from spate.brokers.lifecycle import OwningBroker
 from spate.brokers.local import log, retention
 from spate.brokers.local.consumer import LocalConsumer
-from spate.brokers.local.producer import LocalProducer
+from spate.brokers.local.producer import LocalProducer, LocalTransactionalProducer
 from spate.brokers.local.reader import LocalReader
 from spate.brokers.local.storage import (
     Database,
@@ -240,8 +241,11 @@ class LocalBroker(OwningBroker):
 
     # -- clients -------------------------------------------------------------------------
 
-    def producer(self, *, transactional_id: str | None = None) -> Producer:
-        return self._track(LocalProducer(self, transactional_id))
+    def _new_producer(self) -> Producer:
+        return self._track(LocalProducer(self))
+
+    def _new_transactional_producer(self, transactional_id: str) -> TransactionalProducer:
+        return self._track(LocalTransactionalProducer(self, transactional_id))
 
     def consumer(
         self,

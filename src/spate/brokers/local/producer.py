@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from spate.brokers.base import Consumer, Producer
+from spate.brokers.base import Consumer, Producer, TransactionalProducer
 from spate.brokers.local import log
 from spate.brokers.local.consumer import LocalConsumer
 from spate.brokers.local.storage import write_transaction
@@ -29,15 +29,15 @@ class LocalProducer(Producer):
     """Producer of the embedded broker. ``flush`` returns once the batch is committed
     to SQLite (with ``synchronous=FULL``: on disk)."""
 
-    def __init__(self, broker: LocalBroker, transactional_id: str | None) -> None:
+    def __init__(self, broker: LocalBroker) -> None:
         self._broker = broker
         self._db = broker.db
-        self.transactional_id = transactional_id
         self._buffer: list[log.Send] = []
         self._partitioner = Partitioner()
         self._lock = asyncio.Lock()
-        self._in_transaction = False
         self._closed = False
+        self._accepting = True
+        """``send`` buffers (one check per send, whatever the reason it may not)."""
         self._now_ms = broker.clock.time_ms
 
     def send(
@@ -51,18 +51,16 @@ class LocalProducer(Producer):
         timestamp_ms: int | None = None,
         dedup_id: str | None = None,
     ) -> None:
-        if self._closed:
-            raise ClosedError("producer is closed")
-        if self.transactional_id is not None and not self._in_transaction:
-            raise PublishError(
-                f"transactional producer {self.transactional_id!r}: call "
-                "begin_transaction() before send()"
-            )
+        if not self._accepting:
+            raise self._refusal()
         self._buffer.append((topic, partition, key, value, headers, timestamp_ms))
 
+    def _refusal(self) -> Exception:
+        """Why ``send`` is refused now."""
+        return ClosedError("producer is closed")
+
     async def flush(self, timeout_s: float | None = None) -> None:
-        """Append everything buffered, as one SQLite transaction. Inside a transaction
-        records stay buffered until :meth:`commit_transaction`.
+        """Append everything buffered, as one SQLite transaction.
 
         If the append fails, the buffered records are dropped and PublishError (or
         TopicNotFoundError) is raised: nothing of them was stored, and at-least-once
@@ -70,8 +68,6 @@ class LocalProducer(Producer):
         SQLite's busy timeout bounds the wait for another process's write lock."""
         if self._closed:
             raise ClosedError("producer is closed")
-        if self._in_transaction:
-            return
         async with self._lock:
             sends, self._buffer = self._buffer, []
             if not sends:
@@ -88,12 +84,51 @@ class LocalProducer(Producer):
             await db.run(run, PublishError)
             db.notify()
 
+    async def close(self) -> None:
+        """Flush what is buffered, then close."""
+        if self._closed:
+            return
+        try:
+            await self._before_close()
+            await self.flush()
+        finally:
+            self._closed = True
+            self._accepting = False
+            self._broker.forget(self)
+
+    async def _before_close(self) -> None:
+        return None
+
+
+class LocalTransactionalProducer(LocalProducer, TransactionalProducer):
+    """The embedded broker's transactional producer: sends wait in memory for the
+    transaction's commit, which appends them together with the offsets."""
+
+    def __init__(self, broker: LocalBroker, transactional_id: str) -> None:
+        super().__init__(broker)
+        self.transactional_id = transactional_id
+        self._in_transaction = False
+        self._accepting = False
+
+    def _refusal(self) -> Exception:
+        if self._closed:
+            return super()._refusal()
+        return PublishError(
+            f"transactional producer {self.transactional_id!r}: call "
+            "begin_transaction() before send()"
+        )
+
+    async def flush(self, timeout_s: float | None = None) -> None:
+        """Inside a transaction records stay buffered until :meth:`commit_transaction`."""
+        if self._closed:
+            raise ClosedError("producer is closed")
+        if not self._in_transaction:
+            await super().flush(timeout_s)
+
     async def begin_transaction(self) -> None:
-        if self.transactional_id is None:
-            raise CapabilityError("begin_transaction needs producer(transactional_id=...)")
         if self._in_transaction:
             raise PublishError(f"transaction of {self.transactional_id!r} is already open")
-        self._in_transaction = True
+        self._in_transaction = self._accepting = True
 
     async def commit_transaction(
         self, consumer: Consumer, offsets: Mapping[TopicPartition, int]
@@ -106,7 +141,7 @@ class LocalProducer(Producer):
                 "commit_transaction needs a consumer of the same local broker database"
             )
         sends, self._buffer = self._buffer, []
-        self._in_transaction = False
+        self._in_transaction = self._accepting = False
         epochs = consumer.epochs(list(offsets))
         group, member, partitioner = consumer.group, consumer.member.member_id, self._partitioner
         now = self._now_ms()
@@ -125,16 +160,9 @@ class LocalProducer(Producer):
         if not self._in_transaction:
             raise PublishError("abort_transaction without begin_transaction")
         self._buffer = []
-        self._in_transaction = False
+        self._in_transaction = self._accepting = False
 
-    async def close(self) -> None:
-        """Flush what is buffered (an open transaction is aborted), then close."""
-        if self._closed:
-            return
-        try:
-            if self._in_transaction:
-                await self.abort_transaction()
-            await self.flush()
-        finally:
-            self._closed = True
-            self._broker.forget(self)
+    async def _before_close(self) -> None:
+        """An open transaction is aborted: closing never publishes it."""
+        if self._in_transaction:
+            await self.abort_transaction()

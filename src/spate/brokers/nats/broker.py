@@ -39,7 +39,7 @@ from spate.brokers.nats.producer import NatsProducer
 from spate.brokers.nats.reader import NatsReader
 from spate.brokers.url import BrokerURL
 from spate.clock import SYSTEM_CLOCK, Clock
-from spate.errors import CapabilityError, ConfigError, ConnectError, SpateError
+from spate.errors import ConfigError, ConnectError, SpateError
 
 
 class NatsBroker(OwningBroker):
@@ -182,13 +182,7 @@ class NatsBroker(OwningBroker):
 
     # -- clients -------------------------------------------------------------------------
 
-    def producer(self, *, transactional_id: str | None = None) -> Producer:
-        if transactional_id is not None:
-            raise CapabilityError(
-                "NATS JetStream has no transactions; publish with dedup_id instead "
-                "(Nats-Msg-Id: a re-published copy is dropped inside the duplicate window), "
-                "as processing_guarantee='exactly-once' does on NATS"
-            )
+    def _new_producer(self) -> Producer:
         return self._track(NatsProducer(self.client, self.admin, self._is_closed, self.clock))
 
     def consumer(

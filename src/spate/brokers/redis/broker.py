@@ -35,7 +35,6 @@ from spate.brokers.redis.scripts import CLAIM_TOPIC_SCRIPT
 from spate.brokers.redis.streams import PartitionStreams, RetentionPolicy, TrimResult
 from spate.brokers.url import BrokerURL
 from spate.errors import (
-    CapabilityError,
     ConfigError,
     TopicExistsError,
     TopicNotFoundError,
@@ -222,13 +221,8 @@ class RedisBroker(OwningBroker):
 
     # -- producers and consumers ---------------------------------------------------------
 
-    def producer(self, *, transactional_id: str | None = None) -> Producer:
+    def _new_producer(self) -> Producer:
         self._check_open()
-        if transactional_id is not None:
-            raise CapabilityError(
-                f"broker {self.url}: Redis has no transactions; use dedup ids "
-                "(processing_guarantee='exactly-once' publishes with them) instead"
-            )
         return self._track(
             RedisProducer(
                 self.client,

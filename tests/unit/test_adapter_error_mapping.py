@@ -11,7 +11,7 @@ from redis import exceptions as rex
 
 from spate.errors import BrokerError, CommitError, ConnectError
 
-ADAPTERS = ["local", "nats", "redis"]
+ADAPTERS = ["kafka", "local", "nats", "redis"]
 
 
 @pytest.mark.parametrize("adapter", ADAPTERS)

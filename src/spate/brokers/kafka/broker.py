@@ -42,7 +42,7 @@ from spate.brokers.base import (
 )
 from spate.brokers.kafka.config import KafkaSettings, create_client
 from spate.brokers.kafka.consumer import KafkaConsumer
-from spate.brokers.kafka.errors import error_of, map_error
+from spate.brokers.kafka.errors import error_of, to_spate_error
 from spate.brokers.kafka.probe import probe
 from spate.brokers.kafka.producer import KafkaProducer, KafkaTransactionalProducer
 from spate.brokers.kafka.reader import READER_GROUP, KafkaReader
@@ -122,7 +122,7 @@ class KafkaBroker(OwningBroker):
         try:
             return await asyncio.wrap_future(future)
         except KafkaException as exc:
-            raise map_error(exc, f"{context} on {self.url}") from exc
+            raise to_spate_error(exc, f"{context} on {self.url}") from exc
 
     async def _retrying(
         self, request: Callable[[], concurrent.futures.Future[T]], context: str
@@ -139,7 +139,7 @@ class KafkaBroker(OwningBroker):
                     error.retriable() or error.code() in _COORDINATOR_BUSY
                 )
                 if not retriable or time.monotonic() > deadline:
-                    raise map_error(exc, f"{context} on {self.url}") from exc
+                    raise to_spate_error(exc, f"{context} on {self.url}") from exc
             await asyncio.sleep(0.1)
 
     async def _metadata(self, topic: str | None = None) -> Any:
@@ -148,7 +148,7 @@ class KafkaBroker(OwningBroker):
                 self._client().list_topics, topic, self._settings.timeout_s
             )
         except KafkaException as exc:
-            raise map_error(exc, f"metadata from {self.url}") from exc
+            raise to_spate_error(exc, f"metadata from {self.url}") from exc
 
     async def _wait_metadata(self, name: str, *, present: bool) -> None:
         deadline = time.monotonic() + self._settings.timeout_s
@@ -292,7 +292,7 @@ class KafkaBroker(OwningBroker):
         result = await self._await(future, "list groups")
         if result.errors:
             # Some brokers did not answer: a partial list would silently hide groups.
-            raise map_error(result.errors[0], f"list groups on {self.url}")
+            raise to_spate_error(result.errors[0], f"list groups on {self.url}")
         return sorted(g.group_id for g in result.valid)
 
     async def lag(self, group: str, topics: Sequence[str] | None = None) -> list[PartitionLag]:

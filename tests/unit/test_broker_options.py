@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from spate.brokers.kafka.config import KafkaSettings
 from spate.brokers.local.broker import LocalBroker, LocalOptions
 from spate.brokers.nats.broker import NatsBroker
 from spate.brokers.nats.client import NatsOptions
@@ -33,9 +34,11 @@ def test_a_keyword_wins_over_the_query(options: type[AdapterOptions], url: str) 
 @pytest.mark.parametrize(("options", "url"), ADAPTERS)
 def test_a_bad_value_names_the_option_and_the_fix(options: type[AdapterOptions], url: str) -> None:
     parsed = parse_broker_url(f"{url}?lease_ttl_s=soon")
-    with pytest.raises(ConfigError, match=r"lease_ttl_s='soon' is not a number.*lease_ttl_s=10"):
+    with pytest.raises(
+        ConfigError, match=r"lease_ttl_s='soon' is not a positive number.*lease_ttl_s=10"
+    ):
         options.split(parsed, {})
-    with pytest.raises(ConfigError, match=r"lease_ttl_s=0 must be > 0"):
+    with pytest.raises(ConfigError, match=r"lease_ttl_s=0 is not a positive number of seconds"):
         options.split(parse_broker_url(url), {"lease_ttl_s": 0})
 
 
@@ -59,3 +62,14 @@ def test_the_local_broker_refuses_names_it_does_not_know() -> None:
         LocalBroker.from_url(parse_broker_url("memory://x"), {"socket_timeout": 1})
     with pytest.raises(ConfigError, match="synchronous='off' is not one of full, normal"):
         LocalBroker.from_url(parse_broker_url("memory://x?synchronous=off"), {})
+
+
+def test_kafka_reads_its_options_the_same_way_and_leaves_the_query_to_librdkafka() -> None:
+    parsed = parse_broker_url("kafka://h:9092?timeout_s=5&linger.ms=20")
+    settings = KafkaSettings.from_url(parsed, {"connect_timeout_s": "2"})
+    assert (settings.timeout_s, settings.connect_timeout_s) == (5.0, 2.0)
+    assert settings.producer(None)["linger.ms"] == "20"
+    assert "timeout_s" not in settings.admin()
+    assert KafkaSettings.from_url(parsed, {"timeout_s": 3}).connect_timeout_s == 3.0
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) linger\.ms; .* kafka_config"):
+        KafkaSettings.from_url(parsed, {"linger.ms": 5})

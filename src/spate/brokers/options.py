@@ -33,12 +33,15 @@ def seconds(*, zero: bool = False) -> Mapping[str, Any]:
     def parse(raw: Any) -> float | None:
         if raw is None:
             return None
+        problem = (
+            "is not a number of seconds >= 0" if zero else "is not a positive number of seconds"
+        )
         try:
             value = float(raw)
         except (TypeError, ValueError):
-            raise ValueError("is not a number of seconds") from None
+            raise ValueError(problem) from None
         if value < 0 or (value == 0 and not zero):
-            raise ValueError("must be >= 0 seconds" if zero else "must be > 0 seconds")
+            raise ValueError(problem)
         return value
 
     return {"parse": parse, "example": "10"}

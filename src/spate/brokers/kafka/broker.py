@@ -96,7 +96,7 @@ class KafkaBroker(OwningBroker):
 
     @classmethod
     def from_url(cls, parsed: BrokerURL, options: dict[str, Any]) -> KafkaBroker:
-        return cls(KafkaSettings(parsed, options))
+        return cls(KafkaSettings.from_url(parsed, options))
 
     async def start(self) -> None:
         """Create the admin client and check that the cluster answers."""

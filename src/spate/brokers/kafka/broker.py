@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -129,7 +128,8 @@ class KafkaBroker(OwningBroker):
     ) -> T:
         """``request()`` again while the broker answers a retriable error (a group
         coordinator still loading after a restart) until the timeout passes."""
-        deadline = time.monotonic() + self._settings.timeout_s
+        clock = self._settings.clock
+        deadline = clock.monotonic() + self._settings.timeout_s
         while True:
             try:
                 return await asyncio.wrap_future(request())
@@ -138,9 +138,9 @@ class KafkaBroker(OwningBroker):
                 retriable = error is not None and (
                     error.retriable() or error.code() in _COORDINATOR_BUSY
                 )
-                if not retriable or time.monotonic() > deadline:
+                if not retriable or clock.monotonic() > deadline:
                     raise to_spate_error(exc, f"{context} on {self.url}") from exc
-            await asyncio.sleep(0.1)
+            await clock.sleep(0.1)
 
     async def _metadata(self, topic: str | None = None) -> Any:
         try:
@@ -151,15 +151,16 @@ class KafkaBroker(OwningBroker):
             raise to_spate_error(exc, f"metadata from {self.url}") from exc
 
     async def _wait_metadata(self, name: str, *, present: bool) -> None:
-        deadline = time.monotonic() + self._settings.timeout_s
-        while time.monotonic() < deadline:
+        clock = self._settings.clock
+        deadline = clock.monotonic() + self._settings.timeout_s
+        while clock.monotonic() < deadline:
             metadata = await self._metadata()
             topic = metadata.topics.get(name)
             exists = topic is not None and topic.error is None and bool(topic.partitions)
             ready = exists and all(p.leader >= 0 for p in topic.partitions.values())
             if ready if present else not exists:
                 return
-            await asyncio.sleep(0.05)
+            await clock.sleep(0.05)
 
     # -- topics -----------------------------------------------------------------------
 

@@ -42,6 +42,8 @@ class ManualClock:
     def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
         self._now_ms = float(start_ms)
         self._changed = asyncio.Event()
+        self.sleeps: list[float] = []
+        """Every sleep asked of this clock, in order: the schedule a test asserts."""
 
     def time_ms(self) -> int:
         return int(self._now_ms)
@@ -55,9 +57,22 @@ class ManualClock:
         self._changed = asyncio.Event()
 
     async def sleep(self, seconds: float) -> None:
+        """Return once :meth:`advance` has moved the clock ``seconds`` on."""
+        self.sleeps.append(seconds)
+        self._changed.set()
+        self._changed = asyncio.Event()
         deadline = self._now_ms + seconds * 1000.0
         while self._now_ms < deadline:
             await self._changed.wait()
+
+    async def asked(self, count: int) -> float:
+        """Wait until ``count`` sleeps have been asked of this clock; the last one's seconds.
+
+        A test drives a retry loop with it: ``clock.advance(await clock.asked(n))``.
+        """
+        while len(self.sleeps) < count:
+            await self._changed.wait()
+        return self.sleeps[count - 1]
 
 
 SYSTEM_CLOCK: Clock = SystemClock()

@@ -7,19 +7,19 @@ from __future__ import annotations
 import nats.errors
 import nats.js.errors
 
-from spate.brokers.nats.errors import translate
+from spate.brokers.nats.errors import to_spate_error
 from spate.errors import CommitError, ConnectError, CoordinationError, PublishError
 
 
 def test_a_timed_out_commit_is_a_transient_commit_error_not_a_connect_error() -> None:
-    error = translate(nats.errors.TimeoutError(), "commit t[0] through 5", CommitError)
+    error = to_spate_error(nats.errors.TimeoutError(), "commit t[0] through 5", CommitError)
     assert type(error) is CommitError
     assert error.transient
 
 
 def test_timeouts_keep_the_callers_class() -> None:
-    assert type(translate(nats.errors.TimeoutError(), "publish", PublishError)) is PublishError
-    lease = translate(TimeoutError(), "renew leases", CoordinationError)
+    assert type(to_spate_error(nats.errors.TimeoutError(), "publish", PublishError)) is PublishError
+    lease = to_spate_error(TimeoutError(), "renew leases", CoordinationError)
     assert type(lease) is CoordinationError
     assert lease.transient
 
@@ -31,7 +31,7 @@ def test_a_lost_connection_is_a_transient_connect_error() -> None:
         nats.errors.NoServersError(),
         nats.errors.StaleConnectionError(),
     ):
-        error = translate(exc, "fetch", CommitError)
+        error = to_spate_error(exc, "fetch", CommitError)
         assert isinstance(error, ConnectError), exc
         assert error.transient, exc
 
@@ -42,14 +42,14 @@ def test_refused_credentials_and_a_closed_client_are_not_transient() -> None:
         nats.errors.ConnectionClosedError(),
         nats.errors.InvalidUserCredentialsError(),
     ):
-        error = translate(exc, "connect", CommitError)
+        error = to_spate_error(exc, "connect", CommitError)
         assert isinstance(error, ConnectError), exc
         assert not error.transient, exc
 
 
 def test_no_responders_while_jetstream_restarts_is_transient() -> None:
-    error = translate(nats.errors.NoRespondersError(), "publish", PublishError)
+    error = to_spate_error(nats.errors.NoRespondersError(), "publish", PublishError)
     assert type(error) is PublishError
     assert error.transient
-    other = translate(nats.js.errors.BadRequestError(), "publish", PublishError)
+    other = to_spate_error(nats.js.errors.BadRequestError(), "publish", PublishError)
     assert not other.transient

@@ -330,11 +330,11 @@ async def test_a_session_timeout_the_broker_refuses_fails_fetch(
 
 def test_configuration_precedence_and_unsafe_defaults() -> None:
     """spate defaults < URL query < kafka_config; nothing dropped or renamed."""
-    from spate.brokers.kafka.config import KafkaSettings
+    from spate.brokers.kafka.config import KafkaOptions, KafkaSettings
     from spate.brokers.url import parse_broker_url
 
     parsed = parse_broker_url("kafka://u:pw@h1:9093,h2?linger.ms=20&acks=1&fetch.min.bytes=7")
-    settings = KafkaSettings(parsed, {"kafka_config": {"acks": "all", "custom.x": "y"}})
+    settings = KafkaSettings(parsed, KafkaOptions(kafka_config={"acks": "all", "custom.x": "y"}))
     producer = settings.producer("tx-1")
     assert producer["bootstrap.servers"] == "h1:9093,h2:9092"
     assert (producer["sasl.username"], producer["sasl.password"]) == ("u", "pw")

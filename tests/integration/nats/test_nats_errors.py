@@ -11,6 +11,8 @@ import pytest
 
 import spate
 from spate.brokers.nats import NatsBroker
+from spate.brokers.nats.admin import stream_name
+from spate.clock import ManualClock
 from spate.errors import BrokerError, CommitError, ConnectError, PublishError, SpateError
 from spate.record import TopicPartition
 from spate.testing.nats_server import NatsServer
@@ -87,3 +89,23 @@ async def test_a_bounded_reconnect_gives_up_for_good(own_server: NatsServer, top
         with pytest.raises(ConnectError, match="closed for good") as caught:
             await consumer.fetch(10, 0.1)
         assert not caught.value.transient
+
+
+async def test_publish_retry_pauses_wait_on_the_brokers_clock(nats_url: str, topic: str) -> None:
+    """A publish JetStream cannot store yet (no stream answers) is retried after pauses
+    of the broker's clock, doubling from 50 ms, until the flush timeout on that clock."""
+    clock = ManualClock()
+    async with spate.connect(nats_url, clock=clock) as broker:
+        assert isinstance(broker, NatsBroker)
+        await broker.create_topic(topic, 1)
+        await broker.js.delete_stream(stream_name(topic, 0))
+        producer = broker.producer()
+        producer.send(topic, b"v", partition=0)
+        flushing = asyncio.create_task(producer.flush(timeout_s=0.3))
+        async with asyncio.timeout(10):
+            for pause in range(1, 4):
+                clock.advance(await clock.asked(pause))
+            with pytest.raises(PublishError) as caught:
+                await flushing
+    assert caught.value.transient
+    assert clock.sleeps == [0.05, 0.1, 0.2]

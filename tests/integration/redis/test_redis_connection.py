@@ -10,6 +10,7 @@ import redis
 
 import spate
 from spate.brokers.redis import RedisBroker
+from spate.clock import ManualClock
 from spate.errors import ConfigError, ConnectError, PublishError
 from spate.testing.redis_server import RedisServer, free_port
 
@@ -141,3 +142,30 @@ async def test_a_bounded_reconnect_timeout_gives_up_for_good(tmp_path: Path) -> 
             with pytest.raises(ConnectError, match="reconnect_timeout_s=1") as caught:
                 await b.list_topics()
             assert not caught.value.transient
+
+
+async def test_reconnect_backoff_waits_on_the_brokers_clock(tmp_path: Path) -> None:
+    """The pauses between reconnect attempts are the broker clock's: a ManualClock sees
+    the doubling, jittered schedule and the give-up, without any real waiting."""
+    clock = ManualClock()
+    with RedisServer.start(tmp_path) as server:
+        async with spate.connect(
+            server.url, retention_interval_s=0, reconnect_timeout_s=2, clock=clock
+        ) as broker:
+            server.kill()
+            listing = asyncio.create_task(broker.list_topics())
+            async with asyncio.timeout(10):
+                while not listing.done():
+                    asked = asyncio.ensure_future(clock.asked(len(clock.sleeps) + 1))
+                    await asyncio.wait([listing, asked], return_when=asyncio.FIRST_COMPLETED)
+                    if asked.done():
+                        clock.advance(asked.result())
+                    asked.cancel()
+            with pytest.raises(ConnectError, match="reconnect_timeout_s=2"):
+                await listing
+    # backoff_s: 0.1 s doubling, the last half jittered; no pause may end past 2 s, and
+    # with these bounds the 4th always fits and a 6th never does.
+    assert 4 <= len(clock.sleeps) <= 5
+    assert sum(clock.sleeps) <= 2
+    for attempt, pause in enumerate(clock.sleeps):
+        assert 0.05 * 2**attempt <= pause <= 0.1 * 2**attempt

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -42,7 +41,7 @@ from spate.brokers.base import (
 )
 from spate.brokers.kafka.config import KafkaSettings, create_client
 from spate.brokers.kafka.consumer import KafkaConsumer
-from spate.brokers.kafka.errors import error_of, map_error
+from spate.brokers.kafka.errors import error_of, to_spate_error
 from spate.brokers.kafka.probe import probe
 from spate.brokers.kafka.producer import KafkaProducer, KafkaTransactionalProducer
 from spate.brokers.kafka.reader import READER_GROUP, KafkaReader
@@ -96,7 +95,7 @@ class KafkaBroker(OwningBroker):
 
     @classmethod
     def from_url(cls, parsed: BrokerURL, options: dict[str, Any]) -> KafkaBroker:
-        return cls(KafkaSettings(parsed, options))
+        return cls(KafkaSettings.from_url(parsed, options))
 
     async def start(self) -> None:
         """Create the admin client and check that the cluster answers."""
@@ -122,14 +121,15 @@ class KafkaBroker(OwningBroker):
         try:
             return await asyncio.wrap_future(future)
         except KafkaException as exc:
-            raise map_error(exc, f"{context} on {self.url}") from exc
+            raise to_spate_error(exc, f"{context} on {self.url}") from exc
 
     async def _retrying(
         self, request: Callable[[], concurrent.futures.Future[T]], context: str
     ) -> T:
         """``request()`` again while the broker answers a retriable error (a group
         coordinator still loading after a restart) until the timeout passes."""
-        deadline = time.monotonic() + self._settings.timeout_s
+        clock = self._settings.clock
+        deadline = clock.monotonic() + self._settings.timeout_s
         while True:
             try:
                 return await asyncio.wrap_future(request())
@@ -138,9 +138,9 @@ class KafkaBroker(OwningBroker):
                 retriable = error is not None and (
                     error.retriable() or error.code() in _COORDINATOR_BUSY
                 )
-                if not retriable or time.monotonic() > deadline:
-                    raise map_error(exc, f"{context} on {self.url}") from exc
-            await asyncio.sleep(0.1)
+                if not retriable or clock.monotonic() > deadline:
+                    raise to_spate_error(exc, f"{context} on {self.url}") from exc
+            await clock.sleep(0.1)
 
     async def _metadata(self, topic: str | None = None) -> Any:
         try:
@@ -148,18 +148,19 @@ class KafkaBroker(OwningBroker):
                 self._client().list_topics, topic, self._settings.timeout_s
             )
         except KafkaException as exc:
-            raise map_error(exc, f"metadata from {self.url}") from exc
+            raise to_spate_error(exc, f"metadata from {self.url}") from exc
 
     async def _wait_metadata(self, name: str, *, present: bool) -> None:
-        deadline = time.monotonic() + self._settings.timeout_s
-        while time.monotonic() < deadline:
+        clock = self._settings.clock
+        deadline = clock.monotonic() + self._settings.timeout_s
+        while clock.monotonic() < deadline:
             metadata = await self._metadata()
             topic = metadata.topics.get(name)
             exists = topic is not None and topic.error is None and bool(topic.partitions)
             ready = exists and all(p.leader >= 0 for p in topic.partitions.values())
             if ready if present else not exists:
                 return
-            await asyncio.sleep(0.05)
+            await clock.sleep(0.05)
 
     # -- topics -----------------------------------------------------------------------
 
@@ -292,7 +293,7 @@ class KafkaBroker(OwningBroker):
         result = await self._await(future, "list groups")
         if result.errors:
             # Some brokers did not answer: a partial list would silently hide groups.
-            raise map_error(result.errors[0], f"list groups on {self.url}")
+            raise to_spate_error(result.errors[0], f"list groups on {self.url}")
         return sorted(g.group_id for g in result.valid)
 
     async def lag(self, group: str, topics: Sequence[str] | None = None) -> list[PartitionLag]:

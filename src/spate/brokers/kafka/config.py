@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 
 from confluent_kafka import KafkaException
 
 from spate.brokers.kafka.probe import DEFAULT_CONNECT_TIMEOUT_S
+from spate.brokers.options import AdapterOptions, count, seconds
 from spate.brokers.url import BrokerURL
+from spate.clock import SYSTEM_CLOCK, Clock
 from spate.errors import ConfigError
 
 logger = logging.getLogger("spate.kafka")
@@ -76,33 +79,44 @@ CONSUMER_DEFAULTS: Mapping[str, Any] = {
 """``read_committed`` by default: free for topics without transactions, and the only
 correct choice for topics written by exactly-once apps."""
 
-SPATE_OPTIONS = ("kafka_config", "replication_factor", "timeout_s", "connect_timeout_s")
-"""Options of ``spate.connect(url, ...)`` that are spate's own, not librdkafka's."""
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class KafkaOptions(AdapterOptions):
+    """spate's own options of ``spate.connect("kafka://…", ...)``, not librdkafka's.
+
+    librdkafka's properties go in ``kafka_config`` or the URL query, never as keywords.
+    """
+
+    adapter: ClassVar[str] = "Kafka"
+
+    kafka_config: Mapping[str, Any] | None = None
+    """librdkafka properties, for every client role; they win over the URL query."""
+    replication_factor: int = field(default=-1, metadata=count())
+    """Replicas of a topic ``create_topic`` makes (default, -1: the broker's)."""
+    timeout_s: float = field(default=30.0, metadata=seconds())
+    """Admin and transaction calls."""
+    connect_timeout_s: float | None = field(default=None, metadata=seconds())
+    """The first metadata request (default: 5 s, at most ``timeout_s``)."""
+    clock: Clock = SYSTEM_CLOCK
+    """Time for the adapter's retry pauses and waits (tests inject one)."""
 
 
 class KafkaSettings:
     """The parsed URL and options, and the client configurations built from them."""
 
-    def __init__(self, parsed: BrokerURL, options: Mapping[str, Any]) -> None:
-        unknown = sorted(set(options) - set(SPATE_OPTIONS))
-        if unknown:
-            raise ConfigError(
-                f"kafka broker: unknown option(s) {', '.join(unknown)}; librdkafka "
-                f"properties go in kafka_config={{...}}, spate's options are "
-                f"{', '.join(SPATE_OPTIONS)}"
-            )
+    def __init__(self, parsed: BrokerURL, options: KafkaOptions) -> None:
         if not parsed.hosts:
             raise ConfigError(f"broker URL {parsed.redacted!r}: no host; write kafka://host:port")
         self.url = parsed.redacted
-        user_config = options.get("kafka_config") or {}
+        user_config = options.kafka_config or {}
         if not isinstance(user_config, Mapping):
             raise ConfigError("kafka_config must be a mapping of librdkafka properties")
-        self.replication_factor = int(options.get("replication_factor", -1))
-        self.timeout_s = float(options.get("timeout_s", 30.0))
-        self.connect_timeout_s = _positive(
-            "connect_timeout_s",
-            options.get("connect_timeout_s", min(DEFAULT_CONNECT_TIMEOUT_S, self.timeout_s)),
+        self.replication_factor = options.replication_factor
+        self.timeout_s = options.timeout_s
+        self.connect_timeout_s = options.connect_timeout_s or min(
+            DEFAULT_CONNECT_TIMEOUT_S, self.timeout_s
         )
+        self.clock = options.clock
         base: dict[str, Any] = {
             "bootstrap.servers": ",".join(f"{h}:{p}" for h, p in parsed.host_list(DEFAULT_PORT)),
             "client.id": "spate",
@@ -113,8 +127,21 @@ class KafkaSettings:
         if parsed.password is not None:
             base["sasl.password"] = parsed.password
         self._base = base
-        self._query = dict(parsed.query)
+        self._query = KafkaOptions.foreign_query(parsed)
         self._user = dict(user_config)
+
+    @classmethod
+    def from_url(cls, parsed: BrokerURL, options: Mapping[str, Any]) -> KafkaSettings:
+        """spate's options from ``options`` and the query; any other keyword is refused,
+        as librdkafka's properties belong in ``kafka_config``."""
+        own, unknown = KafkaOptions.split(parsed, options)
+        if unknown:
+            raise ConfigError(
+                f"kafka broker: unknown option(s) {', '.join(sorted(unknown))}; librdkafka "
+                f"properties go in kafka_config={{...}}, spate's options are "
+                f"{', '.join(sorted(KafkaOptions.names()))}"
+            )
+        return cls(parsed, own)
 
     def _merge(self, defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
         return {**defaults, **self._base, **overrides, **self._query, **self._user}
@@ -136,19 +163,6 @@ class KafkaSettings:
         if instance_id is not None:
             overrides["group.instance.id"] = instance_id
         return self._merge(CONSUMER_DEFAULTS, overrides)
-
-
-def _positive(name: str, value: Any) -> float:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = 0.0
-    if not seconds > 0:
-        raise ConfigError(
-            f"kafka broker: {name}={value!r} is not a positive number of seconds; "
-            f"write e.g. {name}=5"
-        )
-    return seconds
 
 
 ClientT = TypeVar("ClientT")

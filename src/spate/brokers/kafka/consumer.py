@@ -34,7 +34,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from spate.brokers.base import Consumer, NullListener, RebalanceListener, topic_deleted
 from spate.brokers.kafka.config import create_client
-from spate.brokers.kafka.errors import TOPIC_GONE, UNRECOVERABLE, map_error
+from spate.brokers.kafka.errors import TOPIC_GONE, UNRECOVERABLE, to_spate_error
 from spate.brokers.kafka.probe import DEFAULT_CONNECT_TIMEOUT_S, probe
 from spate.brokers.lifecycle import OwningBroker
 from spate.errors import ClosedError, CommitError, FencedError, TopicNotFoundError
@@ -116,7 +116,7 @@ class KafkaConsumer(Consumer):
                 on_lost=self._on_lost,
             )
         except KafkaException as exc:
-            raise map_error(exc, f"subscribe to {self._topics}") from exc
+            raise to_spate_error(exc, f"subscribe to {self._topics}") from exc
         self._started = True
 
     def _missing_topics(self, metadata: Any) -> list[str]:
@@ -130,7 +130,7 @@ class KafkaConsumer(Consumer):
         try:
             metadata = await self._call(lambda: self._consumer.list_topics(None, self._timeout_s))
         except KafkaException as exc:
-            raise map_error(exc, f"describe topics {self._topics}") from exc
+            raise to_spate_error(exc, f"describe topics {self._topics}") from exc
         missing = self._missing_topics(metadata)
         if missing:
             raise topic_deleted(missing[0], self.group)
@@ -326,14 +326,14 @@ class KafkaConsumer(Consumer):
         try:
             records = await asyncio.wrap_future(self._inflight)
         except KafkaException as exc:
-            raise map_error(exc, f"fetch from {self._topics}") from exc
+            raise to_spate_error(exc, f"fetch from {self._topics}") from exc
         finally:
             self._inflight = None
         if self._callback_error is not None:
             error, self._callback_error = self._callback_error, None
             raise error
         if self._fatal is not None:
-            raise map_error(self._fatal, f"Kafka consumer of group {self.group!r}")
+            raise to_spate_error(self._fatal, f"Kafka consumer of group {self.group!r}")
         if self._topic_gone:
             await self._check_topics_still_exist()
         return records
@@ -354,7 +354,7 @@ class KafkaConsumer(Consumer):
             self._topic_gone = True  # fetch checks the topics once this batch is out
             return
         if error.fatal() or error.code() in UNRECOVERABLE:
-            raise map_error(error, f"fetch from {self._topics}")
+            raise to_spate_error(error, f"fetch from {self._topics}")
         logger.warning("event=fetch_error group=%s error=%s", self.group, error)
 
     def require_owned(self, partitions: Iterable[TopicPartition]) -> None:
@@ -379,18 +379,18 @@ class KafkaConsumer(Consumer):
             try:
                 self._consumer.commit(offsets=positions, asynchronous=True)
             except KafkaException as exc:
-                raise map_error(exc, f"commit for group {self.group!r}", CommitError) from exc
+                raise to_spate_error(exc, f"commit for group {self.group!r}", CommitError) from exc
             return
         try:
             result = await self._call(
                 lambda: self._consumer.commit(offsets=positions, asynchronous=False)
             )
         except KafkaException as exc:
-            raise map_error(exc, f"commit for group {self.group!r}", CommitError) from exc
+            raise to_spate_error(exc, f"commit for group {self.group!r}", CommitError) from exc
         for position in result:
             if position.error is not None:
                 context = f"commit {position.topic}[{position.partition}]"
-                raise map_error(position.error, context, CommitError)
+                raise to_spate_error(position.error, context, CommitError)
 
     async def seek(self, tp: TopicPartition, offset: int) -> None:
         if self._released:
@@ -402,7 +402,7 @@ class KafkaConsumer(Consumer):
         try:
             self._consumer.seek(ck.TopicPartition(tp.topic, tp.partition, offset))
         except KafkaException as exc:
-            raise map_error(exc, f"seek {tp.topic}[{tp.partition}] to {offset}") from exc
+            raise to_spate_error(exc, f"seek {tp.topic}[{tp.partition}] to {offset}") from exc
 
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self._owned)

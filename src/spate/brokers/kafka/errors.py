@@ -65,20 +65,20 @@ def error_of(exc: BaseException) -> KafkaError | None:
     return None
 
 
-def map_error(
-    error: KafkaError | BaseException, context: str, default: type[SpateError] = BrokerError
+def to_spate_error(
+    exc: KafkaError | BaseException, what: str, default: type[SpateError] = BrokerError
 ) -> SpateError:
-    """The spate error for ``error`` (a KafkaError or exception), prefixed by ``context``.
+    """The spate error for ``exc`` (a KafkaError or exception), prefixed by ``what``.
 
-    Use as ``raise map_error(exc, "create topic 'x'") from exc``.
+    Use as ``raise to_spate_error(exc, "create topic 'x'") from exc``.
     """
-    kafka_error = error if isinstance(error, KafkaError) else error_of(error)
+    kafka_error = exc if isinstance(exc, KafkaError) else error_of(exc)
     if kafka_error is None:
-        return default(f"{context}: {error}")
+        return default(f"{what}: {exc}")
     code = kafka_error.code()
     cls = _BY_CODE.get(code, default)
     transient = code not in _REFUSED and (cls is ConnectError or code in _TIMEOUTS)
-    return cls(f"{context}: {kafka_error.str()} ({kafka_error.name()})", transient=transient)
+    return cls(f"{what}: {kafka_error.str()} ({kafka_error.name()})", transient=transient)
 
 
 def is_fencing(error: KafkaError) -> bool:

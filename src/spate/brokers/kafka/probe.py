@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaException
 
-from spate.brokers.kafka.errors import map_error
+from spate.brokers.kafka.errors import to_spate_error
 from spate.errors import ConnectError
 
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
@@ -30,7 +30,9 @@ async def probe(client: _HasMetadata, url: str, timeout_s: float) -> Any:
     try:
         return await asyncio.to_thread(client.list_topics, None, timeout_s)
     except KafkaException as exc:
-        error = map_error(exc, f"cannot reach Kafka at {url} within {timeout_s:g} s", ConnectError)
+        error = to_spate_error(
+            exc, f"cannot reach Kafka at {url} within {timeout_s:g} s", ConnectError
+        )
         if not isinstance(error, ConnectError):
             raise error from exc
         raise ConnectError(

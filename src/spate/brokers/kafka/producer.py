@@ -26,7 +26,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from spate.brokers.base import Consumer, Outgoing, Producer, TransactionalProducer
 from spate.brokers.kafka.config import create_client
-from spate.brokers.kafka.errors import error_of, is_fencing, map_error
+from spate.brokers.kafka.errors import error_of, is_fencing, to_spate_error
 from spate.brokers.lifecycle import OwningBroker
 from spate.errors import (
     CapabilityError,
@@ -92,7 +92,7 @@ class KafkaProducer(Producer):
         try:
             metadata = self._producer.list_topics(topic, self._timeout_s)
         except KafkaException as exc:
-            raise map_error(exc, f"publish to topic {topic!r}", PublishError) from exc
+            raise to_spate_error(exc, f"publish to topic {topic!r}", PublishError) from exc
         found = metadata.topics.get(topic)
         if found is None or found.error is not None or not found.partitions:
             raise TopicNotFoundError(
@@ -148,7 +148,9 @@ class KafkaProducer(Producer):
                     self._produce(topic, value, key, partition, (), None)
                 sent += 1
         except KafkaException as exc:
-            raise map_error(exc, f"publish to topic {topic!r} key={key!r}", PublishError) from exc
+            raise to_spate_error(
+                exc, f"publish to topic {topic!r} key={key!r}", PublishError
+            ) from exc
         finally:
             before, self._sent = self._sent, self._sent + sent
             if self._sent // _POLL_EVERY != before // _POLL_EVERY:
@@ -181,7 +183,7 @@ class KafkaProducer(Producer):
                 self._producer.poll(0.05)
             except KafkaException as exc:
                 context = f"publish to topic {topic!r} key={key!r}"
-                raise map_error(exc, context, PublishError) from exc
+                raise to_spate_error(exc, context, PublishError) from exc
 
     def _raise_failures(self) -> None:
         if not self._failures:
@@ -243,7 +245,7 @@ class KafkaTransactionalProducer(KafkaProducer, TransactionalProducer):
             await asyncio.to_thread(self._producer.init_transactions, self._timeout_s)
         except KafkaException as exc:
             if self._initialised_once:
-                raise map_error(exc, "re-initialise transactions", CommitError) from exc
+                raise to_spate_error(exc, "re-initialise transactions", CommitError) from exc
             raise CapabilityError(
                 f"exactly-once needs Kafka transactions, but {self._url} could not "
                 f"initialise them ({exc}); use a broker with transactions enabled (on a "
@@ -264,7 +266,7 @@ class KafkaTransactionalProducer(KafkaProducer, TransactionalProducer):
         try:
             self._producer.begin_transaction()
         except KafkaException as exc:
-            raise map_error(exc, "begin transaction", CommitError) from exc
+            raise to_spate_error(exc, "begin transaction", CommitError) from exc
 
     async def commit_transaction(
         self, consumer: Consumer, offsets: Mapping[TopicPartition, int]
@@ -304,7 +306,7 @@ class KafkaTransactionalProducer(KafkaProducer, TransactionalProducer):
             if error is not None and error.code() == KafkaError._TIMED_OUT:
                 await self._recreate()
                 return
-            raise map_error(exc, "abort transaction", CommitError) from exc
+            raise to_spate_error(exc, "abort transaction", CommitError) from exc
 
     async def _recover(self, exc: KafkaException, context: str) -> None:
         """Turn a failed commit into a clean state and a spate error, then raise it.
@@ -329,7 +331,7 @@ class KafkaTransactionalProducer(KafkaProducer, TransactionalProducer):
                 "replay from the last committed offsets"
             ) from exc
         if error is not None and is_fencing(error):
-            raise map_error(exc, context, FencedError) from exc
+            raise to_spate_error(exc, context, FencedError) from exc
         await self._recreate()
         raise CommitError(
             f"{context} failed on {self._url} ({exc}); the producer was recreated, "

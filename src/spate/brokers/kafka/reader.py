@@ -20,7 +20,7 @@ from confluent_kafka import KafkaError, KafkaException
 from spate.brokers.base import ReaderStart
 from spate.brokers.kafka.config import create_client
 from spate.brokers.kafka.consumer import to_records
-from spate.brokers.kafka.errors import UNRECOVERABLE, map_error
+from spate.brokers.kafka.errors import UNRECOVERABLE, to_spate_error
 from spate.brokers.reader import PartitionReader
 from spate.record import Record
 
@@ -61,7 +61,7 @@ class KafkaReader(PartitionReader):
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, function)
         except KafkaException as exc:
-            raise map_error(exc, f"read {self._describe()} on {self._kafka.url}") from exc
+            raise to_spate_error(exc, f"read {self._describe()} on {self._kafka.url}") from exc
 
     async def _read(self, position: int, max_records: int, timeout_s: float) -> list[Record]:
         consumer = self._consumer
@@ -94,7 +94,7 @@ class KafkaReader(PartitionReader):
         if error.code() == KafkaError._PARTITION_EOF:
             return
         if error.fatal() or error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, *UNRECOVERABLE):
-            raise map_error(error, f"read {self._describe()}")
+            raise to_spate_error(error, f"read {self._describe()}")
         logger.warning("event=kafka_reader_error partition=%s error=%s", self._describe(), error)
 
     async def _release(self) -> None:

@@ -35,8 +35,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from spate.brokers.base import (
     Capabilities,
@@ -62,6 +63,7 @@ from spate.brokers.local.storage import (
     release_database,
     write_transaction,
 )
+from spate.brokers.options import AdapterOptions, choice, seconds
 from spate.brokers.url import BrokerURL
 from spate.clock import SYSTEM_CLOCK, Clock
 from spate.errors import ConfigError, ConnectError
@@ -71,7 +73,24 @@ from spate.topic import validate_topic_name
 logger = logging.getLogger("spate.brokers.local")
 
 DEFAULT_PATH = ".spate"
-_FLOAT_OPTIONS = ("lease_ttl_s", "heartbeat_s", "busy_timeout_s", "retention_check_s")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LocalOptions(AdapterOptions):
+    """The local broker's options (the module docstring says what each does).
+
+    Each can be given as a keyword to ``spate.connect`` or in the URL query; there is
+    no client library behind this adapter, so any other name is an error.
+    """
+
+    adapter: ClassVar[str] = "local broker"
+
+    synchronous: Synchronous = field(default="full", metadata=choice("full", "normal"))
+    lease_ttl_s: float = field(default=DEFAULT_LEASE_TTL_S, metadata=seconds())
+    heartbeat_s: float | None = field(default=None, metadata=seconds())
+    busy_timeout_s: float = field(default=30.0, metadata=seconds())
+    retention_check_s: float = field(default=30.0, metadata=seconds())
+    clock: Clock = SYSTEM_CLOCK
 
 
 class LocalBroker(OwningBroker):
@@ -130,27 +149,14 @@ class LocalBroker(OwningBroker):
     @classmethod
     def from_url(cls, parsed: BrokerURL, options: dict[str, Any]) -> Self:
         """Build from ``local://PATH?opt=…`` or ``memory://NAME``; see the module doc."""
-        merged: dict[str, Any] = dict(parsed.query)
-        merged.update(options)
-        kwargs: dict[str, Any] = {}
-        for key, value in merged.items():
-            if key in _FLOAT_OPTIONS:
-                try:
-                    kwargs[key] = float(value)
-                except (TypeError, ValueError):
-                    raise ConfigError(
-                        f"broker URL {parsed.redacted!r}: option {key}={value!r} must be a "
-                        "number of seconds"
-                    ) from None
-            elif key == "synchronous":
-                kwargs[key] = str(value).lower()
-            elif key == "clock":
-                kwargs[key] = value
-            else:
-                raise ConfigError(
-                    f"broker URL {parsed.redacted!r}: unknown option {key!r}; the local "
-                    f"broker knows synchronous, {', '.join(_FLOAT_OPTIONS)}"
-                )
+        own, unknown = LocalOptions.split(parsed, options)
+        unknown.update(LocalOptions.foreign_query(parsed))
+        if unknown:
+            raise ConfigError(
+                f"broker URL {parsed.redacted!r}: unknown option {next(iter(unknown))!r}; "
+                f"the local broker knows {', '.join(sorted(LocalOptions.names()))}"
+            )
+        kwargs = own.as_kwargs()
         if parsed.scheme == "memory":
             return cls(None, memory_name=parsed.path, **kwargs)
         return cls(parsed.path, **kwargs)

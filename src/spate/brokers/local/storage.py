@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from spate.brokers.local.errors import to_spate_error
 from spate.errors import BrokerError, ConfigError, ConnectError, SpateError
 
 T = TypeVar("T")
@@ -110,21 +111,6 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def _describe_sqlite_error(where: str, exc: sqlite3.Error) -> str:
-    text = str(exc)
-    if "locked" in text or "busy" in text:
-        return (
-            f"{where} is locked by another process and stayed locked past the busy "
-            f"timeout ({text}); close the other program using it or raise ?busy_timeout_s="
-        )
-    if "not a database" in text or "malformed" in text or "corrupt" in text:
-        return (
-            f"{where} is corrupt or not a SQLite file ({text}); move it aside and start "
-            "with an empty directory, or restore it from a backup"
-        )
-    return f"{where}: {text}"
-
-
 def _create_private_file(path: Path) -> None:
     """Create ``path`` empty with mode 0600 unless it exists (an empty file is a new
     SQLite database); an existing database keeps its mode."""
@@ -206,7 +192,7 @@ class Database:
             raise
         except sqlite3.Error as exc:
             self._close_sync()
-            raise ConnectError(_describe_sqlite_error(self.where, exc)) from exc
+            raise to_spate_error(exc, self.where, ConnectError) from exc
 
     def _connect(self, target: str) -> sqlite3.Connection:
         conn = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
@@ -288,7 +274,7 @@ class Database:
         try:
             return fn(conn)
         except sqlite3.Error as exc:
-            raise error(_describe_sqlite_error(self.where, exc)) from exc
+            raise to_spate_error(exc, self.where, error) from exc
 
     # -- change notification -----------------------------------------------------------
 

@@ -32,7 +32,7 @@ from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
 from spate.brokers.base import TopicInfo
-from spate.brokers.nats.errors import STREAM_NOT_FOUND, api_code, nats_errors
+from spate.brokers.nats.errors import STREAM_NOT_FOUND, api_code, spate_errors
 from spate.errors import BrokerError, ConfigError, TopicExistsError, TopicNotFoundError
 from spate.record import TopicPartition
 from spate.topic import new_incarnation, validate_topic_name
@@ -129,7 +129,7 @@ class TopicAdmin:
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
-            with nats_errors("open the topic registry"):
+            with spate_errors("open the topic registry"):
                 self._kv = await self._js.create_key_value(
                     KeyValueConfig(bucket=TOPICS_BUCKET, history=1, storage=StorageType.FILE)
                 )
@@ -148,7 +148,7 @@ class TopicAdmin:
     async def _read(self, topic: str) -> _Registered:
         kv = await self._bucket()
         try:
-            with nats_errors(f"describe topic {topic!r}"):
+            with spate_errors(f"describe topic {topic!r}"):
                 entry = await kv.get(topic)
         except BrokerError as exc:
             if isinstance(exc.__cause__, nats.js.errors.KeyNotFoundError):
@@ -169,7 +169,7 @@ class TopicAdmin:
 
     async def _ensure_streams(self, topic: str, partitions: int, config: Mapping[str, str]) -> None:
         configs = [stream_config(topic, p, partitions, config) for p in range(partitions)]
-        with nats_errors(f"create the streams of topic {topic!r}"):
+        with spate_errors(f"create the streams of topic {topic!r}"):
             await asyncio.gather(*(self._js.add_stream(c) for c in configs))
 
     async def create(
@@ -187,7 +187,7 @@ class TopicAdmin:
             {"partitions": partitions, "config": config, "incarnation": registered.incarnation}
         )
         try:
-            with nats_errors(f"create topic {topic!r}"):
+            with spate_errors(f"create topic {topic!r}"):
                 await kv.create(topic, value)
         except BrokerError as exc:
             if not isinstance(exc.__cause__, nats.js.errors.KeyWrongLastSequenceError):
@@ -201,7 +201,7 @@ class TopicAdmin:
         try:
             await self._ensure_streams(topic, partitions, config)
         except BrokerError:
-            with nats_errors(f"roll back topic {topic!r}"):
+            with spate_errors(f"roll back topic {topic!r}"):
                 await kv.purge(topic)
             raise
         self._partitions[topic] = partitions
@@ -211,20 +211,20 @@ class TopicAdmin:
         registered = await self._read(validate_topic_name(topic))
         for p in range(registered.partitions):
             try:
-                with nats_errors(f"delete topic {topic!r}"):
+                with spate_errors(f"delete topic {topic!r}"):
                     await self._js.delete_stream(stream_name(topic, p))
             except BrokerError as exc:
                 if api_code(exc.__cause__ or exc) != STREAM_NOT_FOUND:
                     raise
         kv = await self._bucket()
-        with nats_errors(f"delete topic {topic!r}"):
+        with spate_errors(f"delete topic {topic!r}"):
             await kv.purge(topic)
         self._partitions.pop(topic, None)
 
     async def list(self) -> list[TopicInfo]:
         kv = await self._bucket()
         try:
-            with nats_errors("list topics"):
+            with spate_errors("list topics"):
                 names = await kv.keys()
         except BrokerError as exc:
             if isinstance(exc.__cause__, nats.js.errors.NoKeysError):
@@ -240,7 +240,7 @@ class TopicAdmin:
 
     async def end_offset(self, tp: TopicPartition) -> tuple[int, int]:
         """(first offset still stored, offset the next record will get) of a partition."""
-        with nats_errors(f"read the end of {tp.topic}[{tp.partition}]"):
+        with spate_errors(f"read the end of {tp.topic}[{tp.partition}]"):
             info = await self._js.stream_info(stream_name(tp.topic, tp.partition))
         state = info.state
         first = max(state.first_seq - 1, 0) if state.messages else state.last_seq

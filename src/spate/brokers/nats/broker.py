@@ -10,6 +10,7 @@ member owns partitions by leases in a key-value bucket.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
@@ -30,24 +31,15 @@ from spate.brokers.leased import DEFAULT_LEASE_TTL_S
 from spate.brokers.lifecycle import OwningBroker
 from spate.brokers.nats import offsets
 from spate.brokers.nats.admin import TopicAdmin
-from spate.brokers.nats.client import connect_options, open_connection
+from spate.brokers.nats.client import NatsOptions, connect_options, open_connection
 from spate.brokers.nats.consumer import NatsConsumer
-from spate.brokers.nats.errors import nats_errors
+from spate.brokers.nats.errors import spate_errors
 from spate.brokers.nats.leases import NatsLeaseStore
 from spate.brokers.nats.producer import NatsProducer
 from spate.brokers.nats.reader import NatsReader
 from spate.brokers.url import BrokerURL
 from spate.clock import SYSTEM_CLOCK, Clock
 from spate.errors import ConfigError, ConnectError, SpateError
-
-_FLOAT_OPTIONS = (
-    "lease_ttl_s",
-    "heartbeat_s",
-    "ack_wait_s",
-    "request_timeout_s",
-    "connect_timeout_s",
-)
-_INT_OPTIONS = ("max_ack_pending",)
 
 
 class NatsBroker(OwningBroker):
@@ -105,28 +97,9 @@ class NatsBroker(OwningBroker):
     @classmethod
     def from_url(cls, parsed: BrokerURL, options: dict[str, Any]) -> Self:
         """Build from ``nats://host:port[,…][?…]``; see :mod:`spate.brokers.nats.client`."""
-        spate_options: dict[str, Any] = {}
-        query = dict(parsed.query)
-        for source in (query, options):
-            for name in [*_FLOAT_OPTIONS, *_INT_OPTIONS, "clock"]:
-                if name in source:
-                    spate_options[name] = source.pop(name)
-        for name in _FLOAT_OPTIONS:
-            if name in spate_options:
-                spate_options[name] = _number(parsed, name, spate_options[name], float)
-        for name in _INT_OPTIONS:
-            if name in spate_options:
-                spate_options[name] = _number(parsed, name, spate_options[name], int)
-        stripped = BrokerURL(
-            raw=parsed.raw,
-            scheme=parsed.scheme,
-            hosts=parsed.hosts,
-            username=parsed.username,
-            password=parsed.password,
-            path=parsed.path,
-            query=query,
-        )
-        return cls(parsed.redacted, connect_options(stripped, options), **spate_options)
+        own, passthrough = NatsOptions.split(parsed, options)
+        stripped = dataclasses.replace(parsed, query=NatsOptions.foreign_query(parsed))
+        return cls(parsed.redacted, connect_options(stripped, passthrough), **own.as_kwargs())
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -177,7 +150,7 @@ class NatsBroker(OwningBroker):
     async def _disconnect(self) -> None:
         client, self._client = self._client, None
         if client is not None and not client.is_closed:
-            with contextlib.suppress(SpateError), nats_errors("close the connection"):
+            with contextlib.suppress(SpateError), spate_errors("close the connection"):
                 await client.close()
 
     # -- admin ---------------------------------------------------------------------------
@@ -210,7 +183,7 @@ class NatsBroker(OwningBroker):
     # -- clients -------------------------------------------------------------------------
 
     def _new_producer(self) -> Producer:
-        return self._track(NatsProducer(self.client, self.admin, self._is_closed))
+        return self._track(NatsProducer(self.client, self.admin, self._is_closed, self.clock))
 
     def consumer(
         self,
@@ -227,12 +200,3 @@ class NatsBroker(OwningBroker):
     def reader(self, topic: str, partition: int = 0, start: ReaderStart = "earliest") -> NatsReader:
         self._check_open()
         return self._track(NatsReader(self, topic, partition, start))
-
-
-def _number(parsed: BrokerURL, name: str, value: Any, kind: type[float] | type[int]) -> float:
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"broker URL {parsed.redacted!r}: option {name}={value!r} must be a number"
-        ) from None

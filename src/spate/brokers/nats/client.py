@@ -24,13 +24,17 @@ import inspect
 import logging
 import ssl
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from spate.brokers.nats.errors import nats_errors, refusal_reason
+from spate.brokers.leased import DEFAULT_LEASE_TTL_S
+from spate.brokers.nats.errors import refusal_reason, spate_errors
+from spate.brokers.options import AdapterOptions, count, seconds
 from spate.brokers.url import BrokerURL
+from spate.clock import SYSTEM_CLOCK, Clock
 from spate.errors import ConfigError, ConnectError
 
 log = logging.getLogger("spate.nats")
@@ -47,6 +51,31 @@ _QUERY_OPTIONS = {
 _TLS_QUERY = ("tls_ca", "tls_cert", "tls_key")
 _NKEY_OPTIONS = ("nkeys_seed", "nkeys_seed_str", "user_credentials")
 _NATS_CONNECT_OPTIONS = frozenset(inspect.signature(Client.connect).parameters) - {"self"}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NatsOptions(AdapterOptions):
+    """spate's own settings for the NATS adapter; every other option goes to nats.connect.
+
+    Each can be given as a keyword to ``spate.connect`` or in the URL query.
+    """
+
+    adapter: ClassVar[str] = "NATS"
+
+    lease_ttl_s: float = field(default=DEFAULT_LEASE_TTL_S, metadata=seconds())
+    """Partition lease lifetime: how long a dead member's partitions stay unowned."""
+    heartbeat_s: float | None = field(default=None, metadata=seconds())
+    """How often a member renews its leases (default: a third of ``lease_ttl_s``)."""
+    ack_wait_s: float = field(default=300.0, metadata=seconds())
+    """JetStream's AckWait for the pull consumers spate creates."""
+    max_ack_pending: int = field(default=100_000, metadata=count())
+    """JetStream's MaxAckPending for the pull consumers spate creates."""
+    request_timeout_s: float = field(default=10.0, metadata=seconds())
+    """Timeout of one JetStream API request."""
+    connect_timeout_s: float = field(default=10.0, metadata=seconds())
+    """How long the first connection may take before start fails."""
+    clock: Clock = SYSTEM_CLOCK
+    """Time for lease deadlines, heartbeats and retry pauses (tests inject one)."""
 
 
 def _tls_context(query: Mapping[str, str]) -> ssl.SSLContext:
@@ -92,9 +121,7 @@ def connect_options(parsed: BrokerURL, options: Mapping[str, Any]) -> dict[str, 
         if name not in _NATS_CONNECT_OPTIONS:
             raise ConfigError(
                 f"NATS option {name!r} is neither a nats.connect() argument nor a spate option "
-                "(lease_ttl_s, heartbeat_s, ack_wait_s, max_ack_pending, request_timeout_s, "
-                "connect_timeout_s); "
-                "check the spelling"
+                f"({', '.join(sorted(NatsOptions.names()))}); check the spelling"
             )
         result[name] = value
     if any(name in result for name in _NKEY_OPTIONS) and importlib.util.find_spec("nkeys") is None:
@@ -174,7 +201,7 @@ async def open_connection(
         raise ConnectError(f"NATS: cannot connect to {redacted_url}: {reason}") from exc
     js = client.jetstream(timeout=timeout_s)
     try:
-        with nats_errors(f"reach JetStream at {redacted_url}", ConnectError):
+        with spate_errors(f"reach JetStream at {redacted_url}", ConnectError):
             await js.account_info()
     except ConnectError as exc:
         await client.close()

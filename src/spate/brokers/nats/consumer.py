@@ -40,7 +40,7 @@ from spate.brokers.leased import LeasedConsumer
 from spate.brokers.nats import offsets
 from spate.brokers.nats.admin import stream_name
 from spate.brokers.nats.codec import decode
-from spate.brokers.nats.errors import nats_errors
+from spate.brokers.nats.errors import spate_errors
 from spate.brokers.nats.leases import escape_key
 from spate.errors import (
     BrokerError,
@@ -140,7 +140,7 @@ class NatsConsumer(LeasedConsumer):
             except BrokerError:
                 if attempt == OPEN_ATTEMPTS:
                     raise
-                await asyncio.sleep(RETRY_PAUSE_S * attempt)
+                await self._broker.clock.sleep(RETRY_PAUSE_S * attempt)
                 attempt += 1
 
     async def _open(self, tp: TopicPartition, at: int | None = None) -> int:
@@ -178,7 +178,7 @@ class NatsConsumer(LeasedConsumer):
                 offsets.INHERITED_META: "1" if inherited else "0",
             },
         )
-        with nats_errors(f"create the reader of {tp.topic}[{tp.partition}]"):
+        with spate_errors(f"create the reader of {tp.topic}[{tp.partition}]"):
             await self._js.add_consumer(stream, config)
         await self._subscribe()
         self._forget(tp)
@@ -201,7 +201,7 @@ class NatsConsumer(LeasedConsumer):
 
     async def _delete_consumer(self, stream: str, name: str) -> None:
         try:
-            with nats_errors(f"delete consumer {name} of {stream}"):
+            with spate_errors(f"delete consumer {name} of {stream}"):
                 await self._js.delete_consumer(stream, name)
         except BrokerError:
             pass  # already gone: a newer owner deleted it, or it never finished creating
@@ -214,7 +214,7 @@ class NatsConsumer(LeasedConsumer):
     async def _subscribe(self) -> None:
         if self._sub is None:
             self._inbox = self._client.new_inbox()
-            with nats_errors("subscribe for deliveries"):
+            with spate_errors("subscribe for deliveries"):
                 self._sub = await self._client.subscribe(
                     f"{self._inbox}.*", pending_msgs_limit=0, pending_bytes_limit=0
                 )
@@ -377,7 +377,7 @@ class NatsConsumer(LeasedConsumer):
                 f"cannot commit {tp.topic}[{tp.partition}] through offset {offset}: "
                 "this member has not fetched that record"
             )
-        with nats_errors(f"commit {tp.topic}[{tp.partition}] through {offset}", CommitError):
+        with spate_errors(f"commit {tp.topic}[{tp.partition}] through {offset}", CommitError):
             await self._client.request(reply, _ACK, timeout=self._broker.request_timeout_s)
         part.acked_seq = max(part.acked_seq, seq)
         part.replies = {s: r for s, r in part.replies.items() if s > seq}
@@ -391,7 +391,7 @@ class NatsConsumer(LeasedConsumer):
             self._by_consumer.clear()
             if sub is not None and not self._client.is_closed:
                 try:
-                    with nats_errors("close the consumer"):
+                    with spate_errors("close the consumer"):
                         await sub.unsubscribe()
                 except BrokerError:
                     pass

@@ -1,6 +1,6 @@
 """nats-py exceptions mapped onto :mod:`spate.errors`, in one place.
 
-Every call into nats-py from this package runs inside :func:`nats_errors`, so no
+Every call into nats-py from this package runs inside :func:`spate_errors`, so no
 ``nats`` exception reaches user code: connection trouble becomes ConnectError,
 everything else the error class the caller names, with the original as ``__cause__``.
 
@@ -14,12 +14,12 @@ cannot cure (not transient), so a worker stops on them instead of retrying forev
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import nats.errors
 import nats.js.errors
 
+from spate.brokers.error_mapping import raising_spate_errors
 from spate.errors import BrokerError, ConnectError, SpateError
 
 _PERMANENT_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -38,6 +38,8 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     nats.errors.ConnectionReconnectingError,
     OSError,
 )
+
+_NATIVE_ERRORS = (TimeoutError, nats.errors.Error, OSError)
 
 # JetStream API error codes spate reacts to (nats-server's JSErrCodes).
 STREAM_NOT_FOUND = 10059
@@ -93,7 +95,9 @@ def refusal_reason(exc: BaseException) -> str | None:
     return None
 
 
-def translate(exc: BaseException, what: str, default: type[SpateError]) -> SpateError:
+def to_spate_error(
+    exc: BaseException, what: str, default: type[SpateError] = BrokerError
+) -> SpateError:
     """The spate error for ``exc``, raised while doing ``what``."""
     if isinstance(exc, SpateError):
         return exc
@@ -112,10 +116,8 @@ def translate(exc: BaseException, what: str, default: type[SpateError]) -> Spate
     return default(f"NATS: cannot {what}: {describe(exc)}")
 
 
-@contextmanager
-def nats_errors(what: str, default: type[SpateError] = BrokerError) -> Iterator[None]:
+def spate_errors(
+    what: str, default: type[SpateError] = BrokerError
+) -> AbstractContextManager[None]:
     """Re-raise any nats-py (or socket/timeout) error as a spate error."""
-    try:
-        yield
-    except (TimeoutError, nats.errors.Error, OSError) as exc:
-        raise translate(exc, what, default) from exc
+    return raising_spate_errors(_NATIVE_ERRORS, to_spate_error, what, default)

@@ -31,7 +31,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from spate.brokers.nats.admin import stream_name
-from spate.brokers.nats.errors import nats_errors
+from spate.brokers.nats.errors import spate_errors
 from spate.clock import SYSTEM_CLOCK, Clock
 from spate.errors import CoordinationError
 from spate.record import TopicPartition
@@ -93,7 +93,7 @@ class NatsLeaseStore:
     async def _buckets(self) -> tuple[KeyValue, KeyValue]:
         async with self._open_lock:
             if self._members is None or self._leases is None:
-                with nats_errors("open the group buckets", CoordinationError):
+                with spate_errors("open the group buckets", CoordinationError):
                     self._members = await self._js.create_key_value(
                         KeyValueConfig(
                             bucket=MEMBERS_BUCKET,
@@ -111,7 +111,7 @@ class NatsLeaseStore:
     async def _get(kv: KeyValue, key: str, what: str) -> tuple[dict[str, Any] | None, int]:
         """The entry's JSON value and revision; (None, 0) when absent."""
         try:
-            with nats_errors(what, CoordinationError):
+            with spate_errors(what, CoordinationError):
                 entry = await kv.get(key)
         except CoordinationError as exc:
             if isinstance(exc.__cause__, nats.js.errors.KeyNotFoundError):
@@ -124,7 +124,7 @@ class NatsLeaseStore:
         """Write ``value`` only if the entry is still at ``revision`` (0: absent)."""
         data = orjson.dumps(value)
         try:
-            with nats_errors(what, CoordinationError):
+            with spate_errors(what, CoordinationError):
                 if revision == 0:
                     return await kv.create(key, data)
                 return await kv.update(key, data, last=revision)
@@ -239,7 +239,7 @@ class NatsLeaseStore:
         """Every group with live or recently live members."""
         members_kv, _ = await self._buckets()
         try:
-            with nats_errors("list groups", CoordinationError):
+            with spate_errors("list groups", CoordinationError):
                 keys = await members_kv.keys()
         except CoordinationError as exc:
             if isinstance(exc.__cause__, nats.js.errors.NoKeysError):

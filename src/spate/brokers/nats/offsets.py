@@ -20,7 +20,7 @@ from nats.js.api import ConsumerInfo
 
 from spate.brokers.base import PartitionLag
 from spate.brokers.nats.admin import STREAM_PREFIX, TopicAdmin, stream_name
-from spate.brokers.nats.errors import STREAM_NOT_FOUND, api_code, nats_errors
+from spate.brokers.nats.errors import STREAM_NOT_FOUND, api_code, spate_errors
 from spate.errors import BrokerError
 from spate.record import TopicPartition
 
@@ -48,7 +48,7 @@ async def _all_consumers(js: JetStreamContext, stream: str) -> list[ConsumerInfo
     """Every consumer of ``stream``, page by page (the server lists 256 at a time)."""
     found: list[ConsumerInfo] = []
     while True:
-        with nats_errors(f"list the consumers of stream {stream}"):
+        with spate_errors(f"list the consumers of stream {stream}"):
             page = await js.consumers_info(stream, offset=len(found))
         found.extend(page)
         if not page:
@@ -59,7 +59,7 @@ async def _all_stream_names(js: JetStreamContext) -> list[str]:
     names: list[str] = []
     seen = 0
     while True:
-        with nats_errors("list streams"):
+        with spate_errors("list streams"):
             page = await js.streams_info(offset=seen)
         seen += len(page)
         names.extend(name for s in page if (name := s.config.name))
@@ -124,7 +124,7 @@ async def lag(
 async def groups(js: JetStreamContext) -> set[str]:
     """Every group that has a consumer on any spate stream."""
     found: set[str] = set()
-    with nats_errors("list groups"):
+    with spate_errors("list groups"):
         streams = await js.streams_info()
     spate_streams = [
         s.config.name for s in streams if s.config.name and s.config.name.startswith(STREAM_PREFIX)

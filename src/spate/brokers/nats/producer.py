@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,7 +30,8 @@ from nats.aio.subscription import Subscription
 from spate.brokers.base import Producer
 from spate.brokers.nats.admin import TopicAdmin, subject
 from spate.brokers.nats.codec import encode_headers
-from spate.brokers.nats.errors import describe, nats_errors
+from spate.brokers.nats.errors import describe, spate_errors
+from spate.clock import SYSTEM_CLOCK, Clock
 from spate.errors import BrokerError, ClosedError, PublishError
 from spate.partitioner import Partitioner
 from spate.record import Headers
@@ -77,8 +77,15 @@ class _Pending:
 class NatsProducer(Producer):
     """A producer on one NATS connection (shared with the broker that made it)."""
 
-    def __init__(self, client: Client, admin: TopicAdmin, is_closed: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        client: Client,
+        admin: TopicAdmin,
+        is_closed: Callable[[], bool],
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self._client = client
+        self._clock = clock
         self._admin = admin
         self._broker_closed = is_closed
         self._partitioner = Partitioner()
@@ -126,7 +133,7 @@ class NatsProducer(Producer):
     async def start(self) -> None:
         if self._sub is None:
             self._inbox = self._client.new_inbox()
-            with nats_errors("subscribe for publish acknowledgements", PublishError):
+            with spate_errors("subscribe for publish acknowledgements", PublishError):
                 self._sub = await self._client.subscribe(
                     f"{self._inbox}.*",
                     cb=self._on_reply,
@@ -185,7 +192,8 @@ class NatsProducer(Producer):
         return found
 
     async def _publish(self, batch: list[_Pending], timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
+        clock = self._clock
+        deadline = clock.monotonic() + timeout_s
         self._status = bytearray(len(batch))
         self._errors = {}
         todo = list(range(len(batch)))
@@ -195,7 +203,7 @@ class NatsProducer(Producer):
                 self._waiting = len(todo)
                 self._answered.clear()
                 await self._send_all(batch, todo)
-                remaining = deadline - time.monotonic()
+                remaining = deadline - clock.monotonic()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._answered.wait(), min(ATTEMPT_TIMEOUT_S, max(remaining, 0.01))
@@ -206,7 +214,7 @@ class NatsProducer(Producer):
                 todo = [i for i in todo if self._status[i] != _ACKED]
                 if not todo:
                     return
-                if time.monotonic() >= deadline:
+                if clock.monotonic() >= deadline:
                     self._fail(
                         batch,
                         todo[0],
@@ -215,7 +223,7 @@ class NatsProducer(Producer):
                     )
                 for i in todo:
                     self._status[i] = _PENDING
-                await asyncio.sleep(pause_s)
+                await clock.sleep(pause_s)
                 pause_s = min(pause_s * 2, 1.0)
         finally:
             self._tokens.clear()
@@ -271,5 +279,5 @@ class NatsProducer(Producer):
             self._buffer.clear()
             sub, self._sub = self._sub, None
             if sub is not None and not self._client.is_closed:
-                with contextlib.suppress(BrokerError), nats_errors("close the producer"):
+                with contextlib.suppress(BrokerError), spate_errors("close the producer"):
                     await sub.unsubscribe()

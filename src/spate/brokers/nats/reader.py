@@ -18,7 +18,7 @@ from nats.js.client import JetStreamContext
 from spate.brokers.base import ReaderStart
 from spate.brokers.nats.admin import stream_name
 from spate.brokers.nats.codec import decode
-from spate.brokers.nats.errors import nats_errors
+from spate.brokers.nats.errors import spate_errors
 from spate.brokers.reader import PartitionReader
 from spate.errors import BrokerError
 from spate.record import Record
@@ -57,7 +57,7 @@ class NatsReader(PartitionReader):
             mem_storage=True,
         )
         topic, partition = self.topic_partition
-        with nats_errors(f"create a reader of {topic}[{partition}]"):
+        with spate_errors(f"create a reader of {topic}[{partition}]"):
             await self._nats.js.add_consumer(self._stream, config)
             self._sub = await self._nats.js.pull_subscribe_bind(name=name, stream=self._stream)
         self._name = name
@@ -71,7 +71,7 @@ class NatsReader(PartitionReader):
             if sub is None or position != self._next:
                 sub = await self._open(position)
             try:
-                with nats_errors(f"read {topic}[{partition}]"):
+                with spate_errors(f"read {topic}[{partition}]"):
                     messages = await sub.fetch(max_records, max(timeout_s, MIN_WAIT_S))
                 break
             except BrokerError as exc:
@@ -102,7 +102,7 @@ class NatsReader(PartitionReader):
         if sub is None:
             return
         try:
-            with nats_errors(f"delete the reader of {self._stream}"):
+            with spate_errors(f"delete the reader of {self._stream}"):
                 await sub.unsubscribe()
                 await self._nats.js.delete_consumer(self._stream, self._name)
         except BrokerError:

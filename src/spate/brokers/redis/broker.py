@@ -26,8 +26,9 @@ from spate.brokers.base import (
 )
 from spate.brokers.lifecycle import OwningBroker
 from spate.brokers.redis import keys
-from spate.brokers.redis.client import RedisClient, RedisOptions, mapped, raise_first
+from spate.brokers.redis.client import RedisClient, RedisOptions, raise_first
 from spate.brokers.redis.consumer import RedisConsumer
+from spate.brokers.redis.errors import spate_errors
 from spate.brokers.redis.producer import RedisProducer
 from spate.brokers.redis.reader import RedisReader
 from spate.brokers.redis.scripts import CLAIM_TOPIC_SCRIPT
@@ -64,7 +65,9 @@ class RedisBroker(OwningBroker):
         super().__init__()
         self.url = url.redacted
         self.options = options
-        self.client = RedisClient(url, passthrough, reconnect_timeout_s=options.reconnect_timeout_s)
+        self.client = RedisClient(
+            url, passthrough, reconnect_timeout_s=options.reconnect_timeout_s, clock=options.clock
+        )
         self._streams = PartitionStreams(self.client)
         self._partition_counts: dict[str, int] = {}
         self._started = False
@@ -170,7 +173,7 @@ class RedisBroker(OwningBroker):
         tps = [TopicPartition(name, p) for p in range(info.partitions)]
         what = f"deleting topic {name!r}"
         with_tags: list[str] = []
-        with mapped(what):
+        with spate_errors(what):
             for tp in tps:
                 match = f"{{{keys.stream_of(tp)}}}:*"
                 with_tags.extend([key async for key in self.client.redis.scan_iter(match=match)])

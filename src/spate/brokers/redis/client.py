@@ -1,7 +1,7 @@
-"""The redis-py client behind a RedisBroker: URL and options, error mapping, scripts.
+"""The redis-py client behind a RedisBroker: URL and options, retries, scripts.
 
-Everything that talks to Redis goes through :class:`RedisClient`, so the mapping of
-redis-py's exceptions onto :mod:`spate.errors` happens in one place.
+Everything that talks to Redis goes through :class:`RedisClient`, which maps
+redis-py's exceptions onto :mod:`spate.errors` by :mod:`spate.brokers.redis.errors`.
 """
 
 from __future__ import annotations
@@ -10,87 +10,53 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
 import redis.asyncio as aioredis
 from redis import exceptions as rex
 
+from spate.brokers.options import AdapterOptions, seconds
+from spate.brokers.redis.errors import spate_errors, to_spate_error
 from spate.brokers.redis.scripts import ALL as ALL_SCRIPTS
 from spate.brokers.url import BrokerURL
 from spate.clock import SYSTEM_CLOCK, Clock
 from spate.errors import (
-    BrokerError,
     ConfigError,
     ConnectError,
-    FencedError,
     SpateError,
-    TopicNotFoundError,
 )
 from spate.outage import Outage, backoff_s
 
 DEFAULT_PORT = 6379
 logger = logging.getLogger("spate.brokers.redis")
-_OWN_OPTIONS = (
-    "dedup_window_s",
-    "lease_ttl_s",
-    "heartbeat_s",
-    "retention_interval_s",
-    "reconnect_timeout_s",
-)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class RedisOptions:
+class RedisOptions(AdapterOptions):
     """spate's own settings for the Redis adapter; everything else goes to redis-py.
 
     Each can be given as a keyword to ``spate.connect`` or in the URL query.
     """
 
-    dedup_window_s: float = 3600.0
+    adapter: ClassVar[str] = "Redis"
+
+    dedup_window_s: float = field(default=3600.0, metadata=seconds())
     """How long a published ``dedup_id`` is remembered (effectively-once window)."""
-    lease_ttl_s: float = 10.0
+    lease_ttl_s: float = field(default=10.0, metadata=seconds())
     """Partition lease lifetime: how long a dead member's partitions stay unowned."""
-    heartbeat_s: float | None = None
+    heartbeat_s: float | None = field(default=None, metadata=seconds())
     """How often a member renews its leases (default: a third of ``lease_ttl_s``)."""
-    retention_interval_s: float = 30.0
+    retention_interval_s: float = field(default=30.0, metadata=seconds(zero=True))
     """How often a started broker enforces topic retention; 0 turns it off."""
-    reconnect_timeout_s: float | None = None
+    reconnect_timeout_s: float | None = field(default=None, metadata=seconds(zero=True))
     """How long a command keeps retrying a lost connection before it fails for good
     (the worker then stops); None, the default, retries until the server is back."""
     clock: Clock = SYSTEM_CLOCK
-    """Time for record timestamps, retention and lease deadlines (tests inject one)."""
-
-    @classmethod
-    def split(
-        cls, url: BrokerURL, options: Mapping[str, Any]
-    ) -> tuple[RedisOptions, dict[str, Any]]:
-        """spate's settings, and the redis-py keyword arguments left over.
-
-        Options given as keywords win over the same name in the URL query.
-        """
-        own: dict[str, Any] = {}
-        passthrough = dict(options)
-        if "clock" in passthrough:
-            own["clock"] = passthrough.pop("clock")
-        for name in _OWN_OPTIONS:
-            raw = passthrough.pop(name, url.query.get(name))
-            if raw is None:
-                continue
-            try:
-                value = float(raw)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(
-                    f"Redis option {name}={raw!r} is not a number of seconds; give e.g. {name}=10"
-                ) from exc
-            if value < 0 or (
-                value == 0 and name not in ("retention_interval_s", "reconnect_timeout_s")
-            ):
-                raise ConfigError(f"Redis option {name}={raw!r} must be positive")
-            own[name] = value
-        return cls(**own), passthrough
+    """Time for record timestamps, retention, lease deadlines and reconnect pauses
+    (tests inject a :class:`~spate.clock.ManualClock`)."""
 
 
 def redis_py_url(url: BrokerURL) -> str:
@@ -114,43 +80,9 @@ def redis_py_url(url: BrokerURL) -> str:
             userinfo += ":" + quote(url.password, safe="")
         userinfo += "@"
     address = f"[{host}]" if ":" in host else host
-    query = {k: v for k, v in url.query.items() if k not in _OWN_OPTIONS}
+    query = RedisOptions.foreign_query(url)
     suffix = f"?{urlencode(query)}" if query else ""
     return f"{url.scheme}://{userinfo}{address}:{port}/{database}{suffix}"
-
-
-def translate(exc: BaseException, what: str) -> SpateError:
-    """The spate error for a redis-py (or socket) error raised while doing ``what``."""
-    message = f"{what}: {exc}"
-    if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
-        return ConnectError(
-            f"{what}: Redis refused the credentials ({exc}); check user:password",
-            transient=False,
-        )
-    if isinstance(exc, rex.ConnectionError | rex.TimeoutError | OSError):
-        return ConnectError(f"{what}: cannot reach Redis ({exc})")
-    if isinstance(exc, rex.ResponseError):
-        text = str(exc)
-        if text.startswith("SPATE_FENCED"):
-            return FencedError(f"{what}: {text.removeprefix('SPATE_FENCED ')}")
-        if text.startswith("SPATE_NO_TOPIC"):
-            return TopicNotFoundError(f"{what}: the topic does not exist")
-        if text.startswith("NOPERM") or text.startswith("NOAUTH"):
-            return ConnectError(
-                f"{what}: Redis refused the command ({text}); check the ACL", transient=False
-            )
-    return BrokerError(message)
-
-
-@contextlib.contextmanager
-def mapped(what: str) -> Iterator[None]:
-    """Turn every redis-py error inside the block into a spate error."""
-    try:
-        yield
-    except SpateError:
-        raise
-    except (rex.RedisError, OSError) as exc:
-        raise translate(exc, what) from exc
 
 
 def _cancel_requests() -> int:
@@ -173,10 +105,16 @@ class RedisClient:
     """A redis-py asyncio client plus the scripts spate runs on it."""
 
     def __init__(
-        self, url: BrokerURL, passthrough: Mapping[str, Any], *, reconnect_timeout_s: float | None
+        self,
+        url: BrokerURL,
+        passthrough: Mapping[str, Any],
+        *,
+        reconnect_timeout_s: float | None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.display = url.redacted
         self.reconnect_timeout_s = reconnect_timeout_s
+        self._clock = clock
         self._outage = Outage(logger, f"broker={url.redacted}")
         try:
             self.redis: aioredis.Redis = aioredis.Redis.from_url(
@@ -193,7 +131,7 @@ class RedisClient:
     async def start(self) -> None:
         """Check the server answers and load every script."""
         try:
-            with mapped(f"connecting to {self.display}"):
+            with spate_errors(f"connecting to {self.display}"):
                 await self.redis.ping()
         except TypeError as exc:
             raise ConfigError(
@@ -204,7 +142,7 @@ class RedisClient:
 
     async def load_scripts(self) -> None:
         """Load the scripts (again, after a server restart emptied its script cache)."""
-        with mapped(f"loading scripts into {self.display}"):
+        with spate_errors(f"loading scripts into {self.display}"):
             pipe = self.redis.pipeline(transaction=False)
             for script in ALL_SCRIPTS.values():
                 pipe.script_load(script.text)
@@ -215,16 +153,17 @@ class RedisClient:
 
         Per-command errors come back as exception objects in the result list.
 
-        A lost connection is retried with backoff (:mod:`spate.outage`) until the server
-        is back, or for up to ``reconnect_timeout_s`` if one is set, so a restarted
-        server is picked up by itself. Every command spate sends is safe to repeat:
-        scripts check before they write, commits are cumulative, reads set the group
-        cursor first, and a publish that did land before the connection broke is
-        repeated as a duplicate (at-least-once) or dropped by its dedup id.
+        A lost connection is retried with backoff (:mod:`spate.outage`, paced by the
+        broker's clock) until the server is back, or for up to ``reconnect_timeout_s``
+        if one is set, so a restarted server is picked up by itself. Every command spate
+        sends is safe to repeat: scripts check before they write, commits are
+        cumulative, reads set the group cursor first, and a publish that did land
+        before the connection broke is repeated as a duplicate (at-least-once) or
+        dropped by its dedup id.
         """
-        loop = asyncio.get_running_loop()
+        clock = self._clock
         limit = self.reconnect_timeout_s
-        deadline = None if limit is None else loop.time() + limit
+        deadline = None if limit is None else clock.monotonic() + limit
         attempt = 0
         while True:
             try:
@@ -236,12 +175,12 @@ class RedisClient:
                 self._outage.failed(exc)
                 delay = backoff_s(attempt, random.random())
                 attempt += 1
-                if deadline is not None and loop.time() + delay > deadline:
+                if deadline is not None and clock.monotonic() + delay > deadline:
                     raise ConnectError(
                         f"{exc}; gave up after reconnect_timeout_s={limit}",
                         transient=False,
                     ) from exc
-                await asyncio.sleep(delay)
+                await clock.sleep(delay)
                 continue
             self._outage.recovered()
             return results
@@ -251,7 +190,7 @@ class RedisClient:
         reloads them and runs the pipeline once more: a refused command did nothing."""
         before = _cancel_requests()
         try:
-            with mapped(what):
+            with spate_errors(what):
                 for attempt in range(2):
                     pipe = self.redis.pipeline(transaction=False)
                     build(pipe)
@@ -274,4 +213,4 @@ def raise_first(results: list[Any], what: str) -> None:
     """Raise the spate error for the first failed command of a pipeline, if any."""
     for result in results:
         if isinstance(result, BaseException):
-            raise translate(result, what) from result
+            raise to_spate_error(result, what) from result

@@ -17,7 +17,8 @@ from typing import Any
 
 from spate.brokers.base import Producer
 from spate.brokers.redis import keys
-from spate.brokers.redis.client import RedisClient, translate
+from spate.brokers.redis.client import RedisClient
+from spate.brokers.redis.errors import to_spate_error
 from spate.brokers.redis.scripts import PUBLISH_SCRIPT
 from spate.brokers.redis.streams import encode_headers
 from spate.clock import Clock
@@ -137,7 +138,7 @@ class RedisProducer(Producer):
         self.duplicates += sum(r[2] for r in results if not isinstance(r, BaseException))
         for (tp, chunk), result in zip(calls, results, strict=True):
             if isinstance(result, BaseException):
-                error = translate(result, "publishing")
+                error = to_spate_error(result, "publishing")
                 if isinstance(error, TopicNotFoundError):
                     self._forget_topic(tp.topic)
                 raise PublishError(

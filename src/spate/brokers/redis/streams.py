@@ -21,7 +21,8 @@ import msgspec
 
 from spate.brokers.base import OffsetReset, PartitionLag
 from spate.brokers.redis import keys
-from spate.brokers.redis.client import RedisClient, raise_first, translate
+from spate.brokers.redis.client import RedisClient, raise_first
+from spate.brokers.redis.errors import to_spate_error
 from spate.brokers.redis.scripts import (
     COMMIT_SCRIPT,
     RANGE_SCRIPT,
@@ -180,7 +181,7 @@ class PartitionStreams:
         fenced: set[TopicPartition] = set()
         for request, result in zip(requests, results, strict=True):
             if isinstance(result, BaseException):
-                error = translate(result, what)
+                error = to_spate_error(result, what)
                 if isinstance(error, FencedError):
                     fenced.add(request.tp)
                     continue

@@ -4,14 +4,18 @@ the mistakes it must name in one line."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 import spate
-from cli_helpers import ok, one_line_error
+from cli_helpers import SPATE, ok, one_line_error
 from cli_helpers import spate as spate_cli
 from dlq_checks import dlq_round_trip
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 
 @pytest.fixture
@@ -73,3 +77,26 @@ def test_bad_arguments_are_named(broker: str) -> None:
 
 def test_unreachable_broker_is_named() -> None:
     one_line_error(spate_cli("dlq", "list", "x.dlq", broker="nats://127.0.0.1:1"), 1, "127.0.0.1:1")
+
+
+def test_the_example_in_the_docs_runs(tmp_path: Path) -> None:
+    text = DOCS.read_text()
+    example = text.split("An example that runs on its own", 1)[1]
+    script = example.split("```bash\n", 1)[1].split("```", 1)[0]
+    env = {k: v for k, v in os.environ.items() if k != "SPATE_BROKER"}
+    env["PATH"] = f"{Path(SPATE[0]).parent}{os.pathsep}{env['PATH']}"
+    env["COLUMNS"] = "200"
+    run = subprocess.run(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "replayed 1 dead letter from 'orders.dlq' to 'orders'" in run.stderr, run.stderr
+    assert '"spate-replayed-from":"orders.dlq/0/0"' in run.stdout
+    assert "Traceback (most recent call last): ValueError" in run.stdout
+    assert run.stderr.strip().splitlines()[-1].startswith("error: broker local://.spate-dlq")
+    assert run.returncode == 1

@@ -203,7 +203,7 @@ def show(
     stdout.print(escape(render_bytes(record.value)))
     headers = Table("header", "value")
     for name, raw in record.headers:
-        headers.add_row(escape(name), escape(_short(raw.decode("utf-8", errors="replace"))))
+        headers.add_row(escape(name), escape(raw.decode("utf-8", errors="replace")))
     stdout.print(headers)
     stdout.print("[bold]traceback[/bold]")
     stdout.print(escape(letter.traceback or "(none recorded)"))

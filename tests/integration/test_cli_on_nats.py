@@ -11,6 +11,7 @@ import pytest
 
 from bench_checks import every_mode_counts_what_it_did
 from cli_helpers import ok, one_line_error, records, spate
+from dlq_checks import dlq_round_trip
 from spate.testing.nats_server import nats_test_url
 
 pytest.importorskip("nats")
@@ -54,3 +55,7 @@ def test_bench_every_mode_on_nats(nats_url: str) -> None:
     every_mode_counts_what_it_did(
         nats_url, f"bench-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
     )
+
+
+def test_dlq_commands_on_nats(nats_url: str) -> None:
+    dlq_round_trip(nats_url, f"dl-{uuid.uuid4().hex[:8]}")

@@ -4,12 +4,14 @@ one round trip through every command against a real redis-server."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from bench_checks import every_mode_counts_what_it_did
 from cli_helpers import ok, one_line_error, records, spate
+from dlq_checks import dlq_round_trip
 from spate.testing.redis_server import (
     flush_database,
     server_url_for_tests,
@@ -51,3 +53,7 @@ def test_every_command_on_redis(redis_url: str) -> None:
 
 def test_bench_every_mode_on_redis(redis_url: str) -> None:
     every_mode_counts_what_it_did(redis_url, "bench", "readers")
+
+
+def test_dlq_commands_on_redis(redis_url: str) -> None:
+    dlq_round_trip(redis_url, f"dl-{uuid.uuid4().hex[:8]}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from spate import __version__
-from spate.cli import bench, groups, topics
+from spate.cli import bench, dlq, groups, topics
 from spate.cli.common import fail
 from spate.cli.consume import consume
 from spate.cli.demo import demo
@@ -32,6 +32,7 @@ app.command("consume")(consume)
 app.add_typer(topics.app, name="topics")
 app.add_typer(groups.app, name="groups")
 app.add_typer(bench.app, name="bench")
+app.add_typer(dlq.app, name="dlq")
 
 
 def _version(value: bool) -> None:

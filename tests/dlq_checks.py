@@ -1,0 +1,102 @@
+"""Synthetic dead letters and one ``spate dlq`` round trip, shared by the CLI tests of
+every broker (the same commands must behave the same on each)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import spate
+from cli_helpers import ok, one_line_error, records
+from cli_helpers import spate as spate_cli
+from spate import deadletter as dl
+from spate.record import Headers
+
+OLD = "2026-01-01T00:00:00.000Z"
+NEW = "2026-12-04T16:30:00.123Z"
+
+
+def dead_letter_headers(
+    error_type: str, offset: int, failed_at: str, source: str = "orders"
+) -> Headers:
+    texts = {
+        dl.HEADER_ERROR_TYPE: error_type,
+        dl.HEADER_ERROR_MESSAGE: f"record {offset} failed: bad amount",
+        dl.HEADER_ERROR_TRACEBACK: f'Traceback (most recent call last):\n  File "app.py", '
+        f"line 7, in bill\n{error_type}: record {offset} failed",
+        dl.HEADER_SOURCE_TOPIC: source,
+        dl.HEADER_SOURCE_PARTITION: "0",
+        dl.HEADER_SOURCE_OFFSET: str(offset),
+        dl.HEADER_PROCESSOR: "billing",
+        dl.HEADER_ATTEMPTS: "3",
+        dl.HEADER_FAILED_AT: failed_at,
+    }
+    return (("trace-id", trace_id(offset).encode()), *((k, v.encode()) for k, v in texts.items()))
+
+
+def trace_id(offset: int) -> str:
+    """A header of the record's own, long enough that cutting it would show."""
+    return f"t{offset}-" + "0123456789" * 8
+
+
+async def publish_dead_letters(url: str, source: str) -> None:
+    """``source`` and ``source.dlq`` (one partition each); 4 dead letters: offsets 0-1
+    failed long ago with ValueError, 2-3 recently with KeyError."""
+    async with spate.connect(url) as broker:
+        await broker.create_topic(source, 1)
+        await broker.create_topic(dl.dead_letter_topic(source), 1)
+        async with broker.producer() as producer:
+            for n in range(4):
+                error, when = ("builtins.ValueError", OLD) if n < 2 else ("KeyError", NEW)
+                producer.send(
+                    dl.dead_letter_topic(source),
+                    json.dumps({"n": n}).encode(),
+                    key=f"k{n}".encode(),
+                    headers=dead_letter_headers(error, 10 + n, when, source),
+                )
+            await producer.flush()
+
+
+def dlq_round_trip(url: str, source: str) -> None:
+    """list, show, replay (all, --where, --dry-run) and purge on broker ``url``."""
+    asyncio.run(publish_dead_letters(url, source))
+    dlq = dl.dead_letter_topic(source)
+
+    table = ok(spate_cli("dlq", "list", dlq, broker=url))
+    assert table.count("builtins.ValueError") == 2, table
+    assert table.count("KeyError") == 2, table
+    assert f"{source}[0]@12" in table
+    assert "2026-12-04T16:30:00.123Z" in table
+    listed = records(ok(spate_cli("dlq", "list", dlq, "--json", "--limit", "3", broker=url)))
+    assert [x["source_offset"] for x in listed] == [10, 11, 12]
+    third = listed[2]["offset"]
+
+    shown = ok(spate_cli("dlq", "show", dlq, str(third), broker=url))
+    assert 'File "app.py", line 7, in bill' in shown
+    assert "KeyError: record 12 failed" in shown
+    assert '"n": 2' in shown
+    assert trace_id(12) in shown
+
+    dry = spate_cli("dlq", "replay", dlq, "--where", "ValueError", "--dry-run", broker=url)
+    assert "would replay 2 dead letters" in ok(dry) + dry.stderr
+    replayed = spate_cli("dlq", "replay", dlq, "--where", "ValueError", broker=url)
+    assert f"replayed 2 dead letters from {dlq!r} to {source!r}" in ok(replayed) + replayed.stderr
+    back = records(ok(spate_cli("consume", source, "--from-beginning", broker=url)))
+    assert [r["value"] for r in back] == [{"n": 0}, {"n": 1}]
+    assert [r["key"] for r in back] == ["k0", "k1"]
+    for r in back:
+        assert r["headers"]["spate-replayed-from"].startswith(f"{dlq}/0/")
+        assert r["headers"]["trace-id"].startswith("t")
+        assert not any(name in dl.ERROR_HEADERS for name in r["headers"])
+    ok(spate_cli("dlq", "replay", dlq, "--limit", "1", broker=url))
+    assert len(records(ok(spate_cli("consume", source, "--from-beginning", broker=url)))) == 3
+
+    one_line_error(
+        spate_cli("dlq", "purge", dlq, "--before", "2026-06-01T00:00:00Z", broker=url),
+        1,
+        "cannot purge dead letters",
+        "2 dead letter(s)",
+    )
+    nothing = spate_cli("dlq", "purge", dlq, "--before", "2025-01-01", broker=url)
+    assert "nothing to purge" in ok(nothing) + nothing.stderr
+    one_line_error(spate_cli("dlq", "list", f"{source}-none.dlq", broker=url), 1, "does not exist")

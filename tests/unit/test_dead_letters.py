@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime
+from pathlib import Path
 
 import msgspec
 import pytest
 
 import spate
-from spate import App, Retry, deadletter
+from dead_letter_checks import POISON, check_poison_and_failures, headers_of
+from spate import App, Retry
 from spate.config import Settings
 from spate.errors import ConfigError, DeserializationError, ProcessingError
-from spate.record import Record
 from spate.runtime.worker import Worker
 from spate.streams.stream import Stream
 from spate.testing.app import TestApp
@@ -27,13 +27,6 @@ class Order(msgspec.Struct):
     amount: int
 
 
-POISON = b"\xffnot json"
-
-
-def headers_of(record: Record) -> dict[str, str]:
-    return {name: value.decode() for name, value in record.headers}
-
-
 def shop(guarantee: str = "at-least-once") -> tuple[App, Topic[Order], Topic[int]]:
     app = App("shop", broker="memory://", processing_guarantee=guarantee, batch_size=500)
     return app, app.topic("orders", 4, value_type=Order), app.topic("totals", 2, value_type=int)
@@ -43,54 +36,12 @@ def shop(guarantee: str = "at-least-once") -> tuple[App, Topic[Order], Topic[int
 def test_poison_and_failing_records_go_to_the_dead_letter_topic_and_the_rest_flows(
     guarantee: str,
 ) -> None:
-    app, orders, totals = shop(guarantee)
+    check_poison_and_failures(f"memory://{uuid.uuid4().hex}", guarantee)
 
-    @app.handler(orders, group="billing", output=totals, dead_letter=True)
-    def bill(order: Order) -> int:
-        if order.id % 100 == 50:
-            raise ValueError(f"order {order.id} is cursed")
-        return order.id
 
-    raw = Topic.of("orders", partitions=4, serde="raw")
-    poison_ids, failing_ids = set(), set()
-    with TestApp(app, timeout_s=60) as t:
-        for i in range(10_000):
-            if i % 100 == 7:
-                poison_ids.add(i)
-                t.send(raw, POISON + b"%d" % i, key=f"k{i}")
-            else:
-                failing_ids.update([i] if i % 100 == 50 else [])
-                t.send(orders, Order(id=i, amount=1), key=f"k{i}")
-        t.run_until_idle()
-        processed = t.outputs(totals)
-        letters = t.records("orders.dlq")
-
-    assert sorted(processed) == sorted(set(range(10_000)) - poison_ids - failing_ids)
-    assert len(letters) == len(poison_ids) + len(failing_ids) == 200
-    by_key = {int(r.key.decode()[1:]): r for r in letters if r.key is not None}
-    assert set(by_key) == poison_ids | failing_ids
-    for i, letter in by_key.items():
-        headers = headers_of(letter)
-        assert tuple(headers) == deadletter.HEADERS
-        assert headers["spate-source-topic"] == "orders"
-        assert int(headers["spate-source-partition"]) in range(4)
-        assert int(headers["spate-source-offset"]) >= 0
-        assert headers["spate-processor"] == "bill"
-        assert headers["spate-attempts"] == "1"
-        assert datetime.fromisoformat(headers["spate-failed-at"]).utcoffset() is not None
-        if i in poison_ids:
-            assert letter.value == POISON + b"%d" % i
-            assert headers["spate-error-type"] == "SerdeError"
-        else:
-            assert msgspec.json.decode(letter.value, type=Order).id == i
-            assert headers["spate-error-type"] == "ValueError"
-            assert headers["spate-error-message"] == f"order {i} is cursed"
-            assert (
-                'raise ValueError(f"order {order.id} is cursed")'
-                in headers["spate-error-traceback"]
-            )
-    stats = app.stats["bill"]
-    assert (stats.dead_letters, stats.errors, stats.retries) == (200, 200, 0)
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_the_same_on_the_embedded_broker_on_disk(guarantee: str, tmp_path: Path) -> None:
+    check_poison_and_failures(f"local://{tmp_path}", guarantee, count=2_000)
 
 
 def test_a_transient_failure_succeeds_on_the_third_attempt_without_a_dead_letter() -> None:

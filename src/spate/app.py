@@ -232,7 +232,8 @@ class App:
         ``<source>.dlq``) or ``dead_letter="topic"`` publishes the record there and
         moves on, else ``on_error`` stops the processor (``"stop"``, the default) or
         drops the record (``"skip"``). ``timeout_s`` fails an ``async`` function's
-        call that takes longer.
+        call that takes longer (a plain function runs in a thread, which cannot be
+        cancelled: it gets no timeout).
         """
         topics = [topic] if isinstance(topic, Topic) else list(topic)
         for t in topics:

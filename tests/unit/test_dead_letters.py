@@ -165,7 +165,14 @@ def test_timeout_on_a_plain_handler_is_refused_at_registration() -> None:
 def test_a_hung_async_handler_times_out_into_the_dead_letter_topic() -> None:
     app, orders, totals = shop()
 
-    @app.handler(orders, group="billing", output=totals, dead_letter=True, timeout_s=0.05)
+    @app.handler(
+        orders,
+        group="billing",
+        output=totals,
+        dead_letter=True,
+        timeout_s=0.05,
+        key=lambda total: total,  # plain: no timeout, and not refused
+    )
     async def bill(order: Order) -> int:
         if order.id == 1:
             await asyncio.sleep(3600)

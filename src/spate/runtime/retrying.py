@@ -10,9 +10,10 @@ the stage's error handling, and :meth:`Retrier.take_attempts` tells the error po
 how many calls were made (the dead letter's ``spate-attempts``).
 
 ``timeout_s`` applies to ``async`` functions only: the call is cancelled when it is
-exceeded, which counts as a failed attempt. A thread cannot be cancelled, so a plain
-function with ``timeout_s`` is refused with a ConfigError rather than given a timeout
-that would leave the hung call running.
+exceeded, which counts as a failed attempt. A thread cannot be cancelled, so plain
+functions (a handler's ``key=``, a plain ``map`` beside an async one) get their
+retries but no timeout; ``App.handler`` refuses ``timeout_s`` for a plain handler
+function rather than promise a timeout that would leave the hung call running.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from collections.abc import Callable
 from typing import Any
 
 from spate.clock import Clock
-from spate.errors import ConfigError
 from spate.retry import Retry
 from spate.streams.stream import is_async_callable
 
@@ -66,13 +66,7 @@ class Retrier:
             return fn
         if is_async_callable(fn):
             return self._wrap_async(fn)
-        if self.timeout_s is not None:
-            raise ConfigError(
-                f"processor {self.processor!r}: timeout_s={self.timeout_s} needs an "
-                f"'async def' function, and {fn!r} is a plain one (a thread cannot be "
-                "cancelled); make it async, or give the blocking call its own timeout"
-            )
-        return self._wrap_sync(fn)
+        return fn if self.retry is None else self._wrap_sync(fn)
 
     def _failed(self, exc: BaseException, failures: int) -> float | None:
         """The wait before the next call, or None when ``exc`` ends the record's attempts."""

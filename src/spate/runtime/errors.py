@@ -68,7 +68,8 @@ class StopPolicy:
         self.failed += 1
         raise ProcessingError(
             f"processor {self.processor!r} stopped: {type(exc).__name__}: {exc} "
-            f"(record at {_location(record)}; use on_error='skip' to drop failing records)"
+            f"(record at {_location(record)}; use dead_letter=True to set failing records aside, "
+            "or on_error='skip' to drop them)"
         ) from exc
 
     def decode_failed(self, record: Record, exc: Exception) -> None:

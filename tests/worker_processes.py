@@ -9,7 +9,9 @@ owns which partition and how far the group has committed.
 
 Inputs are ``{"n": i}``, keyed ``k<i % 40>`` where a tier keys them; the handler
 answers ``{"n": i, "pid": worker pid}`` after a short sleep, so kills land mid-batch.
-With ``trace=True`` it first appends ``i`` to ``<pid>.trace`` with an unbuffered
+With ``W_FAIL_EVERY=k`` in the environment the handler raises for every input whose
+``n`` is a multiple of ``k`` and the processor sends those to its dead-letter topic
+``<inputs>.dlq``. With ``trace=True`` it first appends ``i`` to ``<pid>.trace`` with an unbuffered
 write, so a test can tell which inputs each worker ran (a SIGKILL loses none).
 """
 
@@ -51,13 +53,18 @@ TRACE = (
     else None
 )
 SUICIDE_AT_CALL = int(os.environ.get("W_SUICIDE_AT_CALL", "-1"))
+FAIL_EVERY = int(os.environ.get("W_FAIL_EVERY", "0"))
 calls = 0
 
 
-@app.handler(numbers, group=os.environ["W_GROUP"], output=results)
+@app.handler(
+    numbers, group=os.environ["W_GROUP"], output=results, dead_letter=FAIL_EVERY > 0 or None
+)
 def answer(value):
     global calls
     calls += 1
+    if FAIL_EVERY and value["n"] % FAIL_EVERY == 0:
+        raise ValueError(f"input {value['n']} fails")
     if TRACE is not None:
         os.write(TRACE, b"%d\\n" % value["n"])
     if DELAY_S:

@@ -26,6 +26,7 @@ from spate.errors import (
     SpateError,
 )
 from spate.record import Headers, Record, TopicPartition
+from spate.retry import Retry
 from spate.serde import Serde
 from spate.topic import Topic
 
@@ -49,6 +50,7 @@ __all__ = [
     "Reader",
     "RebalanceListener",
     "Record",
+    "Retry",
     "Serde",
     "Settings",
     "SpateError",

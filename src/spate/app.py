@@ -48,11 +48,13 @@ from spate.brokers.registry import connect
 from spate.brokers.url import parse_broker_url
 from spate.config import Settings, load_settings
 from spate.errors import CapabilityError, ConfigError
+from spate.retry import Retry
+from spate.runtime.deadletters import resolve_on_error
 from spate.runtime.errors import OnError, error_policy
 from spate.runtime.lifecycle import Lifecycle, Processor
 from spate.runtime.stats import ProcessorStats
 from spate.serde import Serde
-from spate.streams.stream import Stream
+from spate.streams.stream import Stream, is_async_callable
 from spate.topic import Topic
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -190,7 +192,10 @@ class App:
         group: str | None = None,
         *,
         name: str | None = None,
-        on_error: OnError = "stop",
+        on_error: OnError | None = None,
+        retry: Retry | None = None,
+        dead_letter: bool | str | None = None,
+        timeout_s: float | None = None,
     ) -> Stream[T]: ...
     @overload
     def stream(
@@ -199,7 +204,10 @@ class App:
         group: str | None = None,
         *,
         name: str | None = None,
-        on_error: OnError = "stop",
+        on_error: OnError | None = None,
+        retry: Retry | None = None,
+        dead_letter: bool | str | None = None,
+        timeout_s: float | None = None,
     ) -> Stream[Any]: ...
     def stream(
         self,
@@ -207,7 +215,10 @@ class App:
         group: str | None = None,
         *,
         name: str | None = None,
-        on_error: OnError = "stop",
+        on_error: OnError | None = None,
+        retry: Retry | None = None,
+        dead_letter: bool | str | None = None,
+        timeout_s: float | None = None,
     ) -> Stream[Any]:
         """A new processor reading ``topic`` (or several) as ``group``; chain operators on it.
 
@@ -215,6 +226,14 @@ class App:
         deployments: give ``group`` (``name`` defaults to it), or ``name`` (the group
         is then ``"<app>.<name>"``). A ``Topic[T]`` gives a ``Stream[T]`` (several topics
         of different types: ``Stream[Any]``).
+
+        When a user function raises for a record (DESIGN §7, docs/errors.md): ``retry``
+        calls it again with backoff; then ``dead_letter=True`` (topic
+        ``<source>.dlq``) or ``dead_letter="topic"`` publishes the record there and
+        moves on, else ``on_error`` stops the processor (``"stop"``, the default) or
+        drops the record (``"skip"``). ``timeout_s`` fails an ``async`` function's
+        call that takes longer (a plain function runs in a thread, which cannot be
+        cancelled: it gets no timeout).
         """
         topics = [topic] if isinstance(topic, Topic) else list(topic)
         for t in topics:
@@ -229,7 +248,18 @@ class App:
         stream: Stream[Any] = Stream(
             topics, group if group is not None else f"{self.name}.{name}", name
         )
-        self._register(Processor(stream, on_error))
+        resolved, dead_letters = resolve_on_error(
+            name, [t.name for t in topics], on_error, dead_letter
+        )
+        self._register(
+            Processor(
+                stream,
+                resolved,
+                retry=_checked_retry(name, retry),
+                timeout_s=_checked_timeout(name, timeout_s),
+                dead_letters=dead_letters,
+            )
+        )
         return stream
 
     def handler(
@@ -238,7 +268,10 @@ class App:
         group: str | None = None,
         output: Topic[Any] | None = None,
         *,
-        on_error: OnError = "stop",
+        on_error: OnError | None = None,
+        retry: Retry | None = None,
+        dead_letter: bool | str | None = None,
+        timeout_s: float | None = None,
         key: Callable[[Any], Any] | None = None,
         name: str | None = None,
     ) -> Callable[[F], F]:
@@ -246,13 +279,29 @@ class App:
 
         Its result — None, a value, or a list of values — is published to ``output``
         (or dropped without one), keyed like the input unless ``key(value)`` is given.
+        ``on_error``, ``retry``, ``dead_letter`` and ``timeout_s`` are as for
+        :meth:`stream`.
         """
 
         def register(fn: F) -> F:
             if not callable(fn):
                 raise ConfigError(f"app.handler() decorates a function, got {fn!r}")
             processor_name = name or getattr(fn, "__name__", None) or repr(fn)
-            stream = self.stream(topic, group, name=processor_name, on_error=on_error)
+            if timeout_s is not None and not is_async_callable(fn):
+                raise ConfigError(
+                    f"handler {processor_name!r}: timeout_s={timeout_s} needs an 'async def' "
+                    "function (a thread cannot be cancelled); make it async, or give the "
+                    "blocking call its own timeout"
+                )
+            stream = self.stream(
+                topic,
+                group,
+                name=processor_name,
+                on_error=on_error,
+                retry=retry,
+                dead_letter=dead_letter,
+                timeout_s=timeout_s,
+            )
             stream._emit(fn)
             if key is not None:
                 stream.key_by(key)
@@ -263,7 +312,8 @@ class App:
         return register
 
     def _register(self, processor: Processor) -> None:
-        error_policy(processor.on_error, processor.name)  # validates on_error now
+        if not processor.dead_letters:
+            error_policy(processor.on_error, processor.name)  # validates on_error now
         for other in self.processors:
             if other.name == processor.name:
                 raise ConfigError(
@@ -302,7 +352,7 @@ class App:
             )
         declared = dict(self.topics)
         for processor in self.processors:
-            for t in processor.stream.output_topics:
+            for t in (*processor.stream.output_topics, *processor.dead_letter_topics):
                 declared.setdefault(t.name, t)
         for t in declared.values():
             info = await broker.create_topic(t.name, t.partitions, t.config, exist_ok=True)
@@ -351,3 +401,22 @@ class App:
                 "or unset SPATE_WORKERS to run it here)"
             )
         Lifecycle(self).run()
+
+
+def _checked_retry(processor: str, retry: object) -> Retry | None:
+    if retry is None or isinstance(retry, Retry):
+        return retry
+    raise ConfigError(
+        f"processor {processor!r}: retry={retry!r} must be a spate.Retry, "
+        "e.g. retry=Retry(attempts=3, backoff_s=0.5)"
+    )
+
+
+def _checked_timeout(processor: str, timeout_s: object) -> float | None:
+    if timeout_s is None:
+        return None
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
+        raise ConfigError(
+            f"processor {processor!r}: timeout_s={timeout_s!r} must be a number of seconds > 0"
+        )
+    return float(timeout_s)

@@ -25,6 +25,19 @@ HEADER_PROCESSOR = "spate-processor"
 HEADER_ATTEMPTS = "spate-attempts"
 HEADER_FAILED_AT = "spate-failed-at"
 
+HEADERS = (
+    HEADER_ERROR_TYPE,
+    HEADER_ERROR_MESSAGE,
+    HEADER_ERROR_TRACEBACK,
+    HEADER_SOURCE_TOPIC,
+    HEADER_SOURCE_PARTITION,
+    HEADER_SOURCE_OFFSET,
+    HEADER_PROCESSOR,
+    HEADER_ATTEMPTS,
+    HEADER_FAILED_AT,
+)
+"""Every header a dead letter carries, in the order the runtime writes them."""
+
 
 def dead_letter_topic(source: str) -> str:
     """The dead-letter topic of ``source`` when ``dead_letter=True`` names none."""
@@ -43,19 +56,7 @@ REQUIRED_HEADERS = (
 """Without these a record cannot be listed or replayed; the others may be missing
 (an empty message, no traceback) and read as empty."""
 
-ERROR_HEADERS = frozenset(
-    {
-        HEADER_ERROR_TYPE,
-        HEADER_ERROR_MESSAGE,
-        HEADER_ERROR_TRACEBACK,
-        HEADER_SOURCE_TOPIC,
-        HEADER_SOURCE_PARTITION,
-        HEADER_SOURCE_OFFSET,
-        HEADER_PROCESSOR,
-        HEADER_ATTEMPTS,
-        HEADER_FAILED_AT,
-    }
-)
+ERROR_HEADERS = frozenset(HEADERS)
 """The headers a dead letter adds: a replay drops them and keeps every other one."""
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -22,3 +24,17 @@ def test_readme_quickstart_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "python -m pip install -e . && spate demo" in readme
     assert 'python -m pip install -e ".[all,test]" && python -m pytest' in readme
+
+
+def test_readme_failure_example_runs_and_dead_letters_the_failing_record(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## When a record fails", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S)
+    assert block is not None
+    exec(compile(block.group(1), "README.md", "exec"), {"__name__": "readme_example"})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "[20, 25]"
+    assert "'spate-error-type': 'ZeroDivisionError'" in lines[1]
+    assert "'spate-attempts': '3'" in lines[1]

@@ -116,3 +116,18 @@ def test_render_bytes_json_text_or_hex() -> None:
     assert render_bytes(b'{"a":1}') == '{\n  "a": 1\n}'
     assert render_bytes("héllo".encode()) == "héllo"
     assert render_bytes(b"\xff\x00") == "(hex) ff00"
+
+
+def test_header_names_are_those_of_design_section_7_in_write_order() -> None:
+    assert dl.HEADERS == (
+        "spate-error-type",
+        "spate-error-message",
+        "spate-error-traceback",
+        "spate-source-topic",
+        "spate-source-partition",
+        "spate-source-offset",
+        "spate-processor",
+        "spate-attempts",
+        "spate-failed-at",
+    )
+    assert frozenset(dl.HEADERS) == dl.ERROR_HEADERS

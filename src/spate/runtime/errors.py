@@ -9,9 +9,10 @@ stops the processor included, so a stopped processor never reports ``errors=0``;
 worker copies the count into the processor's stats once per batch (or once when it
 stops).
 
-Retries and dead letters plug in here: a retrying policy wraps the user functions
-before compiling, and a dead-letter policy returns after handing the record to the
-worker's producer, so the dead letter commits with the batch.
+Retries wrap the user functions before compiling (:mod:`spate.runtime.retrying`), so
+a policy sees a record only once its attempts are over; the dead-letter policy
+(:mod:`spate.runtime.deadletters`) returns after keeping the record for the batch's
+pre-commit hook, so the dead letter commits with the batch.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Literal, Protocol
 from spate.errors import ConfigError, DeserializationError, ProcessingError
 from spate.record import Record
 
-OnError = Literal["stop", "skip"]
+OnError = Literal["stop", "skip", "dead_letter"]
 
 log = logging.getLogger("spate.runtime")
 
@@ -41,6 +42,10 @@ class ErrorPolicy(Protocol):
         """``record``'s bytes did not decode: raise to stop, return to drop the record."""
         ...
 
+    def discard(self) -> None:
+        """The batch will not be committed: forget what was kept for its end."""
+        ...
+
 
 def _location(record: Record) -> str:
     return f"topic={record.topic!r} partition={record.partition} offset={record.offset}"
@@ -56,11 +61,15 @@ class StopPolicy:
         self.processor = processor
         self.failed = 0
 
+    def discard(self) -> None:
+        return None
+
     def record_failed(self, record: Record, exc: Exception) -> None:
         self.failed += 1
         raise ProcessingError(
             f"processor {self.processor!r} stopped: {type(exc).__name__}: {exc} "
-            f"(record at {_location(record)}; use on_error='skip' to drop failing records)"
+            f"(record at {_location(record)}; use dead_letter=True to set failing records aside, "
+            "or on_error='skip' to drop them)"
         ) from exc
 
     def decode_failed(self, record: Record, exc: Exception) -> None:
@@ -94,6 +103,12 @@ def error_policy(on_error: str, processor: str) -> ErrorPolicy:
         return StopPolicy(processor)
     if on_error == "skip":
         return SkipPolicy(processor)
+    if on_error == "dead_letter":
+        raise ConfigError(
+            f"processor {processor!r}: on_error='dead_letter' needs a dead-letter topic; "
+            "pass dead_letter=True (or a topic name) instead"
+        )
     raise ConfigError(
-        f"processor {processor!r}: on_error={on_error!r} is not valid; use 'stop' or 'skip'"
+        f"processor {processor!r}: on_error={on_error!r} is not valid; use 'stop', 'skip' "
+        "or 'dead_letter'"
     )

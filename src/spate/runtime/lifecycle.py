@@ -33,18 +33,20 @@ import os
 import signal
 from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from spate.brokers.base import Broker
 from spate.brokers.url import parse_broker_url
 from spate.config import Settings
 from spate.observability.server import observability_services
+from spate.retry import Retry
 from spate.runtime.errors import OnError
 from spate.runtime.garbage import young_threshold_at_least
 from spate.runtime.stats import ProcessorStats
 from spate.runtime.worker import Worker
 from spate.streams.stream import Stream
+from spate.topic import Topic
 
 log = logging.getLogger("spate.app")  # the lines of an App's run, wherever it runs
 
@@ -55,6 +57,20 @@ class Processor:
 
     stream: Stream[Any]
     on_error: OnError
+    retry: Retry | None = None
+    timeout_s: float | None = None
+    dead_letters: Mapping[str, str] = field(default_factory=dict)
+    """The dead-letter topic per source topic (empty: no dead letters)."""
+
+    @property
+    def dead_letter_topics(self) -> list[Topic[Any]]:
+        """The dead-letter topics to create on start, partitioned like their sources."""
+        found: dict[str, Topic[Any]] = {}
+        for source in self.stream.topics:
+            name = self.dead_letters.get(source.name)
+            if name is not None and name not in found:
+                found[name] = Topic(name=name, partitions=source.partitions)
+        return list(found.values())
 
     @property
     def name(self) -> str:
@@ -190,6 +206,9 @@ class Lifecycle:
                 broker,
                 settings,
                 on_error=p.on_error,
+                retry=p.retry,
+                timeout_s=p.timeout_s,
+                dead_letters=p.dead_letters,
                 stats=app.stats[p.name],
                 executor=executor,
             )

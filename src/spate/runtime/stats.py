@@ -53,8 +53,8 @@ class ProcessorStats:
     produced: int = 0
     """Records handed to the producer by the pipeline's sinks."""
     errors: int = 0
-    """Records that failed: dropped (``on_error="skip"``) or the one that stopped the
-    processor."""
+    """Records that failed once their attempts were over: dropped (``on_error="skip"``),
+    dead-lettered, or the one that stopped the processor."""
     duplicates: int = 0
     """Outputs the broker acknowledged but dropped: an output with the same dedup id
     was published before, within the broker's window (effectively-once replays)."""
@@ -65,9 +65,10 @@ class ProcessorStats:
     partitions_lost: int = 0
     """Partitions whose lease expired or was taken while this worker held them."""
     dead_letters: int = 0
-    """Records sent to a dead-letter topic (none yet: spate has no dead letters)."""
+    """Records sent to a dead-letter topic (counted when the batch's pre-commit hook
+    sends them, so a batch that then fails to commit counted its dead letters too)."""
     retries: int = 0
-    """Retried attempts of a failed record (none yet: spate does not retry records)."""
+    """Calls of a user function made again after it failed (``retry=Retry(...)``)."""
     state_restored: int = 0
     """Records replayed to restore state (none yet: spate keeps no state)."""
     batch_duration: Histogram = field(default_factory=lambda: Histogram(SECONDS_BUCKETS))

@@ -32,7 +32,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
@@ -43,9 +43,12 @@ from spate.errors import FencedError, SpateError
 from spate.outage import Outage
 from spate.partitions import LeaseEpochs, PartitionContext, Partitions
 from spate.record import Record, TopicPartition
+from spate.retry import Retry
 from spate.runtime.checkpoint import PreCommit
+from spate.runtime.deadletters import DeadLetterPolicy
 from spate.runtime.delivery import AtLeastOnce, Delivery, EffectivelyOnce, ExactlyOnce
 from spate.runtime.errors import ErrorPolicy, error_policy
+from spate.runtime.retrying import Retrier
 from spate.runtime.stats import ProcessorStats
 from spate.serde import Serde, fast_decoder
 from spate.streams.stream import Batch, Pipeline, Stream
@@ -72,6 +75,9 @@ class Worker:
         settings: Settings,
         *,
         on_error: str = "stop",
+        retry: Retry | None = None,
+        timeout_s: float | None = None,
+        dead_letters: Mapping[str, str] | None = None,
         stats: ProcessorStats | None = None,
         executor: Executor | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -80,8 +86,20 @@ class Worker:
         self.stream = stream
         self.broker = broker
         self.settings = settings
-        self.policy: ErrorPolicy = error_policy(on_error, stream.name)
         self.stats = stats or ProcessorStats(processor=stream.name, group=stream.group)
+        self.retrier = Retrier(stream.name, retry, timeout_s, clock)
+        self.pre_commit: list[PreCommit] = []
+        """Hooks every batch runs before its offsets are committed (state flushes,
+        changelog writes, dead letters: see :mod:`spate.runtime.checkpoint`)."""
+        self.policy: ErrorPolicy
+        if dead_letters:
+            policy = DeadLetterPolicy(
+                stream.name, dead_letters, self.stats, clock, self.retrier.take_attempts
+            )
+            self.pre_commit.append(policy.write)
+            self.policy = policy
+        else:
+            self.policy = error_policy(on_error, stream.name)
         self.executor = executor
         """Where plain user functions run (None: on the event loop)."""
         self.clock = clock
@@ -93,9 +111,6 @@ class Worker:
         self.partitions: Partitions = {}
         """A context per partition owned now: made on assignment, dropped on
         revocation or loss. The same dict for the worker's life (pipelines hold it)."""
-        self.pre_commit: list[PreCommit] = []
-        """Hooks every batch runs before its offsets are committed (state flushes,
-        changelog writes, dead letters: see :mod:`spate.runtime.checkpoint`)."""
         self._serdes: dict[str, Serde[Any]] = {t.name: t.serde for t in stream.topics}
         self._fast_decoders = {name: fast_decoder(serde) for name, serde in self._serdes.items()}
         self._fast_decode = next(iter(self._fast_decoders.values()))
@@ -264,7 +279,9 @@ class Worker:
         self._delivery = delivery = self._make_delivery(producer, exactly_once, consumer)
         self._consumer = consumer
         self.partitions.clear()  # a session that ended without closing left its own
-        pipeline = self.stream.compile(self.policy.record_failed, self.partitions)
+        pipeline = self.stream.compile(
+            self.policy.record_failed, self.partitions, self.retrier.wrap
+        )
         outage = self._outage
         try:
             await consumer.start()
@@ -322,7 +339,8 @@ class Worker:
 
     async def _process(self, records: list[Record], pipeline: Pipeline, delivery: Delivery) -> None:
         started = time.perf_counter()
-        failed_before = self.policy.failed
+        policy, retrier = self.policy, self.retrier
+        failed_before, retries_before = policy.failed, retrier.retries
         try:
             batch = self._decode(records)
             await delivery.begin_batch()
@@ -332,9 +350,12 @@ class Worker:
                 await delivery.abort_batch(records)
                 raise
         except BaseException:
+            policy.discard()
             # The record that stopped the processor is an error too (event=stop errors=).
-            self.stats.errors += self.policy.failed - failed_before
+            self.stats.errors += policy.failed - failed_before
+            self.stats.retries += retrier.retries - retries_before
             raise
+        self.stats.retries += retrier.retries - retries_before
         # Offsets grow within a partition and a batch keeps their order: the last wins.
         last = {(r.topic, r.partition): r.offset for r in records}
         through = {TopicPartition(topic, part): offset for (topic, part), offset in last.items()}

@@ -415,11 +415,15 @@ class Stream(Generic[T]):
         return tuple(found)
 
     def compile(
-        self, fail: Fail, partitions: Mapping[TopicPartition, PartitionContext] | None = None
+        self,
+        fail: Fail,
+        partitions: Mapping[TopicPartition, PartitionContext] | None = None,
+        wrap: Callable[[Callable[[Any], Any]], Callable[[Any], Any]] | None = None,
     ) -> Pipeline:
         """The pipeline for one worker; a user function that raises for a record calls
         ``fail(record, exc)``. It returns what to publish and publishes nothing itself.
-        ``partitions`` is the worker's live context per owned partition."""
+        ``partitions`` is the worker's live context per owned partition; ``wrap``, if
+        given, replaces each operator's function once (retries and timeouts)."""
         stages: list[Stage] = []
         for op in self._ops:
             if op.kind == "to":
@@ -429,7 +433,7 @@ class Stream(Generic[T]):
                 stages.append(Stage("route", _route(op.routes, op.topic, fail), False))
             else:
                 assert op.fn is not None
-                stages.append(_stage(op.kind, op.fn, fail))
+                stages.append(_stage(op.kind, op.fn if wrap is None else wrap(op.fn), fail))
         if self._terminal is None:
             stages.append(Stage("end", _discard, False))
         return Pipeline(tuple(stages), {} if partitions is None else partitions)

@@ -1,0 +1,143 @@
+"""``on_error="dead_letter"``: failed records go to a dead-letter topic (DESIGN §7).
+
+The policy keeps a batch's dead letters in memory and its :meth:`write` pre-commit
+hook (:mod:`spate.runtime.checkpoint`) sends them through the batch's producer before
+the offsets are committed: under exactly-once inside the batch's transaction (a batch
+that aborts drops its dead letters with its outputs), under at-least-once acknowledged
+before the offsets. A dead letter is the failed record's key and value bytes with the
+headers of :mod:`spate.deadletter` saying why; then processing moves on.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+
+import spate.deadletter as deadletter
+from spate.brokers.base import Producer
+from spate.clock import Clock
+from spate.errors import ConfigError
+from spate.record import Headers, Record, TopicPartition
+from spate.runtime.errors import OnError
+from spate.runtime.stats import ProcessorStats
+
+log = logging.getLogger("spate.runtime")
+
+DeadLetter = tuple[str, bytes, bytes | None, Headers]
+"""(dead-letter topic, value, key, headers)."""
+
+
+def _text(value: str) -> bytes:
+    return value.encode("utf-8", "replace")
+
+
+def dead_letter_headers(
+    record: Record, exc: BaseException, processor: str, attempts: int, failed_at_ms: int
+) -> Headers:
+    """The DESIGN §7 headers of ``record``'s dead letter, every value a UTF-8 string."""
+    failed_at = datetime.fromtimestamp(failed_at_ms / 1000, UTC)
+    return (
+        (deadletter.HEADER_ERROR_TYPE, _text(type(exc).__qualname__)),
+        (deadletter.HEADER_ERROR_MESSAGE, _text(str(exc))),
+        (deadletter.HEADER_ERROR_TRACEBACK, _text("".join(traceback.format_exception(exc)))),
+        (deadletter.HEADER_SOURCE_TOPIC, _text(record.topic)),
+        (deadletter.HEADER_SOURCE_PARTITION, _text(str(record.partition))),
+        (deadletter.HEADER_SOURCE_OFFSET, _text(str(record.offset))),
+        (deadletter.HEADER_PROCESSOR, _text(processor)),
+        (deadletter.HEADER_ATTEMPTS, _text(str(attempts))),
+        (deadletter.HEADER_FAILED_AT, _text(failed_at.isoformat(timespec="milliseconds"))),
+    )
+
+
+class DeadLetterPolicy:
+    """Every failed record becomes a dead letter; nothing stops the processor.
+
+    ``topics`` maps each source topic to its dead-letter topic; ``attempts`` says how
+    many calls the record that just failed had (see ``Retrier.take_attempts``); bytes
+    that did not decode were never retried (one attempt).
+    """
+
+    def __init__(
+        self,
+        processor: str,
+        topics: Mapping[str, str],
+        stats: ProcessorStats,
+        clock: Clock,
+        attempts: Callable[[], int] = lambda: 1,
+    ) -> None:
+        self.processor = processor
+        self.topics = dict(topics)
+        self.stats = stats
+        self.clock = clock
+        self.attempts = attempts
+        self.failed = 0
+        self.pending: list[DeadLetter] = []
+        """This batch's dead letters, not yet sent."""
+
+    def _add(self, record: Record, exc: Exception, attempts: int) -> None:
+        self.failed += 1
+        headers = dead_letter_headers(record, exc, self.processor, attempts, self.clock.time_ms())
+        self.pending.append((self.topics[record.topic], record.value, record.key, headers))
+
+    def record_failed(self, record: Record, exc: Exception) -> None:
+        self._add(record, exc, self.attempts())
+
+    def decode_failed(self, record: Record, exc: Exception) -> None:
+        self._add(record, exc, 1)
+
+    def discard(self) -> None:
+        """Forget dead letters of a batch that will not be committed."""
+        self.pending.clear()
+
+    async def write(self, producer: Producer, through: Mapping[TopicPartition, int]) -> None:
+        """The pre-commit hook: send this batch's dead letters through ``producer``."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        send = producer.send
+        for topic, value, key, headers in pending:
+            send(topic, value, key=key, headers=headers)
+        self.stats.dead_letters += len(pending)
+        for topic, count in Counter(letter[0] for letter in pending).items():
+            log.warning(
+                "event=dead_letters processor=%s count=%d topic=%s",
+                self.processor,
+                count,
+                topic,
+            )
+
+
+def resolve_on_error(
+    processor: str,
+    sources: Sequence[str],
+    on_error: OnError | None,
+    dead_letter: bool | str | None,
+) -> tuple[OnError, dict[str, str]]:
+    """A processor's ``on_error`` and dead-letter topic per source topic, from what the
+    user wrote: ``dead_letter=`` implies ``on_error="dead_letter"`` and the reverse
+    (with the default ``<source>.dlq`` topics); without either, ``"stop"``."""
+    if dead_letter is None or dead_letter is False:
+        if on_error != "dead_letter":
+            return on_error or "stop", {}
+        dead_letter = True
+    elif on_error not in (None, "dead_letter"):
+        raise ConfigError(
+            f"processor {processor!r}: on_error={on_error!r} contradicts dead_letter="
+            f"{dead_letter!r} (failed records go to the dead-letter topic); drop one of them"
+        )
+    if dead_letter is True:
+        return "dead_letter", {s: deadletter.dead_letter_topic(s) for s in sources}
+    if not isinstance(dead_letter, str) or not dead_letter:
+        raise ConfigError(
+            f"processor {processor!r}: dead_letter={dead_letter!r} must be True (the topic "
+            "'<source>.dlq') or a topic name"
+        )
+    if dead_letter in sources:
+        raise ConfigError(
+            f"processor {processor!r}: dead_letter={dead_letter!r} is one of its own source "
+            "topics, which would feed failures back in; name another topic"
+        )
+    return "dead_letter", dict.fromkeys(sources, dead_letter)

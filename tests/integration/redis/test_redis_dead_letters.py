@@ -1,0 +1,15 @@
+"""Dead letters on Redis Streams: the poison-record scenario of issue 11 (see
+:mod:`dead_letter_checks`), through the App runtime on a real server."""
+
+from __future__ import annotations
+
+import pytest
+
+from dead_letter_checks import check_poison_and_failures
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_poison_and_failing_records_are_dead_lettered_and_the_rest_flows(
+    redis_url: str, guarantee: str
+) -> None:
+    check_poison_and_failures(redis_url, guarantee)

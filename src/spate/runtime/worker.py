@@ -40,6 +40,7 @@ from spate.brokers.base import Broker, Consumer, Producer, TransactionalProducer
 from spate.clock import SYSTEM_CLOCK, Clock
 from spate.config import Settings
 from spate.errors import FencedError, SpateError
+from spate.observability.tracing import traced
 from spate.outage import Outage
 from spate.partitions import LeaseEpochs, PartitionContext, Partitions
 from spate.record import Record, TopicPartition
@@ -265,6 +266,7 @@ class Worker:
         self._consumer = consumer
         self.partitions.clear()  # a session that ended without closing left its own
         pipeline = self.stream.compile(self.policy.record_failed, self.partitions)
+        process = traced(self._process, settings, self.app_name, self.stream)
         outage = self._outage
         try:
             await consumer.start()
@@ -274,7 +276,7 @@ class Worker:
                     outage.recovered()
                     self.stats.connected = True
                 if records:
-                    await self._process(records, pipeline, delivery)
+                    await process(records, pipeline, delivery)
                 else:
                     await delivery.settle()
             await delivery.settle()

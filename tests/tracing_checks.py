@@ -4,7 +4,8 @@ A test span produces a record whose headers carry ``traceparent`` (via
 ``spate.tracing.inject``); an App with ``tracing=True`` copies it to another topic.
 The spans land in the SDK's in-memory exporter: the record must be processed in a
 span of the same trace, whose parent is the producer's span, under a batch span
-with the messaging attributes that links to it.
+with the messaging attributes that links to it; and a second processor, reading
+the copies, must continue the trace of the batch that wrote them.
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ def spans_of(trace_id: int) -> list[ReadableSpan]:
     ]
 
 
-async def _until(app: App, condition: Callable[[ProcessorStats], bool], what: str) -> None:
+async def _until(
+    app: App, name: str, condition: Callable[[ProcessorStats], bool], what: str
+) -> None:
     deadline = time.monotonic() + DEADLINE_S
-    while (stats := app.stats.get("<lambda>")) is None or not condition(stats):
+    while (stats := app.stats.get(name)) is None or not condition(stats):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
 
@@ -64,12 +67,14 @@ async def check_trace_context(broker_url: str, **broker_options: Any) -> None:
         fetch_timeout_s=0.05,
         broker_options=broker_options,
     )
-    source = app.topic(f"in{suffix}", partitions=2)
-    app.handler(source, group=f"g{suffix}", output=app.topic(f"out{suffix}"))(lambda v: v)
+    source, copies = app.topic(f"in{suffix}", partitions=2), app.topic(f"out{suffix}")
+    app.handler(source, group=f"g{suffix}", output=copies, name="copy")(lambda v: v)
+    app.handler(copies, group=f"h{suffix}", name="sink")(lambda v: None)
     stop = asyncio.Event()
     run = asyncio.create_task(Lifecycle(app).run_async(stop))
     try:
-        await _until(app, lambda stats: bool(stats.assigned), "partitions assigned")
+        for name in ("copy", "sink"):
+            await _until(app, name, lambda stats: bool(stats.assigned), "partitions assigned")
         async with (
             spate.connect(broker_url, **broker_options) as broker,
             broker.producer() as producer,
@@ -79,7 +84,7 @@ async def check_trace_context(broker_url: str, **broker_options: Any) -> None:
             for i in range(1, 5):
                 producer.send(source.name, b'{"n": %d}' % i, key=b"k%d" % i)
             await producer.flush()
-        await _until(app, lambda stats: stats.consumed == 5, "5 records processed")
+        await _until(app, "sink", lambda stats: stats.consumed == 5, "5 records copied")
     finally:
         stop.set()
         await run
@@ -98,6 +103,17 @@ async def check_trace_context(broker_url: str, **broker_options: Any) -> None:
     (linking,) = (b for b in batches if producer_context.trace_id in _linked_traces(b))
     assert linking.context is not None
     assert [link.context.span_id for link in record_span.links] == [linking.context.span_id]
+    # The copies carry their batch's context: the next processor continues that trace.
+    downstream = [s for s in memory.get_finished_spans() if _record_of(s, f"h{suffix}")]
+    assert len(downstream) == 5
+    batch_ids = {(b.context.trace_id, b.context.span_id) for b in batches if b.context}
+    assert {(s.parent.trace_id, s.parent.span_id) for s in downstream if s.parent} <= batch_ids
+    assert all(s.parent for s in downstream)
+
+
+def _record_of(span: ReadableSpan, group: str) -> bool:
+    attributes = span.attributes or {}
+    return attributes.get("messaging.consumer.group.name") == group and "spate.offset" in attributes
 
 
 def _batch_of(span: ReadableSpan, group: str) -> bool:

@@ -6,11 +6,14 @@ attributes. Records get spans of their own only where it is worth it: every reco
 whose headers carry a W3C ``traceparent`` gets one that continues the producer's
 trace (its parent is the producer's span; the batch span is a link), and of the
 others a ``tracing_sample_ratio`` share gets one under the batch span. The batch
-span also links to the producers' spans. Record spans last as long as their batch:
-the pipeline runs a batch at once, so there is no per-record time to measure.
+span also links to the producers' spans, and the batch's outputs carry its context
+(:data:`OUTPUT_HEADERS`), so the next processor continues it. Record spans last as
+long as their batch: the pipeline runs a batch at once, so there is no per-record
+time to measure.
 
-The batch loop pays for none of this when tracing is off: :func:`traced` then hands
-the worker its plain ``_process`` back, and nothing runs per batch.
+The batch loop pays almost nothing for this when tracing is off: :func:`traced` then
+hands the worker its plain ``_process`` back, and the send step reads one (empty)
+context variable per batch.
 """
 
 from __future__ import annotations
@@ -18,13 +21,20 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
+from spate.brokers.base import Producer
 from spate.config import Settings
 from spate.errors import ConfigError
-from spate.record import Record
-from spate.streams.stream import Stream
-from spate.tracing import extract
+from spate.record import Headers, Record
+from spate.streams.stream import Output, Stream
+from spate.tracing import extract, inject
+
+OUTPUT_HEADERS: ContextVar[Headers] = ContextVar("spate_output_headers", default=())
+"""The trace headers of the batch being processed (empty with tracing off): the
+delivery's send step puts them on every output, so the next processor continues
+the batch's trace."""
 
 MAX_LINKS = 64
 """Most producer spans one batch span links to (every one still gets a record span)."""
@@ -106,6 +116,7 @@ def traced(process: P, settings: Settings, app: str, stream: Stream[Any]) -> P:
             start_time=start,
         ) as batch_span:
             spans = record_spans(records, parents, batch_span, start)
+            token = OUTPUT_HEADERS.set(inject())
             try:
                 await process(records, *args)
             except BaseException as exc:
@@ -114,7 +125,16 @@ def traced(process: P, settings: Settings, app: str, stream: Stream[Any]) -> P:
                     span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
                 raise
             finally:
+                OUTPUT_HEADERS.reset(token)
                 for span in spans:
                     span.end()
 
     return process_traced  # type: ignore[return-value]
+
+
+def send_traced(producer: Producer, outputs: Sequence[Output], headers: Headers) -> None:
+    """A batch's outputs, each with the batch's trace ``headers`` (``send_many`` has
+    no headers: tracing pays one ``send`` call per output instead)."""
+    send = producer.send
+    for topic, value, key, _ in outputs:
+        send(topic, value, key=key, headers=headers)

@@ -56,12 +56,15 @@ async def _until(
         await asyncio.sleep(0.05)
 
 
-async def check_trace_context(broker_url: str, **broker_options: Any) -> None:
+async def check_trace_context(
+    broker_url: str, guarantee: str = "at-least-once", **broker_options: Any
+) -> None:
     """Produce one traced and some untraced records; check the spans of processing them."""
     memory, suffix = exporter(), uuid.uuid4().hex[:8]
     app = App(
         "traced",
         broker=broker_url,
+        processing_guarantee=guarantee,
         tracing=True,
         tracing_sample_ratio=0.0,
         fetch_timeout_s=0.05,

@@ -56,6 +56,12 @@ class Settings:
     lag_interval_s: float = 5.0
     """How often each processor's group lag is asked from the broker while the
     metrics server runs."""
+    tracing: bool = False
+    """OpenTelemetry spans per batch and per sampled record, and trace context taken
+    from record headers (needs the ``tracing`` extra; see docs/observability.md)."""
+    tracing_sample_ratio: float = 0.01
+    """Share of records without a ``traceparent`` header that get a span of their own
+    when tracing is on (records with one always do)."""
 
     def __post_init__(self) -> None:
         _check_choice("processing_guarantee", self.processing_guarantee, Guarantee)
@@ -85,6 +91,14 @@ class Settings:
                 f"metrics_host={self.metrics_host!r} must be an address such as 127.0.0.1"
             )
         _check_positive("lag_interval_s", self.lag_interval_s, float)
+        if not isinstance(self.tracing, bool):
+            raise ConfigError(f"tracing={self.tracing!r} must be True or False")
+        ratio = self.tracing_sample_ratio
+        if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
+            raise ConfigError(
+                f"tracing_sample_ratio={ratio!r} must be a number from 0 (no record spans "
+                "but for traced records) to 1 (a span per record)"
+            )
         if not isinstance(self.gc_threshold, int) or self.gc_threshold < 0:
             raise ConfigError(
                 f"gc_threshold={self.gc_threshold!r} must be 0 (leave Python's collector "
@@ -113,6 +127,14 @@ def _env_name(field_name: str) -> str:
     return "SPATE_" + field_name.upper()
 
 
+def _parse_bool(text: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off``, in any case; ValueError otherwise."""
+    word = text.lower()
+    if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError(text)
+    return word in ("1", "true", "yes", "on")
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "batch_size": int,
     "fetch_timeout_s": float,
@@ -121,6 +143,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "metrics_port": int,
     "lag_interval_s": float,
     "log_level": str.upper,
+    "tracing": _parse_bool,
+    "tracing_sample_ratio": float,
 }
 
 

@@ -16,6 +16,7 @@ from spate.cli.consume import consume
 from spate.cli.demo import demo
 from spate.cli.produce import produce
 from spate.cli.run import run_command
+from spate.cli.top import top
 from spate.errors import SpateError
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.command("demo")(demo)
 app.command("run")(run_command)
 app.command("produce")(produce)
 app.command("consume")(consume)
+app.command("top")(top)
 app.add_typer(topics.app, name="topics")
 app.add_typer(groups.app, name="groups")
 app.add_typer(bench.app, name="bench")

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 from spate.brokers.base import Consumer, Producer
+from spate.observability.tracing import OUTPUT_HEADERS, send_traced
 from spate.record import Record, TopicPartition
 from spate.runtime.stats import ProcessorStats
 from spate.streams.stream import Output
@@ -85,7 +86,10 @@ class Checkpoint(abc.ABC, Generic[P]):
         return None
 
     def _send(self, outputs: Sequence[Output]) -> None:
-        self.producer.send_many(outputs)
+        if headers := OUTPUT_HEADERS.get():
+            send_traced(self.producer, outputs, headers)
+        else:
+            self.producer.send_many(outputs)
 
     @abc.abstractmethod
     async def _durable(self, through: Offsets, records: Sequence[Record]) -> None:

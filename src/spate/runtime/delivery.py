@@ -36,6 +36,7 @@ from typing import Protocol
 
 from spate.brokers.base import Consumer, Producer, TopicInfo, TransactionalProducer
 from spate.errors import BrokerError, CommitError, FencedError, SpateError
+from spate.observability.tracing import OUTPUT_HEADERS
 from spate.record import Record, TopicPartition
 from spate.runtime.checkpoint import Checkpoint, Offsets, PreCommit
 from spate.runtime.stats import ProcessorStats
@@ -310,6 +311,7 @@ class EffectivelyOnce(AtLeastOnce):
     def _send(self, outputs: Sequence[Output]) -> None:
         send = self.producer.send
         heads = self._heads
+        headers = OUTPUT_HEADERS.get()
         previous: Record | None = None
         topic: str | None = None
         head = ""
@@ -325,7 +327,7 @@ class EffectivelyOnce(AtLeastOnce):
                     topic = source.topic
                     head = heads[topic]
             dedup_id = f"{head}{source.partition}/{source.offset}/{index}"
-            send(out_topic, value, key=key, dedup_id=dedup_id)
+            send(out_topic, value, key=key, dedup_id=dedup_id, headers=headers)
 
 
 class ExactlyOnce(Checkpoint[TransactionalProducer]):

@@ -40,6 +40,7 @@ from spate.brokers.base import Broker, Consumer, Producer, TransactionalProducer
 from spate.clock import SYSTEM_CLOCK, Clock
 from spate.config import Settings
 from spate.errors import FencedError, SpateError
+from spate.observability.tracing import traced
 from spate.outage import Outage
 from spate.partitions import LeaseEpochs, PartitionContext, Partitions
 from spate.record import Record, TopicPartition
@@ -282,6 +283,7 @@ class Worker:
         pipeline = self.stream.compile(
             self.policy.record_failed, self.partitions, self.retrier.wrap
         )
+        process = traced(self._process, settings, self.app_name, self.stream)
         outage = self._outage
         try:
             await consumer.start()
@@ -291,7 +293,7 @@ class Worker:
                     outage.recovered()
                     self.stats.connected = True
                 if records:
-                    await self._process(records, pipeline, delivery)
+                    await process(records, pipeline, delivery)
                 else:
                     await delivery.settle()
             await delivery.settle()

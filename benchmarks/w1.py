@@ -231,14 +231,21 @@ def in_workdir(url: str, run: Callable[[str], Result]) -> Result:
 
 
 def compare_metrics(brokers: list[str], orders: list[tuple[bytes, bytes]], rounds: int) -> None:
-    """Interleaved rounds of metrics off / on per broker; medians and their ratio."""
-    print(f"W1 metrics off vs on, {len(orders)} records, {rounds} rounds (off, on interleaved)")
+    """Interleaved rounds of metrics off / on per broker, each round's order the
+    previous one's reversed; medians and their ratio."""
+    print(f"W1 metrics off vs on, {len(orders)} records, {rounds} rounds (off and on interleaved)")
     print(f"{'broker':<12}{'run':<6}{'records/s per round':>40}{'median':>10}{'CPU us/rec':>12}")
     for url in brokers:
         runs: dict[str, list[Result]] = {"off": [], "on": []}
-        for _ in range(rounds):
-            runs["off"].append(in_workdir(url, lambda u: spate_pipeline(u, orders)))
-            runs["on"].append(in_workdir(url, lambda u: scraped_pipeline(u, orders)))
+        sides: dict[str, Callable[[str], Result]] = {
+            "off": lambda u: spate_pipeline(u, orders),
+            "on": lambda u: scraped_pipeline(u, orders),
+        }
+        for index in range(rounds):
+            # Alternate which side goes first: the second run of a round inherits the
+            # first one's heap and the machine's state.
+            for side in ("off", "on") if index % 2 == 0 else ("on", "off"):
+                runs[side].append(in_workdir(url, sides[side]))
         medians = {}
         for side, results in runs.items():
             rates = [r.rate for r in results]

@@ -62,8 +62,7 @@ async def test_a_stall_is_logged_once_and_its_end_once(
     caplog.set_level(logging.INFO, "spate.observability")
     await watchdog.start(context)
     try:
-        await tick(clock, 0)  # its first sleep begins
-        await tick(clock, 5)  # first sight of offset 40
+        await tick(clock, 0)  # its first check: offset 40 seen at t=0
         await tick(clock, 55)
         assert lines(caplog) == []
         await tick(clock, 5)

@@ -14,14 +14,13 @@ the offset moves again (or the lag is gone).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from spate.brokers.base import PartitionLag
 from spate.clock import SYSTEM_CLOCK, Clock
+from spate.observability.periodic import Periodic
 from spate.record import TopicPartition
 
 if TYPE_CHECKING:
@@ -39,31 +38,20 @@ class _Watch:
     stalled: bool = False
 
 
-class StallWatchdog:
+class StallWatchdog(Periodic):
     """Checks every ``interval_s`` for partitions stalled ``timeout_s`` or longer."""
 
     def __init__(self, timeout_s: float, interval_s: float, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(interval_s, clock)
         self.timeout_s = timeout_s
-        self.interval_s = interval_s
-        self.clock = clock
         self._watches: dict[tuple[str, TopicPartition], _Watch] = {}
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self, context: ServiceContext) -> None:
         if context.broker.capabilities.lag:
-            self._task = asyncio.create_task(self._run(context), name="spate:stall-watchdog")
+            self.begin(context)
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self, context: ServiceContext) -> None:
-        while True:
-            await self.clock.sleep(self.interval_s)
-            self.check(context)
+    async def tick(self, context: ServiceContext) -> None:
+        self.check(context)
 
     def check(self, context: ServiceContext) -> None:
         """Compare each held partition's last polled offset with what it was."""

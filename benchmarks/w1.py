@@ -7,6 +7,12 @@ the same run, and the ratio spate/plain is what the targets are written against
 (benchmarks/README.md). Usage::
 
     python benchmarks/w1.py --records 200000 --broker memory:// --broker local://
+    python benchmarks/w1.py --metrics --rounds 5    # spate with metrics off vs on
+
+``--metrics`` measures what observability costs: interleaved rounds of spate with no
+side service at all (no metrics server, no lag poller, no stall watchdog) and with
+``metrics_port`` set (server, lag poller and watchdog running) while another process
+scrapes ``/metrics`` once a second, as Prometheus would.
 """
 
 from __future__ import annotations
@@ -16,6 +22,10 @@ import asyncio
 import random
 import resource
 import shutil
+import socket
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -143,8 +153,21 @@ async def _wait_until_committed(
         await asyncio.sleep(0.02)
 
 
-async def spate_pipeline_async(url: str, orders: list[tuple[bytes, bytes]]) -> Result:
-    app = w1_app("w1", url, "orders", "orders-enriched", "w1")
+async def spate_pipeline_async(
+    url: str, orders: list[tuple[bytes, bytes]], metrics_port: int | None = None
+) -> Result:
+    # Without a metrics port, no side service at all (the stall watchdog and its lag
+    # poller are on by default): the figures are those of the batch loop alone.
+    stall_timeout_s = 0 if metrics_port is None else 60
+    app = w1_app(
+        "w1",
+        url,
+        "orders",
+        "orders-enriched",
+        "w1",
+        metrics_port=metrics_port,
+        stall_timeout_s=stall_timeout_s,
+    )
     # One broker for producing, running and watching: memory:// lives in one connection.
     async with app.connect() as broker:
         await app.prepare(broker)
@@ -160,9 +183,79 @@ async def spate_pipeline_async(url: str, orders: list[tuple[bytes, bytes]]) -> R
     return Result(f"spate {url.split('://')[0]}://", len(orders), wall, cpu)
 
 
-def spate_pipeline(url: str, orders: list[tuple[bytes, bytes]]) -> Result:
+def spate_pipeline(
+    url: str, orders: list[tuple[bytes, bytes]], metrics_port: int | None = None
+) -> Result:
     """Through spate: fetch, decode, filter, enrich, encode, publish, commit."""
-    return asyncio.run(spate_pipeline_async(url, orders))
+    return asyncio.run(spate_pipeline_async(url, orders, metrics_port))
+
+
+SCRAPER = """
+import sys, time, urllib.request
+url = sys.argv[1]
+while True:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            answer.read()
+    except OSError:
+        pass
+    time.sleep(1)
+"""
+
+
+def scraped_pipeline(url: str, orders: list[tuple[bytes, bytes]]) -> Result:
+    """spate with its metrics server on, scraped once a second by another process
+    (so the scraper's own CPU is not the app's, as with Prometheus)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    metrics = f"http://127.0.0.1:{port}/metrics"
+    scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, metrics])
+    try:
+        result = spate_pipeline(url, orders, metrics_port=port)
+    finally:
+        scraper.terminate()
+        scraper.wait()
+    return Result(f"{result.name} +metrics", result.records, result.wall_s, result.cpu_s)
+
+
+def in_workdir(url: str, run: Callable[[str], Result]) -> Result:
+    """``run`` on ``url``; a bare ``local://`` gets a fresh temporary directory."""
+    if url != "local://":
+        return run(url)
+    workdir = tempfile.mkdtemp(prefix="spate-w1-")
+    try:
+        return run(f"local://{workdir}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def compare_metrics(brokers: list[str], orders: list[tuple[bytes, bytes]], rounds: int) -> None:
+    """Interleaved rounds of metrics off / on per broker, each round's order the
+    previous one's reversed; medians and their ratio."""
+    print(f"W1 metrics off vs on, {len(orders)} records, {rounds} rounds (off and on interleaved)")
+    print(f"{'broker':<12}{'run':<6}{'records/s per round':>40}{'median':>10}{'CPU us/rec':>12}")
+    for url in brokers:
+        runs: dict[str, list[Result]] = {"off": [], "on": []}
+        sides: dict[str, Callable[[str], Result]] = {
+            "off": lambda u: spate_pipeline(u, orders),
+            "on": lambda u: scraped_pipeline(u, orders),
+        }
+        for index in range(rounds):
+            # Alternate which side goes first: the second run of a round inherits the
+            # first one's heap and the machine's state.
+            for side in ("off", "on") if index % 2 == 0 else ("on", "off"):
+                runs[side].append(in_workdir(url, sides[side]))
+        medians = {}
+        for side, results in runs.items():
+            rates = [r.rate for r in results]
+            cpu = statistics.median(r.cpu_us_per_record for r in results)
+            medians[side] = (statistics.median(rates), cpu)
+            per_round = " / ".join(f"{rate / 1000:.0f}k" for rate in rates)
+            print(f"{url:<12}{side:<6}{per_round:>40}{medians[side][0]:>10,.0f}{cpu:>12.2f}")
+        rate_ratio = medians["on"][0] / medians["off"][0]
+        cpu_ratio = medians["on"][1] / medians["off"][1]
+        print(f"{url:<12}on/off: rate {rate_ratio:.1%}, CPU per record {cpu_ratio:.3f}x")
 
 
 def peak_rss_mib() -> float:
@@ -191,20 +284,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--broker", action="append", default=None)
+    parser.add_argument(
+        "--metrics", action="store_true", help="compare spate with metrics off and on"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --metrics")
     args = parser.parse_args()
     brokers = args.broker or ["memory://", "local://"]
     orders = make_orders(args.records)
+    if args.metrics:
+        compare_metrics(brokers, orders, args.rounds)
+        return
     results = [plain_loop(orders)]
     for url in brokers:
-        workdir = None
-        if url == "local://":
-            workdir = tempfile.mkdtemp(prefix="spate-w1-")
-            url = f"local://{workdir}"
-        try:
-            results.append(spate_pipeline(url, orders))
-        finally:
-            if workdir:
-                shutil.rmtree(workdir, ignore_errors=True)
+        results.append(in_workdir(url, lambda u: spate_pipeline(u, orders)))
     print_table(f"W1, {args.records} records, {PARTITIONS} partitions", results)
 
 

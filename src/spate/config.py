@@ -18,6 +18,7 @@ from spate.errors import ConfigError
 Guarantee = Literal["at-least-once", "exactly-once"]
 OffsetResetSetting = Literal["earliest", "latest"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LogFormat = Literal["text", "json"]
 
 DEFAULT_BROKER = "local://.spate"
 
@@ -47,6 +48,9 @@ class Settings:
     """Python's young-generation GC threshold while processors run (0: leave it as
     it is); see :mod:`spate.runtime.garbage`."""
     log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
+    """``text``: ``time level logger event=name key=value ...`` lines; ``json``: one
+    JSON object per line with those fields (see docs/observability.md)."""
     metrics_port: int | None = None
     """Where the HTTP server of ``/metrics``, ``/healthz``, ``/readyz`` and ``/status``
     listens (None: no server; 0: any free port, logged). With ``spate run --workers N``
@@ -55,7 +59,10 @@ class Settings:
     """The address that server binds: loopback unless asked (``0.0.0.0`` for a pod)."""
     lag_interval_s: float = 5.0
     """How often each processor's group lag is asked from the broker while the
-    metrics server runs."""
+    metrics server or the stall watchdog runs."""
+    stall_timeout_s: float = 60.0
+    """How long a partition with lag may go without its committed offset moving before
+    the stall watchdog logs ``event=partition_stalled`` (0: no watchdog)."""
     tracing: bool = False
     """OpenTelemetry spans per batch and per sampled record, and trace context taken
     from record headers (needs the ``tracing`` extra; see docs/observability.md)."""
@@ -67,6 +74,7 @@ class Settings:
         _check_choice("processing_guarantee", self.processing_guarantee, Guarantee)
         _check_choice("offset_reset", self.offset_reset, OffsetResetSetting)
         _check_choice("log_level", self.log_level, LogLevel)
+        _check_choice("log_format", self.log_format, LogFormat)
         if not isinstance(self.broker, str) or not self.broker:
             raise ConfigError("broker must be a URL such as local://.spate or kafka://host:9092")
         _check_positive("batch_size", self.batch_size, int)
@@ -98,6 +106,15 @@ class Settings:
             raise ConfigError(
                 f"tracing_sample_ratio={ratio!r} must be a number from 0 (no record spans "
                 "but for traced records) to 1 (a span per record)"
+            )
+        if (
+            not isinstance(self.stall_timeout_s, int | float)
+            or isinstance(self.stall_timeout_s, bool)
+            or not self.stall_timeout_s >= 0
+        ):
+            raise ConfigError(
+                f"stall_timeout_s={self.stall_timeout_s!r} must be a number of seconds >= 0 "
+                "(0: no stall watchdog)"
             )
         if not isinstance(self.gc_threshold, int) or self.gc_threshold < 0:
             raise ConfigError(
@@ -142,9 +159,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "gc_threshold": int,
     "metrics_port": int,
     "lag_interval_s": float,
+    "stall_timeout_s": float,
     "log_level": str.upper,
     "tracing": _parse_bool,
     "tracing_sample_ratio": float,
+    "log_format": str.lower,
 }
 
 

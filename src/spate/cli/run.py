@@ -50,6 +50,15 @@ def run_command(
     log_level: Annotated[
         str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")
     ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            envvar="SPATE_LOG_FORMAT",
+            show_envvar=True,
+            help="text (time level logger event=... key=value) or json (one object a line).",
+        ),
+    ] = None,
     instance_id: Annotated[
         str | None,
         typer.Option(
@@ -95,6 +104,7 @@ def run_command(
         "broker": broker,
         "processing_guarantee": guarantee,
         "log_level": log_level.upper() if log_level else None,
+        "log_format": log_format.lower() if log_format else None,
         "instance_id": instance_id,
         "metrics_host": metrics_host,
     }
@@ -108,7 +118,7 @@ def run_command(
         if show_traceback:
             traceback.print_exception(exc)
         raise
-    configure_logging(app.settings.log_level)
+    configure_logging(app.settings.log_level, app.settings.log_format)
     passed_on = {k: v for k, v in overrides.items() if v is not None}
     commands = worker_commands(target, passed_on, app.settings)
     code = run_workers(target, commands)

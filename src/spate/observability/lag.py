@@ -10,11 +10,10 @@ sees in each processor's :class:`~spate.runtime.stats.ProcessorStats` for the
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from spate.observability.periodic import Periodic
 from spate.record import TopicPartition
 
 if TYPE_CHECKING:
@@ -23,31 +22,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("spate.observability")
 
 
-class LagPoller:
+class LagPoller(Periodic):
     """Refreshes ``stats.lag`` of every processor every ``interval_s`` seconds."""
 
     def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(interval_s)
         self._failing = False
 
     async def start(self, context: ServiceContext) -> None:
         if not context.broker.capabilities.lag:
             log.info("event=lag_unavailable app=%s broker_has_no_lag=true", context.app_name)
             return
-        self._task = asyncio.create_task(self._run(context), name="spate:lag-poller")
+        self.begin(context)
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self, context: ServiceContext) -> None:
-        while True:
-            await self.poll(context)
-            await asyncio.sleep(self.interval_s)
+    async def tick(self, context: ServiceContext) -> None:
+        await self.poll(context)
 
     async def poll(self, context: ServiceContext) -> None:
         """Ask the lag of each processor's group once; keep the last answer on failure.

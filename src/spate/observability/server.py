@@ -21,6 +21,7 @@ from spate.errors import ConfigError
 from spate.observability.lag import LagPoller
 from spate.observability.metrics import CONTENT_TYPE, render
 from spate.observability.status import StatusView, not_ready
+from spate.observability.watchdog import StallWatchdog
 
 if TYPE_CHECKING:
     from spate.runtime.lifecycle import Service, ServiceContext
@@ -34,13 +35,16 @@ _TEXT = "text/plain; charset=utf-8"
 
 
 def observability_services(settings: Settings) -> Sequence[Service]:
-    """The metrics server and the lag poller it shows, if ``settings`` ask for them."""
-    if settings.metrics_port is None:
-        return ()
-    return (
-        LagPoller(settings.lag_interval_s),
-        MetricsServer(settings.metrics_host, settings.metrics_port),
-    )
+    """What ``settings`` ask for: the metrics server, the stall watchdog, and the lag
+    poller either of them reads (one poll serves both)."""
+    services: list[Service] = []
+    if settings.metrics_port is not None or settings.stall_timeout_s > 0:
+        services.append(LagPoller(settings.lag_interval_s))
+    if settings.stall_timeout_s > 0:
+        services.append(StallWatchdog(settings.stall_timeout_s, settings.lag_interval_s))
+    if settings.metrics_port is not None:
+        services.append(MetricsServer(settings.metrics_host, settings.metrics_port))
+    return services
 
 
 class MetricsServer:

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 from spate.brokers.base import Broker
 from spate.brokers.url import parse_broker_url
 from spate.config import Settings
+from spate.observability.logs import formatter
 from spate.observability.server import observability_services
 from spate.retry import Retry
 from spate.runtime.errors import OnError
@@ -156,7 +157,7 @@ class Lifecycle:
     def run(self) -> None:
         """Configure logging, then run in a new event loop until SIGINT/SIGTERM, drain
         and return; a second signal exits the process at once."""
-        configure_logging(self.settings.log_level)
+        configure_logging(self.settings.log_level, self.settings.log_format)
         asyncio.run(self._run_until_signalled())
 
     async def _run_until_signalled(self) -> None:
@@ -289,12 +290,12 @@ def install_stop_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(signum, on_signal, signum)
 
 
-def configure_logging(level: str) -> None:
-    """One line per event on stderr, unless the program configured logging itself."""
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """One line per event on stderr, as text or JSON (``log_format``), unless the
+    program configured logging itself."""
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(
-            level=level,
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        )
+        handler = logging.StreamHandler()
+        handler.setFormatter(formatter(log_format))
+        logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("spate").setLevel(level)

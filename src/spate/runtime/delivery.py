@@ -31,13 +31,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from spate.brokers.base import Consumer, Producer, TopicInfo, TransactionalProducer
 from spate.errors import BrokerError, CommitError, FencedError, SpateError
 from spate.observability.tracing import OUTPUT_HEADERS
-from spate.record import Record, TopicPartition
+from spate.record import Record, TopicPartition, partition_names
 from spate.runtime.checkpoint import Checkpoint, Offsets, PreCommit
 from spate.runtime.stats import ProcessorStats
 from spate.streams.stream import Output
@@ -162,7 +162,7 @@ class AtLeastOnce(Checkpoint[Producer]):
                 "event=commit_abandoned processor=%s partitions=%s offsets=%s; their next "
                 "owner resumes from the last commit",
                 self.stats.processor,
-                _names(refused),
+                partition_names(refused),
                 ",".join(str(offset + 1) for _, offset in sorted(refused.items())),
             )
             self._forget(partitions)
@@ -236,7 +236,7 @@ class AtLeastOnce(Checkpoint[Producer]):
             log.warning(
                 "event=commit_fenced processor=%s partitions=%s error=%s",
                 self.stats.processor,
-                _names(committing),
+                partition_names(committing),
                 exc,
             )
             owned = self.consumer.assignment()
@@ -248,7 +248,7 @@ class AtLeastOnce(Checkpoint[Producer]):
             log.warning(
                 "event=commit_failed processor=%s partitions=%s error=%s",
                 self.stats.processor,
-                _names(committing),
+                partition_names(committing),
                 exc,
             )
             return
@@ -353,7 +353,7 @@ class ExactlyOnce(Checkpoint[TransactionalProducer]):
             log.warning(
                 "event=transaction_aborted processor=%s partitions=%s error=%s: %s",
                 self.stats.processor,
-                _names(through),
+                partition_names(through),
                 type(exc).__name__,
                 exc,
             )
@@ -391,7 +391,7 @@ class ExactlyOnce(Checkpoint[TransactionalProducer]):
                     log.info(
                         "event=rewind_skipped processor=%s partition=%s error=%s",
                         self.stats.processor,
-                        _names({tp: offset}),
+                        partition_names({tp: offset}),
                         exc,
                     )
 
@@ -412,7 +412,3 @@ class ExactlyOnce(Checkpoint[TransactionalProducer]):
             self._open = False
             with contextlib.suppress(SpateError):
                 await self.producer.abort_transaction()
-
-
-def _names(offsets: Mapping[TopicPartition, int] | Sequence[TopicPartition]) -> str:
-    return ",".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(offsets))

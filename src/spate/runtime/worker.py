@@ -43,7 +43,7 @@ from spate.errors import FencedError, SpateError
 from spate.observability.tracing import traced
 from spate.outage import Outage
 from spate.partitions import LeaseEpochs, PartitionContext, Partitions
-from spate.record import Record, TopicPartition
+from spate.record import Record, TopicPartition, partition_names
 from spate.retry import Retry
 from spate.runtime.checkpoint import PreCommit
 from spate.runtime.deadletters import DeadLetterPolicy
@@ -59,10 +59,6 @@ log = logging.getLogger("spate.runtime")
 CLOSE_AFTER_ERROR_S = 5.0
 """How long closing a consumer may take after its loop failed (leaving during an
 outage cannot succeed: its leases expire instead)."""
-
-
-def _partitions(tps: Sequence[TopicPartition] | frozenset[TopicPartition]) -> str:
-    return ",".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(tps)) or "-"
 
 
 class Worker:
@@ -126,7 +122,7 @@ class Worker:
             self.app_name,
             self.stream.name,
             self.stream.group,
-            _partitions(partitions),
+            partition_names(partitions),
         )
         epoch_of = self._lease_epochs(partitions)
         for tp in partitions:
@@ -156,7 +152,7 @@ class Worker:
             self.app_name,
             self.stream.name,
             self.stream.group,
-            _partitions(partitions),
+            partition_names(partitions),
         )
         try:
             if self._delivery is not None:
@@ -173,7 +169,7 @@ class Worker:
             self.app_name,
             self.stream.name,
             self.stream.group,
-            _partitions(partitions),
+            partition_names(partitions),
         )
         self._drop_contexts(partitions)
         if self._delivery is not None:

@@ -3,6 +3,7 @@ the stall watchdog, which both read or write a processor's stats between batches
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 from typing import TYPE_CHECKING
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from spate.runtime.lifecycle import ServiceContext
 
 
-class Periodic:
+class Periodic(abc.ABC):
     """Runs :meth:`tick` at once, then every ``interval_s`` of ``clock``, as a task of
     its own from :meth:`begin` until :meth:`stop`."""
 
@@ -22,8 +23,9 @@ class Periodic:
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
 
+    @abc.abstractmethod
     async def tick(self, context: ServiceContext) -> None:
-        raise NotImplementedError
+        """One round of the service's work."""
 
     def begin(self, context: ServiceContext) -> None:
         self._task = asyncio.create_task(self._run(context), name=f"spate:{type(self).__name__}")

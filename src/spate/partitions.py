@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from spate.clock import Clock
 from spate.record import TopicPartition
+from spate.state.store import Store
 
 
 @dataclass(eq=False, slots=True)
@@ -33,7 +34,15 @@ class PartitionContext:
     leases (local, NATS, Redis): writes fenced by it are refused once another member
     took the partition over. None on brokers with native groups (Kafka)."""
     state: dict[str, Any] = field(default_factory=dict)
-    """What stateful operators keep per partition: store handles, the watermark."""
+    """What stateful operators keep per partition in memory only: the watermark,
+    indexes rebuilt from a store."""
+    stores: dict[str, Store] = field(default_factory=dict)
+    """The partition's stores by name, opened (and restored) on assignment for every
+    name the pipeline's stages declare (``Stage.stores``)."""
+
+    def store(self, name: str) -> Store:
+        """The partition's store ``name``; a stage only asks for one it declared."""
+        return self.stores[name]
 
 
 Partitions = dict[TopicPartition, PartitionContext]

@@ -52,6 +52,7 @@ from spate.runtime.errors import ErrorPolicy, error_policy
 from spate.runtime.retrying import Retrier
 from spate.runtime.stats import ProcessorStats
 from spate.serde import Serde, fast_decoder
+from spate.state.store import MemoryStore
 from spate.streams.stream import Batch, Pipeline, Stream
 
 log = logging.getLogger("spate.runtime")
@@ -111,6 +112,8 @@ class Worker:
         self._serdes: dict[str, Serde[Any]] = {t.name: t.serde for t in stream.topics}
         self._fast_decoders = {name: fast_decoder(serde) for name, serde in self._serdes.items()}
         self._fast_decode = next(iter(self._fast_decoders.values()))
+        self._store_names: tuple[str, ...] = ()
+        """The stores the compiled pipeline's stages keep per partition."""
 
     # --- rebalance listener -----------------------------------------------------------
 
@@ -126,7 +129,9 @@ class Worker:
         )
         epoch_of = self._lease_epochs(partitions)
         for tp in partitions:
-            self.partitions[tp] = PartitionContext(tp, self.clock, epoch_of.get(tp))
+            context = PartitionContext(tp, self.clock, epoch_of.get(tp))
+            context.stores = {name: MemoryStore(name) for name in self._store_names}
+            self.partitions[tp] = context
         if self._delivery is not None:
             await self._delivery.on_assigned(partitions)
 
@@ -279,6 +284,7 @@ class Worker:
         pipeline = self.stream.compile(
             self.policy.record_failed, self.partitions, self.retrier.wrap
         )
+        self._store_names = pipeline.stores
         process = traced(self._process, settings, self.app_name, self.stream)
         outage = self._outage
         try:

@@ -69,6 +69,9 @@ class Stage:
     name: str
     run: Callable[[Batch], Any]
     is_async: bool
+    stores: tuple[str, ...] = ()
+    """The stores the stage keeps per partition (opened by the worker on assignment,
+    found in ``pipeline.partitions[tp].store(name)``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,11 @@ class Pipeline:
     @property
     def is_async(self) -> bool:
         return any(stage.is_async for stage in self.stages)
+
+    @property
+    def stores(self) -> tuple[str, ...]:
+        """Every store name the stages declare, in stage order."""
+        return tuple(name for stage in self.stages for name in stage.stores)
 
     def run_sync(self, batch: Batch) -> list[Output]:
         """Run a pipeline with no async stage; returns what to publish."""

@@ -10,7 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
-from cli_helpers import SPATE, one_line_error, spate
+from cli_helpers import SHOP, SPATE, one_line_error, spate
 from metrics_checks import DEADLINE_S, get, ready
 from spate.app import App
 from spate.runtime.lifecycle import Lifecycle
@@ -40,19 +40,6 @@ async def test_top_shows_the_processors_and_partitions_of_a_live_app(tmp_path: P
     partitions = (f"orders{suffix}[0]", f"orders{suffix}[1]")
     for fragment in ("shop", "ready", "<lambda>", "billing", url, *partitions):
         assert fragment in out, out
-
-
-SHOP = """
-from spate import App
-
-app = App("shop")
-orders = app.topic("orders", partitions=2)
-
-
-@app.handler(orders, group="billing", output=app.topic("invoices"))
-def bill(order):
-    return order
-"""
 
 
 def answers(port: int) -> bool:

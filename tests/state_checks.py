@@ -1,0 +1,69 @@
+"""The running-sum App of the state tests, and what its answers must be.
+
+Inputs are ``{"n": i}`` keyed ``k<i % 40>`` (as in :mod:`worker_processes`); the
+handler keeps a per-key running sum in its ``state`` and answers
+``{"n": i, "sum": the sum of every input of that key up to i}``. Per-key order holds
+on every broker, so the right answer to each input is known in advance, whatever
+crashed, replayed or moved meanwhile: an answer with another sum means the state was
+wrong (lost, counted twice, or holding a batch that was never committed).
+
+The window tests of issue 13 plug in here: when the tumbling-window operator is on
+main, :data:`STATE_APP_MODULE` grows a second processor counting per tumbling window
+and :func:`wrong_answers` a check of its final counts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+import orjson
+
+from spate.record import Record
+from worker_processes import KEYS
+
+STATE_APP_MODULE = """
+import os
+import signal
+import time
+
+from spate import App
+
+app = App(os.environ["W_APP"], batch_size=int(os.environ["W_BATCH"]))
+numbers = app.topic(os.environ["W_IN"], partitions=int(os.environ["W_PARTITIONS"]))
+results = app.topic(os.environ["W_OUT"], partitions=int(os.environ["W_PARTITIONS"]))
+DELAY_S = float(os.environ["W_DELAY_S"])
+
+
+@app.handler(numbers, group=os.environ["W_GROUP"], output=results)
+def running_sum(value, state):
+    total = (state.get() or 0) + value["n"]
+    state.set(total)
+    if DELAY_S:
+        time.sleep(DELAY_S)
+    return {"n": value["n"], "sum": total}
+"""
+
+
+def expected_sum(n: int) -> int:
+    """The running sum of input ``n``'s key once ``n`` is added."""
+    return sum(range(n % KEYS, n + 1, KEYS))
+
+
+def sums(records: Iterable[Record]) -> list[tuple[int, int]]:
+    return [(v["n"], v["sum"]) for v in (orjson.loads(r.value) for r in records)]
+
+
+def wrong_answers(records: Iterable[Record]) -> list[tuple[int, int, int]]:
+    """(n, answered sum, right sum) of every answer with a wrong sum."""
+    return [(n, s, expected_sum(n)) for n, s in sums(records) if s != expected_sum(n)]
+
+
+def check_answers(records: list[Record], count: int, *, exactly_once: bool) -> None:
+    """Every input 0 … count - 1 answered with its right sum; once each if
+    ``exactly_once`` (at-least-once may answer twice, never wrongly)."""
+    assert not wrong_answers(records), wrong_answers(records)[:10]
+    seen = Counter(n for n, _ in sums(records))
+    assert set(seen) == set(range(count)), sorted(set(range(count)) - set(seen))[:20]
+    if exactly_once:
+        assert not {n: c for n, c in seen.items() if c > 1}

@@ -14,13 +14,15 @@ and :func:`wrong_answers` a check of its final counts.
 
 from __future__ import annotations
 
+import random
+import signal
 from collections import Counter
 from collections.abc import Iterable
 
 import orjson
 
 from spate.record import Record
-from worker_processes import KEYS
+from worker_processes import KEYS, Workers, wait_until
 
 STATE_APP_MODULE = """
 import os
@@ -33,10 +35,18 @@ app = App(os.environ["W_APP"], batch_size=int(os.environ["W_BATCH"]))
 numbers = app.topic(os.environ["W_IN"], partitions=int(os.environ["W_PARTITIONS"]))
 results = app.topic(os.environ["W_OUT"], partitions=int(os.environ["W_PARTITIONS"]))
 DELAY_S = float(os.environ["W_DELAY_S"])
+SUICIDE_AT_CALL = int(os.environ.get("W_SUICIDE_AT_CALL", "-1"))
+calls = 0
 
 
 @app.handler(numbers, group=os.environ["W_GROUP"], output=results)
 def running_sum(value, state):
+    global calls
+    calls += 1
+    if calls == SUICIDE_AT_CALL:
+        # The first record of a batch: the previous batch's changelog and outputs are
+        # being flushed and its offsets committed right now.
+        os.kill(os.getpid(), signal.SIGKILL)
     total = (state.get() or 0) + value["n"]
     state.set(total)
     if DELAY_S:
@@ -67,3 +77,44 @@ def check_answers(records: list[Record], count: int, *, exactly_once: bool) -> N
     assert set(seen) == set(range(count)), sorted(set(range(count)) - set(seen))[:20]
     if exactly_once:
         assert not {n: c for n, c in seen.items() if c > 1}
+
+
+def run_through_kills(
+    workers: Workers, count: int, *, kills: int = 3, timeout_s: float = 60
+) -> None:
+    """A steady worker of :data:`STATE_APP_MODULE` and, ``kills`` times one after the
+    other, a second one that SIGKILLs itself at the first record of a batch picked at
+    random (while the batch before is being made durable); then a last one joins, and
+    every input must be committed and the workers stop cleanly."""
+    rng = random.Random()
+    batch = int(workers.env["W_BATCH"])
+    workers.produce(count)
+    workers.start()
+    # Joining while another member joins has crashed librdkafka (SIGSEGV) on Kafka.
+    wait_until(lambda: workers.committed() > 0, timeout_s, "the first commit")
+    for _ in range(kills):
+        workers.env["W_SUICIDE_AT_CALL"] = str(batch * rng.randint(1, 6) + 1)
+        victim = workers.start()
+        code = victim.wait(timeout_s)
+        assert code == -signal.SIGKILL, f"exit {code}: {workers.log_of(victim)[-3000:]}"
+    del workers.env["W_SUICIDE_AT_CALL"]
+    assert workers.committed() < count, "the kills came after the end"
+    workers.start()
+    wait_until(lambda: workers.committed() >= count, timeout_s, "every input committed")
+    for proc in workers.live():
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, workers.log_of(proc)[-3000:]
+
+
+def recovers_through_kills(
+    workers: Workers, count: int, *, exactly_once: bool, timeout_s: float = 60
+) -> None:
+    """:func:`run_through_kills`, then every answer's sum is that of an uninterrupted
+    run (each input answered once under exactly- and effectively-once), and restores
+    were logged."""
+    try:
+        run_through_kills(workers, count, timeout_s=timeout_s)
+    finally:
+        workers.stop_all()
+    check_answers(workers.answers(), count, exactly_once=exactly_once)
+    assert "event=state_restored" in workers.logs()

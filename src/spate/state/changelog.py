@@ -41,7 +41,7 @@ SOURCE_TOPIC = "spate-source-topic"
 SOURCE_FIRST = "spate-source-first"
 SOURCE_LAST = "spate-source-offset"
 RESTORE_BATCH = 5000
-RESTORE_FETCH_TIMEOUT_S = 1.0
+RESTORE_FETCH_TIMEOUT_S = 0.2
 RESTORE_STALL_S = 60.0
 """A restore that reads nothing new for this long fails (RecoveryError) rather than
 processing from a partial state."""

@@ -38,3 +38,16 @@ def test_readme_failure_example_runs_and_dead_letters_the_failing_record(
     assert lines[0] == "[20, 25]"
     assert "'spate-error-type': 'ZeroDivisionError'" in lines[1]
     assert "'spate-attempts': '3'" in lines[1]
+
+
+def test_readme_state_example_runs_and_keeps_a_total_per_key(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## State", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S)
+    assert block is not None
+    exec(compile(block.group(1), "README.md", "exec"), {"__name__": "readme_example"})
+    assert capsys.readouterr().out.splitlines() == [
+        "[{'user': 'ann', 'total': 5}, {'user': 'bob', 'total': 7}, {'user': 'ann', 'total': 15}]"
+    ]

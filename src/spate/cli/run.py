@@ -90,6 +90,16 @@ def run_command(
             help="Address the metrics server binds; default 127.0.0.1.",
         ),
     ] = None,
+    state_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--state-dir",
+            envvar="SPATE_STATE_DIR",
+            show_envvar=True,
+            help="Where stores keep their local state (a cache of their changelogs); "
+            "default .spate/state.",
+        ),
+    ] = None,
     show_traceback: Annotated[
         bool,
         typer.Option(
@@ -107,6 +117,7 @@ def run_command(
         "log_format": log_format.lower() if log_format else None,
         "instance_id": instance_id,
         "metrics_host": metrics_host,
+        "state_dir": state_dir,
     }
     try:
         app = load_app(target)

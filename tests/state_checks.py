@@ -18,6 +18,7 @@ import random
 import signal
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 
 import orjson
 
@@ -89,9 +90,10 @@ def run_through_kills(
     rng = random.Random()
     batch = int(workers.env["W_BATCH"])
     workers.produce(count)
-    workers.start()
-    # Joining while another member joins has crashed librdkafka (SIGSEGV) on Kafka.
-    wait_until(lambda: workers.committed() > 0, timeout_s, "the first commit")
+    steady = workers.start()
+    # Joining while another member joins has crashed librdkafka (SIGSEGV) on Kafka, and
+    # so has making Kafka clients in quick succession: wait on the log, poll slowly.
+    wait_until(lambda: "event=state_restored" in workers.log_of(steady), timeout_s, "a start")
     for _ in range(kills):
         workers.env["W_SUICIDE_AT_CALL"] = str(batch * rng.randint(1, 6) + 1)
         victim = workers.start()
@@ -100,7 +102,7 @@ def run_through_kills(
     del workers.env["W_SUICIDE_AT_CALL"]
     assert workers.committed() < count, "the kills came after the end"
     workers.start()
-    wait_until(lambda: workers.committed() >= count, timeout_s, "every input committed")
+    wait_until(lambda: workers.committed() >= count, timeout_s, "every input committed", 0.5)
     for proc in workers.live():
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, workers.log_of(proc)[-3000:]
@@ -118,3 +120,25 @@ def recovers_through_kills(
         workers.stop_all()
     check_answers(workers.answers(), count, exactly_once=exactly_once)
     assert "event=state_restored" in workers.logs()
+
+
+def state_workers(
+    folder: Path,
+    url: str,
+    *,
+    app: str,
+    guarantee: str = "exactly-once",
+    delay_s: float = 0.001,
+    batch: int = 50,
+) -> Workers:
+    """Worker processes of :data:`STATE_APP_MODULE` on ``url``, 4 partitions."""
+    return Workers(
+        folder,
+        url,
+        app=app,
+        partitions=4,
+        guarantee=guarantee,
+        delay_s=delay_s,
+        batch=batch,
+        module=STATE_APP_MODULE,
+    )

@@ -15,25 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from state_checks import STATE_APP_MODULE, check_answers, recovers_through_kills
+from state_checks import check_answers, recovers_through_kills, state_workers
 from worker_processes import Workers, produce, wait_until
 
 pytestmark = pytest.mark.slow
 
-PARTITIONS = 4
-
 
 def workers_on_local(folder: Path, guarantee: str, *, delay_s: float = 0.002) -> Workers:
-    return Workers(
-        folder,
-        f"local://{folder / 'broker'}?lease_ttl_s=1.0",
-        app="sums",
-        partitions=PARTITIONS,
-        guarantee=guarantee,
-        delay_s=delay_s,
-        batch=25,
-        module=STATE_APP_MODULE,
-    )
+    url = f"local://{folder / 'broker'}?lease_ttl_s=1.0"
+    return state_workers(folder, url, app="sums", guarantee=guarantee, delay_s=delay_s, batch=25)
 
 
 @pytest.mark.parametrize("guarantee", ["exactly-once", "at-least-once"])
@@ -58,7 +48,7 @@ def test_a_wiped_state_directory_is_rebuilt_from_the_changelog(tmp_path: Path) -
         assert second.wait(30) == 0
     finally:
         workers.stop_all()
-    assert workers.log_of(second).count("from=no_local_state") == PARTITIONS
+    assert workers.log_of(second).count("from=no_local_state") == 4
     check_answers(workers.answers(), 800, exactly_once=True)
 
 

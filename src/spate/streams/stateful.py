@@ -1,9 +1,11 @@
-"""The stage of ``Stream.stateful_map`` and of handlers that take ``state``.
+"""What ``Stream.stateful_map`` and handlers that take ``state`` call per record.
 
 The user's function gets each value and a :class:`~spate.state.view.State` scoped to
 the record's key (the current output key: the source key, or what ``key_by`` made)
-in the store of the record's partition. The store is looked up once per run of
-records of the same partition (a batch holds a few such runs), never per record.
+in the store of the record's partition. The stage's loop is the one every operator
+uses (:mod:`spate.streams.stream`): it calls ``fn.bind(source, key)`` and then
+``fn(value)``, ``fn`` being a :class:`StatefulCall`. The store is looked up once per
+run of records of the same partition (a batch holds a few such runs), never per record.
 """
 
 from __future__ import annotations
@@ -13,95 +15,63 @@ from typing import Any
 
 from spate.errors import StateError
 from spate.partitions import PartitionContext
-from spate.record import TopicPartition
+from spate.record import Record, TopicPartition
 from spate.state.store import Store
 from spate.state.view import State
-from spate.streams.stream import Batch, Fail, Stage, is_async_callable
+
+Wrap = Callable[[Callable[[Any], Any]], Callable[[Any], Any]]
 
 
-def _keyless(store: str) -> StateError:
-    return StateError(
-        f"store {store!r}: a record without a key has no state; give records a key "
-        "(producers, or .key_by(fn) before the stateful step)"
-    )
+class StatefulCall:
+    """``fn(value, state)`` as a one-argument call, its state bound per record."""
+
+    def __init__(
+        self,
+        fn: Callable[[Any, State[Any]], Any],
+        store: str,
+        partitions: Mapping[TopicPartition, PartitionContext],
+        wrap: Wrap | None,
+    ) -> None:
+        self.store = store
+        self.partitions = partitions
+        self.view: State[Any] = State()
+        self._tp: tuple[str, int] | None = None
+        self._store: Store | None = None
+        call = self._call_of(fn)
+        self.call = call if wrap is None else wrap(call)
+
+    def _call_of(self, fn: Callable[[Any, State[Any]], Any]) -> Callable[[Any], Any]:
+        view = self.view
+        return lambda value: fn(value, view)
+
+    def bind(self, source: Record, key: bytes | None) -> None:
+        """Point the state at ``key`` in the store of ``source``'s partition."""
+        if key is None:
+            raise StateError(
+                f"store {self.store!r}: a record without a key has no state; give records "
+                "a key (producers, or .key_by(fn) before the stateful step)"
+            )
+        tp = (source.topic, source.partition)
+        if tp != self._tp:
+            self._tp = tp
+            self._store = self.partitions[TopicPartition(*tp)].store(self.store)
+        self.view.store = self._store
+        self.view.key = key
+
+    def __call__(self, value: Any) -> Any:
+        return self.call(value)
 
 
-def stateful_stage(
-    fn: Callable[[Any, State[Any]], Any],
-    store: str,
-    emit: bool,
-    partitions: Mapping[TopicPartition, PartitionContext],
-    fail: Fail,
-    wrap: Callable[[Callable[[Any], Any]], Callable[[Any], Any]] | None = None,
-) -> Stage:
-    """A stage calling ``fn(value, state)``; ``emit``: a handler's result (None:
-    nothing, a list: each element), else ``map``'s (the result replaces the value).
-    ``wrap`` (retries, timeout) wraps the call, state bound."""
-    view: State[Any] = State()
-    call = _bound(fn, view)
-    if wrap is not None:
-        call = wrap(call)
+class AsyncStatefulCall(StatefulCall):
+    """:class:`StatefulCall` of an ``async def`` function (awaited per record)."""
 
-    def prepare() -> tuple[list[Any], Callable[[Any], None], Callable[[Any], Store]]:
-        out: list[Any] = []
-        current: list[Any] = [None, None]
+    def _call_of(self, fn: Callable[[Any, State[Any]], Any]) -> Callable[[Any], Any]:
+        view = self.view
 
-        def store_of(source: Any) -> Store:
-            tp = (source.topic, source.partition)
-            if tp != current[0]:
-                current[0] = tp
-                current[1] = partitions[TopicPartition(*tp)].store(store)
-            found: Store = current[1]
-            return found
-
-        return out, out.append, store_of
-
-    def place(append: Callable[[Any], None], source: Any, key: Any, result: Any) -> None:
-        if not emit:
-            append((source, key, result))
-        elif type(result) is list:
-            for element in result:
-                append((source, key, element))
-        elif result is not None:
-            append((source, key, result))
-
-    if is_async_callable(fn):
-
-        async def run_async(batch: Batch) -> Batch:
-            out, append, store_of = prepare()
-            for source, key, value in batch:
-                try:
-                    if key is None:
-                        raise _keyless(store)
-                    view.store, view.key = store_of(source), key
-                    place(append, source, key, await call(value))
-                except Exception as exc:
-                    fail(source, exc)
-            return out
-
-        return Stage("stateful_map", run_async, True, (store,))
-
-    def run(batch: Batch) -> Batch:
-        out, append, store_of = prepare()
-        for source, key, value in batch:
-            try:
-                if key is None:
-                    raise _keyless(store)
-                view.store, view.key = store_of(source), key
-                place(append, source, key, call(value))
-            except Exception as exc:
-                fail(source, exc)
-        return out
-
-    return Stage("stateful_map", run, False, (store,))
-
-
-def _bound(fn: Callable[[Any, State[Any]], Any], view: State[Any]) -> Callable[[Any], Any]:
-    """``fn`` with its state argument given: one argument, as retries wrap it."""
-    if is_async_callable(fn):
-
-        async def call_async(value: Any) -> Any:
+        async def call(value: Any) -> Any:
             return await fn(value, view)
 
-        return call_async
-    return lambda value: fn(value, view)
+        return call
+
+    async def __call__(self, value: Any) -> Any:
+        return await self.call(value)

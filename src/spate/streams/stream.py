@@ -28,6 +28,7 @@ most one terminal (``to``, ``route`` or ``foreach``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import linecache
 import re
@@ -43,6 +44,7 @@ from spate.partitions import PartitionContext
 from spate.record import Record, TopicPartition
 from spate.serde import encode_key, fast_encoder
 from spate.state.view import State
+from spate.streams.stateful import AsyncStatefulCall, StatefulCall
 from spate.topic import Topic
 
 T = TypeVar("T")
@@ -163,6 +165,14 @@ class Operator:
     unpack: bool = True
 
 
+_EMIT = (
+    "result = {call}\n"
+    "if type(result) is list:\n"
+    "    out.extend([(source, key, element) for element in result])\n"
+    "elif result is not None:\n"
+    "    append((source, key, result))"
+)
+
 OPERATORS: dict[str, Operator] = {
     "map": Operator("append((source, key, {call}))"),
     "filter": Operator("if {call}:\n    append(item)", unpack=False),
@@ -171,13 +181,10 @@ OPERATORS: dict[str, Operator] = {
     "peek": Operator("{call}\nappend(item)", unpack=False),
     "foreach": Operator("{call}", unpack=False),
     # a handler's result: None publishes nothing, a list each element, anything else itself
-    "emit": Operator(
-        "result = {call}\n"
-        "if type(result) is list:\n"
-        "    out.extend([(source, key, element) for element in result])\n"
-        "elif result is not None:\n"
-        "    append((source, key, result))"
-    ),
+    "emit": Operator(_EMIT),
+    # fn is a StatefulCall (spate.streams.stateful): its state is bound to the record first
+    "stateful_map": Operator("fn.bind(source, key)\nappend((source, key, {call}))"),
+    "stateful_emit": Operator("fn.bind(source, key)\n" + _EMIT),
 }
 
 # The one batch loop. Python cannot share a loop body between ``def`` and ``async def``
@@ -459,8 +466,6 @@ class Stream(Generic[T]):
         ``fail(record, exc)``. It returns what to publish and publishes nothing itself.
         ``partitions`` is the worker's live context per owned partition; ``wrap``, if
         given, replaces each operator's function once (retries and timeouts)."""
-        from spate.streams.stateful import stateful_stage  # it builds on this module's Stage
-
         contexts = {} if partitions is None else partitions
         stages: list[Stage] = []
         for op in self._ops:
@@ -471,8 +476,10 @@ class Stream(Generic[T]):
                 stages.append(Stage("route", _route(op.routes, op.topic, fail), False))
             elif op.store:
                 assert op.fn is not None
-                emit = op.kind == "stateful_emit"
-                stages.append(stateful_stage(op.fn, op.store, emit, contexts, fail, wrap))
+                make = AsyncStatefulCall if is_async_callable(op.fn) else StatefulCall
+                call = make(op.fn, op.store, contexts, wrap)
+                stage = _stage(op.kind, call, fail)
+                stages.append(dataclasses.replace(stage, stores=(op.store,)))
             else:
                 assert op.fn is not None
                 stages.append(_stage(op.kind, op.fn if wrap is None else wrap(op.fn), fail))

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from spate.testing.kafka_server import ServerProcess
-from state_checks import STATE_APP_MODULE, recovers_through_kills
-from worker_processes import Workers
+from state_checks import recovers_through_kills, state_workers
 
 pytestmark = pytest.mark.slow
 
@@ -25,14 +24,5 @@ FAST_TAKEOVER = (
 def test_running_sums_are_exact_after_three_sigkills(
     tmp_path: Path, kafka_server: ServerProcess
 ) -> None:
-    workers = Workers(
-        tmp_path,
-        f"{kafka_server.url}?{FAST_TAKEOVER}",
-        app="kafkastate",
-        partitions=4,
-        guarantee="exactly-once",
-        delay_s=0.001,
-        batch=50,
-        module=STATE_APP_MODULE,
-    )
+    workers = state_workers(tmp_path, f"{kafka_server.url}?{FAST_TAKEOVER}", app="kafkastate")
     recovers_through_kills(workers, 3000, exactly_once=True, timeout_s=120)

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from state_checks import STATE_APP_MODULE, recovers_through_kills
-from worker_processes import Workers
+from state_checks import recovers_through_kills, state_workers
 
 pytestmark = pytest.mark.slow
 
@@ -19,14 +18,5 @@ pytestmark = pytest.mark.slow
 def test_running_sums_are_right_after_three_sigkills_effectively_once(
     tmp_path: Path, redis_url: str
 ) -> None:
-    workers = Workers(
-        tmp_path,
-        f"{redis_url}?lease_ttl_s=1",
-        app="redisstate",
-        partitions=4,
-        guarantee="exactly-once",
-        delay_s=0.001,
-        batch=50,
-        module=STATE_APP_MODULE,
-    )
+    workers = state_workers(tmp_path, f"{redis_url}?lease_ttl_s=1", app="redisstate")
     recovers_through_kills(workers, 4000, exactly_once=True)

@@ -68,9 +68,10 @@ def test_a_restart_resumes_from_the_local_checkpoint_and_a_wiped_directory_is_re
     asyncio.run(run_inputs(summing_app(state_dir, state_backend=backend), url, 200, 300))
     lines = restores(caplog)
     assert len(lines) == PARTITIONS
-    # Stopped cleanly: the local state is the committed one; nothing to replay but its
-    # own writes since the last restore.
+    # Stopped cleanly: the local state is the committed one, its checkpoint at the
+    # changelog's end: nothing to replay.
     assert all("from=local_checkpoint" in line for line in lines), lines
+    assert all(" records=0 " in line for line in lines), lines
 
     shutil.rmtree(state_dir)
     asyncio.run(run_inputs(summing_app(state_dir, state_backend=backend), url, 300, 400))

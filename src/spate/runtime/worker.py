@@ -180,6 +180,8 @@ class Worker:
         try:
             if self._delivery is not None:
                 await self._delivery.on_revoked(partitions)
+            if self.state is not None:
+                await self.state.hand_over(partitions)
         finally:
             self._drop_contexts(partitions)
 

@@ -33,6 +33,7 @@ import msgspec
 
 from spate.brokers.base import Broker, Producer
 from spate.clock import Clock
+from spate.errors import SpateError
 from spate.record import TopicPartition
 from spate.runtime.stats import ProcessorStats
 from spate.state.backend import Backend, store_path
@@ -202,6 +203,30 @@ class StateManager:
                     {key: (None if entry == TOMBSTONE else entry) for key, entry in encoded}, meta
                 )
                 opened.first = last + 1
+
+    async def hand_over(self, partitions: Sequence[TopicPartition]) -> None:
+        """Before revoked partitions close, after their last commit: move each local
+        checkpoint to the changelog's end, so a later restore here replays only what
+        others wrote meanwhile, not this member's own writes. Everything before that
+        end is this member's flushes (reflected locally) or writes never committed
+        (which a restore skips anyway). Best effort: a broker that cannot tell the end
+        leaves the checkpoint where it was, which is only slower."""
+        for tp in partitions:
+            for opened in self._open.get(tp, {}).values():
+                try:
+                    async with self.broker.reader(opened.changelog, tp.partition) as reader:
+                        end = (await reader.bounds())[1]
+                except SpateError as exc:
+                    log.info(
+                        "event=state_checkpoint_kept store=%s partition=%s error=%s",
+                        opened.store.name,
+                        f"{tp.topic}[{tp.partition}]",
+                        exc,
+                    )
+                    continue
+                meta = encode_meta({"changelog": end, "source": opened.first - 1})
+                opened.backend.write({}, meta)
+        self.close(partitions)
 
     def close(self, partitions: Sequence[TopicPartition] | None = None) -> None:
         """Close the stores of ``partitions`` (all when None): what they hold is in the

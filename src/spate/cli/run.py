@@ -14,9 +14,10 @@ from typing import Annotated
 import typer
 
 from spate.cli.loader import load_app
+from spate.cli.restore_bar import restore_bars
 from spate.cli.worker import worker_commands
 from spate.errors import SpateError
-from spate.runtime.lifecycle import configure_logging
+from spate.runtime.lifecycle import Lifecycle, configure_logging
 from spate.runtime.supervisor import run_workers
 
 
@@ -123,7 +124,7 @@ def run_command(
         app = load_app(target)
         app.configure(**overrides, workers=workers, metrics_port=metrics_port)
         if app.settings.workers == 1:
-            app.run()
+            Lifecycle(app, services=restore_bars()).run()
             return
     except SpateError as exc:
         if show_traceback:

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from spate.cli.loader import load_app
+from spate.cli.restore_bar import restore_bars
 from spate.config import Settings
 from spate.errors import ConfigError, SpateError
 from spate.runtime.lifecycle import Lifecycle
@@ -55,7 +56,7 @@ def main(argv: list[str]) -> int:
     try:
         app = load_app(target)
         app.configure(**orjson.loads(settings_json))
-        Lifecycle(app, services=[ParentWatch(parent)]).run()
+        Lifecycle(app, services=[ParentWatch(parent), *restore_bars()]).run()
     except SpateError as exc:
         sys.stderr.write(f"error: worker {os.getpid()}: {' '.join(str(exc).split())}\n")
         return 1

@@ -84,6 +84,8 @@ class ProcessorStats:
     assigned: frozenset[TopicPartition] = field(default_factory=frozenset)
     restoring: frozenset[TopicPartition] = field(default_factory=frozenset)
     """Assigned partitions whose stores are being restored now (not ready meanwhile)."""
+    restore_progress: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
+    """(changelog records read, to read) of each partition being restored."""
     running: bool = False
     connected: bool = True
     """False from a transient broker failure of this processor until it fetched again

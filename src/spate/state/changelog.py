@@ -129,16 +129,21 @@ async def restore(
     start: int,
     committed: int,
     apply: Callable[[bytes, bytes], None],
+    progress: Callable[[int, int], None] | None = None,
 ) -> Restored:
     """Replay partition ``source.partition`` of ``changelog`` from ``start`` into
     ``apply(key, entry)`` (entry empty: a tombstone), keeping only what survives
-    ``committed``; RecoveryError if the changelog cannot be read to its end."""
+    ``committed``; RecoveryError if the changelog cannot be read to its end.
+    ``progress(done, total)`` is told after each fetched batch (both passes count)."""
     try:
         async with broker.reader(changelog, source.partition, start) as reader:
             end = (await reader.bounds())[1]
             origin = reader.position
             runs: list[_Run] = []
+            total = 2 * max(end - origin, 0)
             async for batch in _batches(reader, end, changelog):
+                if progress is not None:
+                    progress(reader.position - origin, total)
                 for record in batch:
                     topic, first, last = _flush_of(record)
                     run = runs[-1] if runs else None
@@ -152,6 +157,8 @@ async def restore(
                 await reader.seek(origin)
                 index, left = 0, runs[0].count if runs else 0
                 async for batch in _batches(reader, end, changelog):
+                    if progress is not None:
+                        progress(total // 2 + reader.position - origin, total)
                     for record in batch:
                         while left == 0:
                             index += 1

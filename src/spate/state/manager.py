@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -110,6 +111,8 @@ class StateManager:
                 self.stats.restoring = self.stats.restoring - {tp}
         finally:
             self.stats.restoring = self.stats.restoring - frozenset(partitions)
+            for tp in partitions:
+                self.stats.restore_progress.pop(tp, None)
         return {tp: {n: o.store for n, o in self._open[tp].items()} for tp in partitions}
 
     async def reopen(self, partitions: Sequence[TopicPartition]) -> Opened:
@@ -161,7 +164,9 @@ class StateManager:
                 changes[key] = entry
 
         try:
-            restored = await restore(self.broker, changelog, tp, start, committed, apply)
+            restored = await restore(
+                self.broker, changelog, tp, start, committed, apply, partial(self._progress, tp)
+            )
         except BaseException:
             backend.close()
             raise
@@ -181,6 +186,9 @@ class StateManager:
             time.perf_counter() - started,
         )
         return _Open(store, backend, changelog, committed, restored.end)
+
+    def _progress(self, tp: TopicPartition, done: int, total: int) -> None:
+        self.stats.restore_progress[tp] = (done, total)
 
     async def flush(self, producer: Producer, through: Mapping[TopicPartition, int]) -> None:
         """The pre-commit hook: every store's changes of the batch that ends at

@@ -94,9 +94,11 @@ class Workers:
         batch: int,
         trace: bool = False,
         names: tuple[str, str, str] | None = None,
+        module: str = APP_MODULE,
     ) -> None:
         """``names``: (inputs, outputs, group); by default names of their own, so
-        tests on a shared broker never meet each other's."""
+        tests on a shared broker never meet each other's. ``module``: the App's source
+        (:data:`APP_MODULE`, or another reading the same ``W_*`` variables)."""
         tag = uuid.uuid4().hex[:8]
         inputs, outputs, group = names or (f"in-{tag}", f"out-{tag}", f"g-{tag}")
         self.folder, self.url, self.guarantee = folder, url, guarantee
@@ -114,7 +116,7 @@ class Workers:
             "W_TRACE": "1" if trace else "",
         }
         self.procs: list[subprocess.Popen[bytes]] = []
-        (folder / "workerapp.py").write_text(APP_MODULE)
+        (folder / "workerapp.py").write_text(module)
 
     def start(self, delay_s: float | None = None) -> subprocess.Popen[bytes]:
         """A new worker, its stderr in ``worker-<i>.log``; ``delay_s`` overrides the
@@ -220,12 +222,14 @@ class Workers:
             proc.wait(10)
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.05
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(interval_s)
 
 
 async def create_topics(url: str, partitions: int, *topics: str) -> None:

@@ -23,11 +23,14 @@ from spate.errors import (
     ConfigError,
     DeserializationError,
     FencedError,
+    RecoveryError,
     SpateError,
+    StateError,
 )
 from spate.record import Headers, Record, TopicPartition
 from spate.retry import Retry
 from spate.serde import Serde
+from spate.state.view import State
 from spate.topic import Topic
 
 __version__ = "0.1.0"
@@ -50,10 +53,13 @@ __all__ = [
     "Reader",
     "RebalanceListener",
     "Record",
+    "RecoveryError",
     "Retry",
     "Serde",
     "Settings",
     "SpateError",
+    "State",
+    "StateError",
     "SystemClock",
     "Topic",
     "TopicInfo",

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import logging
 import re
 import warnings
@@ -280,7 +281,9 @@ class App:
         Its result — None, a value, or a list of values — is published to ``output``
         (or dropped without one), keyed like the input unless ``key(value)`` is given.
         ``on_error``, ``retry``, ``dead_letter`` and ``timeout_s`` are as for
-        :meth:`stream`.
+        :meth:`stream`. A function with a parameter named ``state`` is called as
+        ``fn(value, state)`` with the :class:`~spate.State` kept for the record's key,
+        as :meth:`Stream.stateful_map` does (docs/state.md).
         """
 
         def register(fn: F) -> F:
@@ -302,7 +305,10 @@ class App:
                 dead_letter=dead_letter,
                 timeout_s=timeout_s,
             )
-            stream._emit(fn)
+            if _takes_state(fn):
+                stream._stateful_emit(fn)
+            else:
+                stream._emit(fn)
             if key is not None:
                 stream.key_by(key)
             if output is not None:
@@ -352,7 +358,11 @@ class App:
             )
         declared = dict(self.topics)
         for processor in self.processors:
-            for t in (*processor.stream.output_topics, *processor.dead_letter_topics):
+            for t in (
+                *processor.stream.output_topics,
+                *processor.dead_letter_topics,
+                *processor.changelog_topics(self.name),
+            ):
                 declared.setdefault(t.name, t)
         for t in declared.values():
             info = await broker.create_topic(t.name, t.partitions, t.config, exist_ok=True)
@@ -401,6 +411,14 @@ class App:
                 "or unset SPATE_WORKERS to run it here)"
             )
         Lifecycle(self).run()
+
+
+def _takes_state(fn: Callable[..., Any]) -> bool:
+    """A handler that keeps state per key names a parameter ``state``."""
+    try:
+        return "state" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature keeps no state
+        return False
 
 
 def _checked_retry(processor: str, retry: object) -> Retry | None:

@@ -19,6 +19,7 @@ Guarantee = Literal["at-least-once", "exactly-once"]
 OffsetResetSetting = Literal["earliest", "latest"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 LogFormat = Literal["text", "json"]
+StateBackend = Literal["auto", "rocksdb", "sqlite", "memory"]
 
 DEFAULT_BROKER = "local://.spate"
 
@@ -63,6 +64,12 @@ class Settings:
     stall_timeout_s: float = 60.0
     """How long a partition with lag may go without its committed offset moving before
     the stall watchdog logs ``event=partition_stalled`` (0: no watchdog)."""
+    state_dir: str | None = None
+    """Where stores keep their local state (``<state_dir>/<app>/...``; None:
+    ``.spate/state``). A cache of the changelogs: wiping it costs a rebuild, not data."""
+    state_backend: StateBackend = "auto"
+    """The stores' local backend: ``rocksdb`` (the ``rocksdb`` extra), ``sqlite``,
+    ``memory``, or ``auto``: rocksdb when installed, else sqlite; memory on memory://."""
     tracing: bool = False
     """OpenTelemetry spans per batch and per sampled record, and trace context taken
     from record headers (needs the ``tracing`` extra; see docs/observability.md)."""
@@ -75,6 +82,12 @@ class Settings:
         _check_choice("offset_reset", self.offset_reset, OffsetResetSetting)
         _check_choice("log_level", self.log_level, LogLevel)
         _check_choice("log_format", self.log_format, LogFormat)
+        _check_choice("state_backend", self.state_backend, StateBackend)
+        state_dir = self.state_dir
+        if state_dir is not None and (not isinstance(state_dir, str) or not state_dir):
+            raise ConfigError(
+                f"state_dir={self.state_dir!r} must be a directory path such as .spate/state"
+            )
         if not isinstance(self.broker, str) or not self.broker:
             raise ConfigError("broker must be a URL such as local://.spate or kafka://host:9092")
         _check_positive("batch_size", self.batch_size, int)
@@ -164,6 +177,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "tracing": _parse_bool,
     "tracing_sample_ratio": float,
     "log_format": str.lower,
+    "state_backend": str.lower,
 }
 
 

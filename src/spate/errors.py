@@ -16,9 +16,11 @@ these, so user code can handle broker trouble without importing any client libra
     ├── CoordinationError         group membership failed
     │   ├── LeaseLost             this member no longer owns a partition
     │   └── FencedError           a write carried a stale epoch: a newer owner exists
-    └── ProcessingError           a record could not be processed
-        └── SerdeError            a value could not be encoded or decoded
-            └── DeserializationError  a stored record did not decode; names its location
+    ├── ProcessingError           a record could not be processed
+    │   └── SerdeError            a value could not be encoded or decoded
+    │       └── DeserializationError  a stored record did not decode; names its location
+    └── StateError                a store was used wrongly, or its state cannot be kept
+        └── RecoveryError         a store could not be restored from its changelog
 
 Wrap with ``raise ... from exc`` so the original cause stays visible.
 
@@ -115,3 +117,12 @@ class DeserializationError(SerdeError):
         self.topic = topic
         self.partition = partition
         self.offset = offset
+
+
+class StateError(SpateError):
+    """A store key or value cannot be stored, or a store cannot be opened or written."""
+
+
+class RecoveryError(StateError):
+    """A store could not be restored from its changelog: the partition is not processed
+    rather than processed from an empty or partial state."""

@@ -26,15 +26,27 @@ def test_readme_quickstart_commands() -> None:
     assert 'python -m pip install -e ".[all,test]" && python -m pytest' in readme
 
 
+def run_example(section: str, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """Run the first Python block of the README's ``section``; the lines it printed."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```python\n(.*?)```", readme.split(f"## {section}", 1)[1], re.S)
+    assert block is not None
+    exec(compile(block.group(1), "README.md", "exec"), {"__name__": "readme_example"})
+    return capsys.readouterr().out.splitlines()
+
+
 def test_readme_failure_example_runs_and_dead_letters_the_failing_record(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## When a record fails", 1)[1]
-    block = re.search(r"```python\n(.*?)```", section, re.S)
-    assert block is not None
-    exec(compile(block.group(1), "README.md", "exec"), {"__name__": "readme_example"})
-    lines = capsys.readouterr().out.splitlines()
+    lines = run_example("When a record fails", capsys)
     assert lines[0] == "[20, 25]"
     assert "'spate-error-type': 'ZeroDivisionError'" in lines[1]
     assert "'spate-attempts': '3'" in lines[1]
+
+
+def test_readme_state_example_runs_and_keeps_a_total_per_key(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run_example("State", capsys) == [
+        "[{'user': 'ann', 'total': 5}, {'user': 'bob', 'total': 7}, {'user': 'ann', 'total': 15}]"
+    ]

@@ -56,3 +56,14 @@ def test_metrics_port_is_off_unless_asked_and_must_be_a_port() -> None:
         load_settings(environ={"SPATE_METRICS_PORT": "-1"})
     with pytest.raises(ConfigError, match="lag_interval_s=0"):
         Settings(lag_interval_s=0)
+
+
+def test_state_settings_come_from_the_environment_and_a_bad_backend_names_the_choices() -> None:
+    settings = load_settings(
+        environ={"SPATE_STATE_DIR": "/srv/state", "SPATE_STATE_BACKEND": "SQLite"}
+    )
+    assert (settings.state_dir, settings.state_backend) == ("/srv/state", "sqlite")
+    with pytest.raises(ConfigError, match=r"state_backend='lmdb' is not valid; use one of 'auto'"):
+        load_settings({"state_backend": "lmdb"})
+    with pytest.raises(ConfigError, match=r"state_dir='' must be a directory path"):
+        load_settings({"state_dir": ""})

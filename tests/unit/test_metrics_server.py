@@ -96,6 +96,12 @@ async def test_readyz_says_why_not_and_status_shows_the_processors(
     assert body == b"processor copy has no partitions assigned\n"
     stats.assigned = frozenset({TopicPartition("in", 0)})
     assert await ask(server, b"GET /readyz HTTP/1.1\r\n\r\n") == ("HTTP/1.1 200 OK", b"ready\n")
+    stats.restoring = frozenset({TopicPartition("in", 0)})
+    assert await ask(server, b"GET /readyz HTTP/1.1\r\n\r\n") == (
+        "HTTP/1.1 503 Service Unavailable",
+        b"processor copy is restoring state of 1 partition(s)\n",
+    )
+    stats.restoring = frozenset()
     stats.connected = False
     _, body = await ask(server, b"GET /readyz HTTP/1.1\r\n\r\n")
     assert body == b"processor copy lost its broker\n"

@@ -16,9 +16,10 @@ import typer
 from spate.app import App
 from spate.cli.common import fail
 from spate.cli.loader import load_app
+from spate.cli.restore_bar import restore_bars
 from spate.cli.worker import worker_commands
 from spate.errors import SpateError
-from spate.runtime.lifecycle import configure_logging
+from spate.runtime.lifecycle import Lifecycle, configure_logging
 from spate.runtime.supervisor import run_workers
 
 
@@ -92,6 +93,16 @@ def run_command(
             help="Address the metrics server binds; default 127.0.0.1.",
         ),
     ] = None,
+    state_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--state-dir",
+            envvar="SPATE_STATE_DIR",
+            show_envvar=True,
+            help="Where stores keep their local state (a cache of their changelogs); "
+            "default .spate/state.",
+        ),
+    ] = None,
     show_traceback: Annotated[
         bool,
         typer.Option(
@@ -109,13 +120,14 @@ def run_command(
         "log_format": log_format.lower() if log_format else None,
         "instance_id": instance_id,
         "metrics_host": metrics_host,
+        "state_dir": state_dir,
     }
     app: App | None = None
     try:
         app = load_app(target)
         app.configure(**overrides, workers=workers, metrics_port=metrics_port)
         if app.settings.workers == 1:
-            app.run()
+            Lifecycle(app, services=restore_bars()).run()
             return
         configure_logging(app.settings.log_level, app.settings.log_format)
         passed_on = {k: v for k, v in overrides.items() if v is not None}

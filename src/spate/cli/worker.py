@@ -17,6 +17,7 @@ import orjson
 
 from spate.cli.common import one_line
 from spate.cli.loader import load_app
+from spate.cli.restore_bar import restore_bars
 from spate.config import Settings
 from spate.errors import ConfigError, SpateError
 from spate.observability.logs import error_line
@@ -60,7 +61,7 @@ def main(argv: list[str]) -> int:
         app = load_app(target)
         app.configure(**settings)
         log_format = app.settings.log_format
-        Lifecycle(app, services=[ParentWatch(parent)]).run()
+        Lifecycle(app, services=[ParentWatch(parent), *restore_bars()]).run()
     except SpateError as exc:
         sys.stderr.write(error_line(f"worker {os.getpid()}: {one_line(exc)}", log_format))
         return 1

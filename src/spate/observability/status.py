@@ -15,7 +15,7 @@ RATE_WINDOW_S = 1.0
 
 def not_ready(context: ServiceContext) -> list[str]:
     """Why the run is not ready (empty: ready): every processor must run with its
-    partitions assigned, reaching a broker that is available."""
+    partitions assigned and their stores restored, reaching a broker that is available."""
     reasons = [] if context.broker.available else ["broker unavailable"]
     for processor in context.processors:
         stats = context.stats[processor.name]
@@ -25,6 +25,11 @@ def not_ready(context: ServiceContext) -> list[str]:
             reasons.append(f"processor {processor.name} lost its broker")
         elif not stats.assigned:
             reasons.append(f"processor {processor.name} has no partitions assigned")
+        elif stats.restoring:
+            reasons.append(
+                f"processor {processor.name} is restoring state of "
+                f"{len(stats.restoring)} partition(s)"
+            )
     return reasons
 
 

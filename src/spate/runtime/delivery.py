@@ -340,6 +340,20 @@ class ExactlyOnce(Checkpoint[TransactionalProducer]):
     _open = False
     """A transaction is open (begun, neither committed nor aborted)."""
 
+    def __init__(
+        self,
+        producer: TransactionalProducer,
+        consumer: Consumer,
+        stats: ProcessorStats,
+        *,
+        pre_commit: Sequence[PreCommit] = (),
+        on_rewind: Callable[[Sequence[TopicPartition]], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__(producer, consumer, stats, pre_commit=pre_commit)
+        self.on_rewind = on_rewind
+        """Told which owned partitions will read a batch again, after the rewind (the
+        stores drop what that batch changed)."""
+
     async def begin_batch(self) -> None:
         await self.producer.begin_transaction()
         self._open = True
@@ -383,6 +397,7 @@ class ExactlyOnce(Checkpoint[TransactionalProducer]):
     async def _rewind(self, records: Sequence[Record]) -> None:
         """The batch is not committed: partitions still owned must read it again."""
         owned = self.consumer.assignment()
+        rewound: list[TopicPartition] = []
         for tp, offset in first_offsets(records).items():
             if tp in owned:
                 try:
@@ -394,6 +409,10 @@ class ExactlyOnce(Checkpoint[TransactionalProducer]):
                         partition_names({tp: offset}),
                         exc,
                     )
+                    continue
+                rewound.append(tp)
+        if rewound and self.on_rewind is not None:
+            await self.on_rewind(rewound)
 
     async def settle(self) -> None:
         return None  # every finished batch is committed with its transaction

@@ -41,15 +41,21 @@ from spate.brokers.url import parse_broker_url
 from spate.config import Settings
 from spate.observability.logs import formatter
 from spate.observability.server import observability_services
+from spate.record import Record
 from spate.retry import Retry
 from spate.runtime.errors import OnError
 from spate.runtime.garbage import young_threshold_at_least
 from spate.runtime.stats import ProcessorStats
 from spate.runtime.worker import Worker
+from spate.state.changelog import changelog_topic
 from spate.streams.stream import Stream
 from spate.topic import Topic
 
 log = logging.getLogger("spate.app")  # the lines of an App's run, wherever it runs
+
+
+def _ignore_failure(record: Record, exc: Exception) -> None:
+    """A pipeline compiled only to read what it declares never runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,16 @@ class Processor:
     timeout_s: float | None = None
     dead_letters: Mapping[str, str] = field(default_factory=dict)
     """The dead-letter topic per source topic (empty: no dead letters)."""
+
+    def changelog_topics(self, app: str) -> list[Topic[Any]]:
+        """The changelog of every store the stream keeps, partitioned like its sources
+        (a store is kept per source partition), to create on start."""
+        names = self.stream.compile(_ignore_failure).stores
+        partitions = max(t.partitions for t in self.stream.topics)
+        return [
+            Topic(name=changelog_topic(app, self.name, store), partitions=partitions)
+            for store in names
+        ]
 
     @property
     def dead_letter_topics(self) -> list[Topic[Any]]:

@@ -70,7 +70,7 @@ class ProcessorStats:
     retries: int = 0
     """Calls of a user function made again after it failed (``retry=Retry(...)``)."""
     state_restored: int = 0
-    """Records replayed to restore state (none yet: spate keeps no state)."""
+    """Changelog records replayed to restore stores (``spate_state_restore_records_total``)."""
     batch_duration: Histogram = field(default_factory=lambda: Histogram(SECONDS_BUCKETS))
     batch_size: Histogram = field(default_factory=lambda: Histogram(RECORDS_BUCKETS))
     commit_duration: Histogram = field(default_factory=lambda: Histogram(SECONDS_BUCKETS))
@@ -83,6 +83,9 @@ class ProcessorStats:
     last_batch_seconds: float = 0.0
     assigned: frozenset[TopicPartition] = field(default_factory=frozenset)
     restoring: frozenset[TopicPartition] = field(default_factory=frozenset)
+    """Assigned partitions whose stores are being restored now (not ready meanwhile)."""
+    restore_progress: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
+    """(changelog records read, to read) of each partition being restored."""
     running: bool = False
     connected: bool = True
     """False from a transient broker failure of this processor until it fetched again

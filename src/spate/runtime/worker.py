@@ -52,7 +52,8 @@ from spate.runtime.errors import ErrorPolicy, error_policy
 from spate.runtime.retrying import Retrier
 from spate.runtime.stats import ProcessorStats
 from spate.serde import Serde, fast_decoder
-from spate.state.store import MemoryStore
+from spate.state.local import backend_kind
+from spate.state.manager import StateConfig, StateManager, state_root
 from spate.streams.stream import Batch, Pipeline, Stream
 
 log = logging.getLogger("spate.runtime")
@@ -112,8 +113,9 @@ class Worker:
         self._serdes: dict[str, Serde[Any]] = {t.name: t.serde for t in stream.topics}
         self._fast_decoders = {name: fast_decoder(serde) for name, serde in self._serdes.items()}
         self._fast_decode = next(iter(self._fast_decoders.values()))
-        self._store_names: tuple[str, ...] = ()
-        """The stores the compiled pipeline's stages keep per partition."""
+        self.state: StateManager | None = None
+        """The stores the compiled pipeline's stages keep per partition (None: the
+        pipeline keeps none, and the stateless path pays nothing for them)."""
 
     # --- rebalance listener -----------------------------------------------------------
 
@@ -129,9 +131,9 @@ class Worker:
         )
         epoch_of = self._lease_epochs(partitions)
         for tp in partitions:
-            context = PartitionContext(tp, self.clock, epoch_of.get(tp))
-            context.stores = {name: MemoryStore(name) for name in self._store_names}
-            self.partitions[tp] = context
+            self.partitions[tp] = PartitionContext(tp, self.clock, epoch_of.get(tp))
+        if self.state is not None:
+            await self._open_stores(partitions)
         if self._delivery is not None:
             await self._delivery.on_assigned(partitions)
 
@@ -145,9 +147,25 @@ class Worker:
                 epochs.update(consumer.epochs([tp]))
         return epochs
 
+    async def _open_stores(self, partitions: Sequence[TopicPartition]) -> None:
+        """Open and restore the stores of ``partitions`` (again, after a rewind)."""
+        assert self.state is not None
+        opened = await self.state.reopen(partitions)
+        for tp, stores in opened.items():
+            context = self.partitions.get(tp)
+            if context is not None:
+                context.stores = stores
+
+    async def _rewound(self, partitions: Sequence[TopicPartition]) -> None:
+        """A batch was not committed and will be read again: its changes must go."""
+        if self.state is not None:
+            await self._open_stores(partitions)
+
     def _drop_contexts(self, partitions: Sequence[TopicPartition]) -> None:
         for tp in partitions:
             self.partitions.pop(tp, None)
+        if self.state is not None:
+            self.state.close(partitions)
 
     async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
         self.stats.rebalances += 1
@@ -162,6 +180,8 @@ class Worker:
         try:
             if self._delivery is not None:
                 await self._delivery.on_revoked(partitions)
+            if self.state is not None:
+                await self.state.hand_over(partitions)
         finally:
             self._drop_contexts(partitions)
 
@@ -202,7 +222,9 @@ class Worker:
         """Transactions where the broker has them; else, for exactly-once, dedup ids."""
         hooks = self.pre_commit
         if isinstance(producer, TransactionalProducer):
-            return ExactlyOnce(producer, consumer, self.stats, pre_commit=hooks)
+            return ExactlyOnce(
+                producer, consumer, self.stats, pre_commit=hooks, on_rewind=self._rewound
+            )
         if not exactly_once:
             return AtLeastOnce(producer, consumer, self.stats, pre_commit=hooks)
         prefix = f"{self.app_name}/{self.stream.group}/{self.stream.name}"
@@ -256,6 +278,8 @@ class Worker:
             self._delivery = None
             self._consumer = None
             self.partitions.clear()
+            if self.state is not None:
+                self.state.close()
             line = "event=stop app=%s processor=%s consumed=%d produced=%d errors=%d duplicates=%d"
             args: tuple[object, ...] = (
                 self.app_name,
@@ -286,7 +310,7 @@ class Worker:
         pipeline = self.stream.compile(
             self.policy.record_failed, self.partitions, self.retrier.wrap
         )
-        self._store_names = pipeline.stores
+        self._use_stores(pipeline.stores)
         process = traced(self._process, settings, self.app_name, self.stream)
         outage = self._outage
         try:
@@ -312,6 +336,25 @@ class Worker:
             await self._close_after_error(consumer, bounded=transient)
             raise
         await consumer.close()
+
+    def _use_stores(self, names: tuple[str, ...]) -> None:
+        """Keep the stores ``names`` per partition, flushed before every commit."""
+        if self.state is not None:
+            self.state.close()  # a session that ended without closing left its own
+            return
+        if not names:
+            return
+        settings = self.settings
+        config = StateConfig(
+            app=self.app_name,
+            processor=self.stream.name,
+            group=self.stream.group,
+            names=names,
+            backend=backend_kind(settings.state_backend, self.broker.url),
+            root=state_root(settings.state_dir, self.app_name),
+        )
+        self.state = StateManager(config, self.broker, self.stats, self.clock)
+        self.pre_commit.insert(0, self.state.flush)
 
     async def _pause(self, stop: asyncio.Event, delay_s: float) -> None:
         """Wait ``delay_s`` on the clock, or less if ``stop`` is set meanwhile."""

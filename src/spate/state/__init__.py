@@ -1,5 +1,6 @@
 """Per-partition state (DESIGN §8): stores, their changelogs, their recovery."""
 
-from spate.state.store import MemoryStore, Store, StoreKey
+from spate.state.store import CachedStore, MemoryStore, Store, StoreKey
+from spate.state.view import State
 
-__all__ = ["MemoryStore", "Store", "StoreKey"]
+__all__ = ["CachedStore", "MemoryStore", "State", "Store", "StoreKey"]

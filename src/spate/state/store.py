@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
+from spate.clock import Clock
+from spate.errors import StateError
+
 StoreKey = str | bytes | int | tuple[Any, ...]
 """A store's key: a str, bytes, int, or a tuple of those (e.g. (key, window start))."""
 
@@ -64,3 +67,105 @@ class MemoryStore:
 
     def items(self) -> Iterator[tuple[StoreKey, Any]]:
         return iter(list(self._data.items()))
+
+
+SWEEP_INTERVAL_MS = 1000
+"""Expired keys are swept out (and their deletion sent to the changelog) at most this
+often, at a flush: a sweep scans every key with a time to live."""
+
+
+class CachedStore:
+    """A partition's store as the runtime keeps it: every live key in a dict, and the
+    keys changed since the last commit, which :meth:`flush` hands to the changelog.
+
+    Reads and writes are dict operations (DESIGN §10): nothing touches a disk or a
+    broker until the batch ends. A key with a time to live reads as absent once its
+    time passed, and is deleted for good (a changelog tombstone) by the next sweep.
+    """
+
+    def __init__(self, name: str, clock: Clock) -> None:
+        self.name = name
+        self._clock = clock
+        self._values: dict[StoreKey, Any] = {}
+        self._expiry: dict[StoreKey, int] = {}
+        """Wall-clock millisecond at which each key with a time to live expires."""
+        self._next_sweep_ms = 0
+        self._dirty: set[StoreKey] = set()
+
+    def get(self, key: StoreKey, default: Any = None) -> Any:
+        if self._expiry and self._expired(key):
+            return default
+        return self._values.get(key, default)
+
+    def _expired(self, key: object) -> bool:
+        expires = self._expiry.get(key)  # type: ignore[call-overload]
+        return expires is not None and expires <= self._clock.time_ms()
+
+    def set(self, key: StoreKey, value: Any, *, ttl_s: float | None = None) -> None:
+        self._values[key] = value
+        self._dirty.add(key)
+        if ttl_s is None:
+            if self._expiry:
+                self._expiry.pop(key, None)
+            return
+        if not isinstance(ttl_s, int | float) or isinstance(ttl_s, bool) or not ttl_s > 0:
+            raise StateError(
+                f"store {self.name!r}: ttl_s={ttl_s!r} must be a positive number of "
+                "seconds, or None for a key that never expires"
+            )
+        self._expiry[key] = self._clock.time_ms() + int(ttl_s * 1000)
+
+    def delete(self, key: StoreKey) -> None:
+        if key in self._values:
+            del self._values[key]
+            self._expiry.pop(key, None)
+            self._dirty.add(key)
+
+    def __contains__(self, key: object) -> bool:
+        if self._expiry and self._expired(key):
+            return False
+        return key in self._values
+
+    def items(self) -> Iterator[tuple[StoreKey, Any]]:
+        if not self._expiry:
+            return iter(list(self._values.items()))
+        now = self._clock.time_ms()
+        expiry = self._expiry
+        return iter([(k, v) for k, v in self._values.items() if expiry.get(k, now + 1) > now])
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    # --- what the runtime does with it ------------------------------------------------
+
+    def load(self, key: StoreKey, value: Any, expires_at_ms: int | None) -> None:
+        """Put a restored key back, as it was (not a change to flush)."""
+        self._values[key] = value
+        if expires_at_ms is None:
+            self._expiry.pop(key, None)
+        else:
+            self._expiry[key] = expires_at_ms
+
+    def unload(self, key: StoreKey) -> None:
+        """Forget a key a restored tombstone deleted (not a change to flush)."""
+        self._values.pop(key, None)
+        self._expiry.pop(key, None)
+
+    def changes(self) -> list[tuple[StoreKey, Any, int | None, bool]]:
+        """Every key changed since the last call, as (key, value, expires_at_ms,
+        deleted), the sweep of expired keys included; the store is clean after it."""
+        if self._expiry:
+            self._sweep()
+        dirty, self._dirty = self._dirty, set()
+        values, expiry = self._values, self._expiry
+        return [(key, values.get(key), expiry.get(key), key not in values) for key in dirty]
+
+    def _sweep(self) -> None:
+        now = self._clock.time_ms()
+        if now < self._next_sweep_ms:
+            return
+        self._next_sweep_ms = now + SWEEP_INTERVAL_MS
+        for key in [k for k, expires in self._expiry.items() if expires <= now]:
+            del self._expiry[key]
+            self._values.pop(key, None)
+            self._dirty.add(key)

@@ -28,8 +28,10 @@ most one terminal (``to``, ``route`` or ``foreach``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import linecache
+import re
 import textwrap
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -41,6 +43,8 @@ from spate.errors import ConfigError
 from spate.partitions import PartitionContext
 from spate.record import Record, TopicPartition
 from spate.serde import encode_key, fast_encoder
+from spate.state.view import State
+from spate.streams.stateful import AsyncStatefulCall, StatefulCall
 from spate.topic import Topic
 
 T = TypeVar("T")
@@ -56,6 +60,10 @@ Fail = Callable[[Record, Exception], None]
 
 Output = tuple[str, bytes, bytes | None, Record]
 """One record to publish: (topic, encoded value, key, the source record it came from)."""
+
+_STORE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+DEFAULT_STORE = "state"
+"""The store of ``stateful_map`` and of handlers that take ``state``, unless named."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +165,14 @@ class Operator:
     unpack: bool = True
 
 
+_EMIT = (
+    "result = {call}\n"
+    "if type(result) is list:\n"
+    "    out.extend([(source, key, element) for element in result])\n"
+    "elif result is not None:\n"
+    "    append((source, key, result))"
+)
+
 OPERATORS: dict[str, Operator] = {
     "map": Operator("append((source, key, {call}))"),
     "filter": Operator("if {call}:\n    append(item)", unpack=False),
@@ -165,13 +181,10 @@ OPERATORS: dict[str, Operator] = {
     "peek": Operator("{call}\nappend(item)", unpack=False),
     "foreach": Operator("{call}", unpack=False),
     # a handler's result: None publishes nothing, a list each element, anything else itself
-    "emit": Operator(
-        "result = {call}\n"
-        "if type(result) is list:\n"
-        "    out.extend([(source, key, element) for element in result])\n"
-        "elif result is not None:\n"
-        "    append((source, key, result))"
-    ),
+    "emit": Operator(_EMIT),
+    # fn is a StatefulCall (spate.streams.stateful): its state is bound to the record first
+    "stateful_map": Operator("fn.bind(source, key)\nappend((source, key, {call}))"),
+    "stateful_emit": Operator("fn.bind(source, key)\n" + _EMIT),
 }
 
 # The one batch loop. Python cannot share a loop body between ``def`` and ``async def``
@@ -300,6 +313,8 @@ class _Op:
     fn: Callable[..., Any] | None = None
     topic: Topic[Any] | None = None
     routes: tuple[tuple[Callable[[Any], Any], Topic[Any]], ...] = ()
+    store: str = ""
+    """The store of a stateful operator."""
 
 
 class Stream(Generic[T]):
@@ -410,6 +425,25 @@ class Stream(Generic[T]):
         """A handler's function: None -> nothing, list -> each element, else the value."""
         return self._add(_Op("emit", fn))
 
+    @overload
+    def stateful_map(
+        self, fn: Callable[[T, State[Any]], Awaitable[U]], *, store: str = ...
+    ) -> Stream[U]: ...
+    @overload
+    def stateful_map(self, fn: Callable[[T, State[Any]], U], *, store: str = ...) -> Stream[U]: ...
+    def stateful_map(
+        self, fn: Callable[[T, State[Any]], Any], *, store: str = DEFAULT_STORE
+    ) -> Stream[Any]:
+        """Replace each value with ``fn(value, state)``, where ``state`` is the
+        :class:`~spate.state.view.State` kept for the record's key (per partition, in
+        store ``store``, restored after a restart or a rebalance: docs/state.md).
+        Records need a key (``key_by`` gives them one)."""
+        return self._add(_Op("stateful_map", fn, store=_checked_store(self.name, store)))
+
+    def _stateful_emit(self, fn: Callable[[T, State[Any]], object]) -> Stream[Any]:
+        """A handler taking ``state``: its result as ``_emit``'s."""
+        return self._add(_Op("stateful_emit", fn, store=DEFAULT_STORE))
+
     # --- compiling ----------------------------------------------------------------
 
     @property
@@ -432,6 +466,7 @@ class Stream(Generic[T]):
         ``fail(record, exc)``. It returns what to publish and publishes nothing itself.
         ``partitions`` is the worker's live context per owned partition; ``wrap``, if
         given, replaces each operator's function once (retries and timeouts)."""
+        contexts = {} if partitions is None else partitions
         stages: list[Stage] = []
         for op in self._ops:
             if op.kind == "to":
@@ -439,17 +474,32 @@ class Stream(Generic[T]):
                 stages.append(Stage(f"to {op.topic.name}", _to(op.topic, fail), False))
             elif op.kind == "route":
                 stages.append(Stage("route", _route(op.routes, op.topic, fail), False))
+            elif op.store:
+                assert op.fn is not None
+                make = AsyncStatefulCall if is_async_callable(op.fn) else StatefulCall
+                call = make(op.fn, op.store, contexts, wrap)
+                stage = _stage(op.kind, call, fail)
+                stages.append(dataclasses.replace(stage, stores=(op.store,)))
             else:
                 assert op.fn is not None
                 stages.append(_stage(op.kind, op.fn if wrap is None else wrap(op.fn), fail))
         if self._terminal is None:
             stages.append(Stage("end", _discard, False))
-        return Pipeline(tuple(stages), {} if partitions is None else partitions)
+        return Pipeline(tuple(stages), contexts)
 
 
 def _discard(batch: Batch) -> list[Output]:
     """A stream without a terminal publishes nothing."""
     return []
+
+
+def _checked_store(stream: str, store: object) -> str:
+    if not isinstance(store, str) or not _STORE_NAME.fullmatch(store):
+        raise ConfigError(
+            f"stream {stream!r}: store={store!r} must be 1-100 characters from "
+            "a-z A-Z 0-9 . _ - (it names the changelog topic)"
+        )
+    return store
 
 
 def _check_topic(stream: str, operator: str, topic: object) -> None:

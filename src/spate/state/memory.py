@@ -1,0 +1,38 @@
+"""The in-memory backend: nothing survives the process (tests, the memory:// broker).
+
+A store on it is rebuilt from its changelog at every assignment, which is what a
+fresh machine does anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from spate.state.backend import Backend
+
+
+class MemoryBackend(Backend):
+    kind = "memory"
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._data: dict[bytes, bytes] = {}
+
+    def _items(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(list(self._data.items()))
+
+    def _get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def _apply(self, changes: Mapping[bytes, bytes | None]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self._data.pop(key, None)
+            else:
+                self._data[key] = value
+
+    def clear(self) -> None:
+        self._data.clear()
+
+    def close(self) -> None:
+        return None

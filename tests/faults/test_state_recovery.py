@@ -1,0 +1,83 @@
+"""Stores survive SIGKILLs and rescaling on the embedded broker (local://).
+
+Worker processes of the running-sum App (:mod:`state_checks`) share a local://
+broker with a short lease ttl; each answer carries its key's running sum, which must
+be the sum of an uninterrupted run whatever was killed, replayed or moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from state_checks import check_answers, recovers_through_kills, state_workers
+from worker_processes import Workers, produce, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def workers_on_local(folder: Path, guarantee: str, *, delay_s: float = 0.002) -> Workers:
+    url = f"local://{folder / 'broker'}?lease_ttl_s=1.0"
+    return state_workers(folder, url, app="sums", guarantee=guarantee, delay_s=delay_s, batch=25)
+
+
+@pytest.mark.parametrize("guarantee", ["exactly-once", "at-least-once"])
+def test_running_sums_are_right_after_three_sigkills(tmp_path: Path, guarantee: str) -> None:
+    workers = workers_on_local(tmp_path, guarantee)
+    recovers_through_kills(workers, 4000, exactly_once=guarantee == "exactly-once")
+
+
+def test_a_wiped_state_directory_is_rebuilt_from_the_changelog(tmp_path: Path) -> None:
+    workers = workers_on_local(tmp_path, "exactly-once", delay_s=0)
+    try:
+        workers.produce(500)
+        first = workers.start()
+        wait_until(lambda: workers.committed() >= 500, 30, "500 committed")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+        shutil.rmtree(tmp_path / ".spate" / "state")
+        asyncio.run(produce(workers.url, workers.inputs, 500, 800))
+        second = workers.start()
+        wait_until(lambda: workers.committed() >= 800, 30, "800 committed")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    finally:
+        workers.stop_all()
+    assert workers.log_of(second).count("from=no_local_state") == 4
+    check_answers(workers.answers(), 800, exactly_once=True)
+
+
+def test_rescaling_three_then_one_then_two_workers_keeps_the_per_key_sums(
+    tmp_path: Path,
+) -> None:
+    """Each worker has a state directory of its own (as on machines of their own), so a
+    partition that moves is restored from its changelog by its new owner."""
+    workers = workers_on_local(tmp_path, "at-least-once")
+
+    def start() -> subprocess.Popen[bytes]:
+        workers.env["SPATE_STATE_DIR"] = str(tmp_path / f"state-{len(workers.procs)}")
+        return workers.start()
+
+    try:
+        workers.produce(1800)
+        three = [start() for _ in range(3)]
+        wait_until(lambda: workers.committed() >= 500, 60, "500 committed")
+        for proc in three[1:]:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0, workers.log_of(proc)[-3000:]
+        wait_until(lambda: workers.committed() >= 1100, 60, "1100 committed")
+        start()
+        assert workers.committed() < 1800, "rescaled after the end"
+        wait_until(lambda: workers.committed() >= 1800, 60, "every input committed")
+        for proc in workers.live():
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0, workers.log_of(proc)[-3000:]
+    finally:
+        workers.stop_all()
+    assert "from=no_local_state" in workers.log_of(workers.procs[-1])
+    check_answers(workers.answers(), 1800, exactly_once=False)

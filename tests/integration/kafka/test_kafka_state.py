@@ -1,0 +1,28 @@
+"""Stores on Apache Kafka: per-key running sums through three SIGKILLs, exactly-once.
+
+The changelog records go into each batch's transaction with its outputs and offsets;
+a restore reads the changelog ``read_committed``, so an aborted batch (a killed
+worker's open transaction) leaves nothing in a restored store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spate.testing.kafka_server import ServerProcess
+from state_checks import recovers_through_kills, state_workers
+
+pytestmark = pytest.mark.slow
+
+FAST_TAKEOVER = (
+    "session.timeout.ms=2000&heartbeat.interval.ms=300&max.poll.interval.ms=10000"
+    "&transaction.timeout.ms=6000"
+)
+
+
+def test_running_sums_are_exact_after_three_sigkills(
+    tmp_path: Path, kafka_server: ServerProcess
+) -> None:
+    workers = state_workers(tmp_path, f"{kafka_server.url}?{FAST_TAKEOVER}", app="kafkastate")
+    recovers_through_kills(workers, 3000, exactly_once=True, timeout_s=120)

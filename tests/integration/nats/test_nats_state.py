@@ -1,0 +1,25 @@
+"""Stores on NATS JetStream: per-key running sums through three SIGKILLs.
+
+NATS has no transactions: exactly-once is effectively-once there (outputs carry
+dedup ids the stream's duplicate window drops); under either guarantee the changelog
+restore keeps only flushes whose source offsets were committed and never
+re-processed, so every answer's sum is right (at-least-once may answer twice)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from state_checks import recovers_through_kills, state_workers
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("guarantee", ["exactly-once", "at-least-once"])
+def test_running_sums_are_right_after_three_sigkills(
+    tmp_path: Path, nats_url: str, guarantee: str
+) -> None:
+    url = f"{nats_url}?lease_ttl_s=1.0"
+    workers = state_workers(tmp_path, url, app="natsstate", guarantee=guarantee)
+    recovers_through_kills(workers, 4000, exactly_once=guarantee == "exactly-once")

@@ -21,6 +21,7 @@ from spate.brokers.base import Producer
 from spate.clock import Clock
 from spate.errors import ConfigError
 from spate.record import Headers, Record, TopicPartition
+from spate.runtime.checkpoint import OnDurable
 from spate.runtime.errors import OnError
 from spate.runtime.stats import ProcessorStats
 
@@ -92,16 +93,23 @@ class DeadLetterPolicy:
         """Forget dead letters of a batch that will not be committed."""
         self.pending.clear()
 
-    async def write(self, producer: Producer, through: Mapping[TopicPartition, int]) -> None:
-        """The pre-commit hook: send this batch's dead letters through ``producer``."""
+    async def write(
+        self, producer: Producer, through: Mapping[TopicPartition, int]
+    ) -> OnDurable | None:
+        """The pre-commit hook: send this batch's dead letters through ``producer``;
+        they are counted and logged once the batch is durable, so a batch whose commit
+        fails (and is read again) never counts its dead letters twice."""
         if not self.pending:
-            return
+            return None
         pending, self.pending = self.pending, []
         send = producer.send
         for topic, value, key, headers in pending:
             send(topic, value, key=key, headers=headers)
-        self.stats.dead_letters += len(pending)
-        for topic, count in Counter(letter[0] for letter in pending).items():
+        return lambda: self._written(pending)
+
+    def _written(self, letters: Sequence[DeadLetter]) -> None:
+        self.stats.dead_letters += len(letters)
+        for topic, count in Counter(letter[0] for letter in letters).items():
             log.warning(
                 "event=dead_letters processor=%s count=%d topic=%s",
                 self.processor,

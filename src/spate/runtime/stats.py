@@ -65,8 +65,9 @@ class ProcessorStats:
     partitions_lost: int = 0
     """Partitions whose lease expired or was taken while this worker held them."""
     dead_letters: int = 0
-    """Records sent to a dead-letter topic (counted when the batch's pre-commit hook
-    sends them, so a batch that then fails to commit counted its dead letters too)."""
+    """Records sent to a dead-letter topic, counted once their batch is durable
+    (flushed; under exactly-once, its transaction committed): a batch that fails to
+    commit and is read again counts its dead letters once."""
     retries: int = 0
     """Calls of a user function made again after it failed (``retry=Retry(...)``)."""
     state_restored: int = 0

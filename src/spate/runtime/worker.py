@@ -204,7 +204,7 @@ class Worker:
         if isinstance(producer, TransactionalProducer):
             return ExactlyOnce(producer, consumer, self.stats, pre_commit=hooks)
         if not exactly_once:
-            return AtLeastOnce(producer, consumer, self.stats, pre_commit=hooks)
+            return AtLeastOnce(producer, consumer, self.stats, pre_commit=hooks, clock=self.clock)
         prefix = f"{self.app_name}/{self.stream.group}/{self.stream.name}"
         return EffectivelyOnce(
             producer,
@@ -213,6 +213,7 @@ class Worker:
             prefix=prefix,
             describe=self.broker.describe_topic,
             pre_commit=hooks,
+            clock=self.clock,
         )
 
     async def run(self, stop: asyncio.Event) -> None:

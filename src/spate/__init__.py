@@ -28,6 +28,7 @@ from spate.errors import (
 from spate.record import Headers, Record, TopicPartition
 from spate.retry import Retry
 from spate.serde import Serde
+from spate.streams.dedup import Dedup
 from spate.topic import Topic
 
 __version__ = "0.1.0"
@@ -41,6 +42,7 @@ __all__ = [
     "Clock",
     "ConfigError",
     "Consumer",
+    "Dedup",
     "DeserializationError",
     "FencedError",
     "Headers",

@@ -54,6 +54,7 @@ from spate.runtime.errors import OnError, error_policy
 from spate.runtime.lifecycle import Lifecycle, Processor
 from spate.runtime.stats import ProcessorStats
 from spate.serde import Serde
+from spate.streams.dedup import Dedup
 from spate.streams.stream import Stream, is_async_callable
 from spate.topic import Topic
 
@@ -274,18 +275,25 @@ class App:
         timeout_s: float | None = None,
         key: Callable[[Any], Any] | None = None,
         name: str | None = None,
+        dedup: Dedup | None = None,
     ) -> Callable[[F], F]:
         """Decorate a function (``def`` or ``async def``) that handles each record's value.
 
         Its result — None, a value, or a list of values — is published to ``output``
         (or dropped without one), keyed like the input unless ``key(value)`` is given.
         ``on_error``, ``retry``, ``dead_letter`` and ``timeout_s`` are as for
-        :meth:`stream`.
+        :meth:`stream`. ``dedup=Dedup(key=..., ttl_s=...)`` calls the function only for
+        records whose key was not handled before on their partition (``Stream.dedup``).
         """
 
         def register(fn: F) -> F:
             if not callable(fn):
                 raise ConfigError(f"app.handler() decorates a function, got {fn!r}")
+            if dedup is not None and not isinstance(dedup, Dedup):
+                raise ConfigError(
+                    f"app.handler(dedup={dedup!r}) needs a spate.Dedup, "
+                    "e.g. dedup=Dedup(key=lambda order: order.id, ttl_s=3600)"
+                )
             processor_name = name or getattr(fn, "__name__", None) or repr(fn)
             if timeout_s is not None and not is_async_callable(fn):
                 raise ConfigError(
@@ -302,6 +310,8 @@ class App:
                 dead_letter=dead_letter,
                 timeout_s=timeout_s,
             )
+            if dedup is not None:
+                stream.dedup(dedup.key, dedup.ttl_s)
             stream._emit(fn)
             if key is not None:
                 stream.key_by(key)

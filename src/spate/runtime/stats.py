@@ -68,6 +68,9 @@ class ProcessorStats:
     """Records sent to a dead-letter topic, counted once their batch is durable
     (flushed; under exactly-once, its transaction committed): a batch that fails to
     commit and is read again counts its dead letters once."""
+    deduplicated: int = 0
+    """Records a dedup step dropped: their key was let through before on their
+    partition (``Dedup`` / ``Stream.dedup``)."""
     retries: int = 0
     """Calls of a user function made again after it failed (``retry=Retry(...)``)."""
     state_restored: int = 0

@@ -361,6 +361,8 @@ class Worker:
             self.stats.retries += retrier.retries - retries_before
             raise
         self.stats.retries += retrier.retries - retries_before
+        self.stats.deduplicated += pipeline.dedup.dropped
+        pipeline.dedup.dropped = 0
         # Offsets grow within a partition and a batch keeps their order: the last wins.
         last = {(r.topic, r.partition): r.offset for r in records}
         through = {TopicPartition(topic, part): offset for (topic, part), offset in last.items()}

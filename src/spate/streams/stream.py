@@ -41,6 +41,7 @@ from spate.errors import ConfigError
 from spate.partitions import PartitionContext
 from spate.record import Record, TopicPartition
 from spate.serde import encode_key, fast_encoder
+from spate.streams.dedup import Dedup, DedupCounts, dedup_stage
 from spate.topic import Topic
 
 T = TypeVar("T")
@@ -82,6 +83,8 @@ class Pipeline:
     partitions: Mapping[TopicPartition, PartitionContext] = field(default_factory=dict)
     """The worker's context per owned partition (:mod:`spate.partitions`), for stages
     that keep state per partition: they look up their records' partitions, per batch."""
+    dedup: DedupCounts = field(default_factory=DedupCounts)
+    """What the dedup stages dropped so far (the worker takes it once per batch)."""
 
     @property
     def is_async(self) -> bool:
@@ -300,6 +303,7 @@ class _Op:
     fn: Callable[..., Any] | None = None
     topic: Topic[Any] | None = None
     routes: tuple[tuple[Callable[[Any], Any], Topic[Any]], ...] = ()
+    dedup: Dedup | None = None
 
 
 class Stream(Generic[T]):
@@ -372,6 +376,18 @@ class Stream(Generic[T]):
         """Call ``fn(value)`` for its side effect and pass the value on unchanged."""
         return self._add(_Op("peek", fn))
 
+    def dedup(self, key: Callable[[T], object], ttl_s: float | None = None) -> Stream[T]:
+        """Drop a value whose ``key(value)`` (str, bytes, int or a tuple of those) was
+        let through before on its partition, within ``ttl_s`` seconds (None: for as
+        long as the partition's store keeps it). The seen keys live in a store of the
+        partition, so key the topic by that business key (see :mod:`spate.streams.dedup`)."""
+        if is_async_callable(key):
+            raise ConfigError(
+                f"stream {self.name!r}: .dedup(key=...) must be a plain function (it runs "
+                "for every record in the batch loop); compute the key without awaiting"
+            )
+        return self._add(_Op("dedup", key, dedup=Dedup(key=key, ttl_s=ttl_s)))
+
     def foreach(self, fn: Callable[[T], object]) -> Stream[T]:
         """Terminal: call ``fn(value)`` for its side effect; publish nothing."""
         self._add(_Op("foreach", fn))
@@ -433,8 +449,18 @@ class Stream(Generic[T]):
         ``partitions`` is the worker's live context per owned partition; ``wrap``, if
         given, replaces each operator's function once (retries and timeouts)."""
         stages: list[Stage] = []
+        contexts: Mapping[TopicPartition, PartitionContext] = (
+            {} if partitions is None else partitions
+        )
+        counts = DedupCounts()
+        dedups = 0
         for op in self._ops:
-            if op.kind == "to":
+            if op.dedup is not None:
+                dedups += 1  # a store name per dedup stage, stable across deployments
+                store = "dedup" if dedups == 1 else f"dedup-{dedups}"
+                run = dedup_stage(op.dedup, store, fail, contexts, counts)
+                stages.append(Stage("dedup", run, False, (store,)))
+            elif op.kind == "to":
                 assert op.topic is not None
                 stages.append(Stage(f"to {op.topic.name}", _to(op.topic, fail), False))
             elif op.kind == "route":
@@ -444,7 +470,7 @@ class Stream(Generic[T]):
                 stages.append(_stage(op.kind, op.fn if wrap is None else wrap(op.fn), fail))
         if self._terminal is None:
             stages.append(Stage("end", _discard, False))
-        return Pipeline(tuple(stages), {} if partitions is None else partitions)
+        return Pipeline(tuple(stages), contexts, counts)
 
 
 def _discard(batch: Batch) -> list[Output]:

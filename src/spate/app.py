@@ -52,6 +52,7 @@ from spate.retry import Retry
 from spate.runtime.deadletters import resolve_on_error
 from spate.runtime.errors import OnError, error_policy
 from spate.runtime.lifecycle import Lifecycle, Processor
+from spate.runtime.retryprocessors import with_retry_topics
 from spate.runtime.stats import ProcessorStats
 from spate.serde import Serde
 from spate.streams.dedup import Dedup
@@ -252,15 +253,15 @@ class App:
         resolved, dead_letters = resolve_on_error(
             name, [t.name for t in topics], on_error, dead_letter
         )
-        self._register(
-            Processor(
-                stream,
-                resolved,
-                retry=_checked_retry(name, retry),
-                timeout_s=_checked_timeout(name, timeout_s),
-                dead_letters=dead_letters,
-            )
+        checked = Processor(
+            stream,
+            resolved,
+            retry=_checked_retry(name, retry),
+            timeout_s=_checked_timeout(name, timeout_s),
+            dead_letters=dead_letters,
         )
+        for processor in with_retry_topics(checked):
+            self._register(processor)
         return stream
 
     def handler(

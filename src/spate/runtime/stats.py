@@ -68,6 +68,9 @@ class ProcessorStats:
     """Records sent to a dead-letter topic, counted once their batch is durable
     (flushed; under exactly-once, its transaction committed): a batch that fails to
     commit and is read again counts its dead letters once."""
+    delayed_retries: int = 0
+    """Records moved to a retry topic to be called again once due
+    (``Retry(via_topics=...)``), counted once the batch that moved them is durable."""
     deduplicated: int = 0
     """Records a dedup step dropped: their key was let through before on their
     partition (``Dedup`` / ``Stream.dedup``)."""

@@ -422,6 +422,13 @@ class Stream(Generic[T]):
         self._terminal = "route"
         return self
 
+    def _retrying(self, topics: Sequence[Topic[Any]], group: str, name: str) -> Stream[Any]:
+        """A stream of ``topics`` running this stream's operators, also those chained
+        after this call (the operator list is shared): a retry topic's processor."""
+        twin: Stream[Any] = Stream(topics, group, name)
+        twin._ops = self._ops
+        return twin
+
     def _emit(self, fn: Callable[[T], object]) -> Stream[Any]:
         """A handler's function: None -> nothing, list -> each element, else the value."""
         return self._add(_Op("emit", fn))
@@ -468,9 +475,13 @@ class Stream(Generic[T]):
             else:
                 assert op.fn is not None
                 stages.append(_stage(op.kind, op.fn if wrap is None else wrap(op.fn), fail))
-        if self._terminal is None:
+        if not self._ops or self._ops[-1].kind not in _TERMINALS:
             stages.append(Stage("end", _discard, False))
         return Pipeline(tuple(stages), contexts, counts)
+
+
+_TERMINALS = frozenset({"to", "route", "foreach"})
+"""Operators that end a stream (always its last)."""
 
 
 def _discard(batch: Batch) -> list[Output]:

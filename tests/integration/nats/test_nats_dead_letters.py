@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dead_letter_checks import check_poison_and_failures
+from retry_topic_checks import check_retry_topics
 
 
 @pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
@@ -13,3 +14,7 @@ def test_poison_and_failing_records_are_dead_lettered_and_the_rest_flows(
     nats_url: str, guarantee: str
 ) -> None:
     check_poison_and_failures(nats_url, guarantee)
+
+
+def test_a_record_failing_for_3_s_is_retried_via_the_retry_topics(nats_url: str) -> None:
+    check_retry_topics(nats_url)

@@ -1,0 +1,48 @@
+"""Records an error policy sets aside during a batch — dead letters, records moved to a
+retry topic — and sends at the batch's end, in its pre-commit hook (DESIGN §6, §7).
+
+Sending them there, through the producer the checkpoint gives, is what makes them
+durable with the batch's offsets: under exactly-once inside the batch's transaction
+(a batch that aborts drops them with its outputs), under at-least-once acknowledged
+before the offsets are committed. What they mean (a counter, a log line) is told to
+``on_durable`` once the batch is durable, never for a batch that is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from spate.brokers.base import Producer
+from spate.record import Headers, TopicPartition
+from spate.runtime.checkpoint import OnDurable
+
+Letter = tuple[str, bytes, bytes | None, Headers]
+"""(topic, value, key, headers) of one record set aside."""
+
+
+class Outbox:
+    """One batch's set-aside records, sent by :meth:`write`, the pre-commit hook."""
+
+    def __init__(self, on_durable: Callable[[Sequence[Letter]], None]) -> None:
+        self.on_durable = on_durable
+        self.pending: list[Letter] = []
+        """This batch's records, not yet sent."""
+
+    def add(self, letter: Letter) -> None:
+        self.pending.append(letter)
+
+    def discard(self) -> None:
+        """Forget the records of a batch that will not be committed."""
+        self.pending.clear()
+
+    async def write(
+        self, producer: Producer, through: Mapping[TopicPartition, int]
+    ) -> OnDurable | None:
+        """The pre-commit hook: send this batch's records through ``producer``."""
+        if not self.pending:
+            return None
+        pending, self.pending = self.pending, []
+        send = producer.send
+        for topic, value, key, headers in pending:
+            send(topic, value, key=key, headers=headers)
+        return lambda: self.on_durable(pending)

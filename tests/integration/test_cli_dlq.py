@@ -15,7 +15,7 @@ import pytest
 import spate
 from cli_helpers import SPATE, ok, one_line_error
 from cli_helpers import spate as spate_cli
-from dlq_checks import dlq_round_trip
+from dlq_checks import check_replay_after_fix, dlq_round_trip
 from spate.brokers import registry, schemes
 from spate.cli import dlq
 from spate.errors import CapabilityError
@@ -123,3 +123,7 @@ def test_the_example_in_the_docs_runs(tmp_path: Path) -> None:
     assert "purged 1 dead letter written before" in run.stderr, run.stderr
     assert "no dead letters in 'orders.dlq'" in run.stdout
     assert run.returncode == 0
+
+
+def test_replay_after_the_fix_redrives_every_dead_letter_on_local(broker: str) -> None:
+    check_replay_after_fix(broker)

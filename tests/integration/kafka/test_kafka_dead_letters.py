@@ -4,6 +4,7 @@ issue 11 (see :mod:`dead_letter_checks`), through the App runtime."""
 from __future__ import annotations
 
 from dead_letter_checks import check_poison_and_failures
+from dlq_checks import check_replay_after_fix
 from retry_topic_checks import check_retry_topics
 from spate.testing.kafka_server import ServerProcess
 
@@ -29,3 +30,9 @@ def test_a_record_failing_for_3_s_is_retried_via_the_retry_topics_on_apache_kafk
     (the Kafka adapter's commit, not the retry topics: see the SIGKILL test for
     exactly-once on Kafka)."""
     check_retry_topics(kafka_server.url)
+
+
+def test_replay_after_the_fix_redrives_every_dead_letter_on_tansu(
+    tansu_server: ServerProcess,
+) -> None:
+    check_replay_after_fix(tansu_server.url)

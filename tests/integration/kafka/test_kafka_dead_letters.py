@@ -3,7 +3,7 @@ issue 11 (see :mod:`dead_letter_checks`), through the App runtime."""
 
 from __future__ import annotations
 
-from dead_letter_checks import check_poison_and_failures
+from dead_letter_checks import check_poison_and_failures, check_transient_failure
 from dlq_checks import check_replay_after_fix
 from retry_topic_checks import check_retry_topics
 from spate.testing.kafka_server import ServerProcess
@@ -36,3 +36,23 @@ def test_replay_after_the_fix_redrives_every_dead_letter_on_tansu(
     tansu_server: ServerProcess,
 ) -> None:
     check_replay_after_fix(tansu_server.url)
+
+
+def test_poison_and_failing_records_are_dead_lettered_on_apache_kafka_exactly_once(
+    kafka_server: ServerProcess,
+) -> None:
+    """The reference run: 10,000 records on Apache Kafka, dead letters in the batches'
+    transactions."""
+    check_poison_and_failures(kafka_server.url, "exactly-once")
+
+
+def test_a_transient_failure_succeeds_on_the_third_attempt_on_tansu(
+    tansu_server: ServerProcess,
+) -> None:
+    check_transient_failure(tansu_server.url)
+
+
+def test_a_transient_failure_succeeds_on_the_third_attempt_on_apache_kafka(
+    kafka_server: ServerProcess,
+) -> None:
+    check_transient_failure(kafka_server.url, "exactly-once")

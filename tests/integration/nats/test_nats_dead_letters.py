@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dead_letter_checks import check_poison_and_failures
+from dead_letter_checks import check_poison_and_failures, check_transient_failure
 from retry_topic_checks import check_retry_topics
 
 
@@ -18,3 +18,9 @@ def test_poison_and_failing_records_are_dead_lettered_and_the_rest_flows(
 
 def test_a_record_failing_for_3_s_is_retried_via_the_retry_topics(nats_url: str) -> None:
     check_retry_topics(nats_url)
+
+
+def test_a_transient_failure_succeeds_on_the_third_attempt_without_a_dead_letter(
+    nats_url: str,
+) -> None:
+    check_transient_failure(nats_url)

@@ -37,4 +37,6 @@ def test_readme_failure_example_runs_and_dead_letters_the_failing_record(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "[20, 25]"
     assert "'spate-error-type': 'ZeroDivisionError'" in lines[1]
-    assert "'spate-attempts': '3'" in lines[1]
+    assert "'spate-attempts': '9'" in lines[1]
+    assert "'spate-source-topic': 'orders'" in lines[1]
+    assert lines[2] == "1"

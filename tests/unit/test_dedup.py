@@ -4,6 +4,7 @@ dropped, and keep the seen keys in the partition's store."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,14 @@ class Payment(msgspec.Struct):
     amount: int
 
 
-def payments_app(broker: str = "memory://", **dedup: Any) -> tuple[App, list[int]]:
+def payments_app(
+    broker: str = "memory://", key: Callable[[Payment], object] = lambda p: p.id, **dedup: Any
+) -> tuple[App, list[int]]:
     app = App("pay", broker=broker, batch_size=100)
     payments = app.topic("payments", partitions=4, value_type=Payment)
     handled: list[int] = []
 
-    @app.handler(
-        payments, group="ledger", dedup=Dedup(key=lambda p: p.id, **dedup), dead_letter=True
-    )
+    @app.handler(payments, group="ledger", dedup=Dedup(key=key, **dedup), dead_letter=True)
     def book(payment: Payment) -> None:
         handled.append(payment.id)
 
@@ -73,25 +74,13 @@ def test_the_stream_operator_drops_duplicates_before_later_stages() -> None:
 
 
 def test_a_key_that_is_no_store_key_fails_that_record_only() -> None:
-    app = App("pay", broker="memory://")
-    payments = app.topic("payments", value_type=Payment)
-    seen: list[int] = []
-
-    @app.handler(
-        payments,
-        group="ledger",
-        dead_letter=True,
-        dedup=Dedup(key=lambda p: p.id if p.id else [p.id]),
-    )
-    def book(payment: Payment) -> None:
-        seen.append(payment.id)
-
+    app, handled = payments_app(key=lambda p: p.id if p.id else [p.id])
     with TestApp(app) as t:
-        for i in (0, 1, 1):
-            t.send(payments, Payment(id=i, amount=1), key="k")
+        send(t, range(2))
+        send(t, range(1, 2))
         t.run_until_idle()
         [letter] = t.records("payments.dlq")
-    assert seen == [1]
+    assert handled == [1]
     assert (
         b"must return a str, bytes, int or a tuple" in dict(letter.headers)["spate-error-message"]
     )

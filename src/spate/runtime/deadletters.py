@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -23,11 +22,9 @@ from spate.clock import Clock
 from spate.errors import ConfigError
 from spate.record import Headers, Record
 from spate.runtime.errors import OnError
-from spate.runtime.outbox import Letter, Outbox
+from spate.runtime.outbox import Outbox
 from spate.runtime.retrytopics import origin
 from spate.runtime.stats import ProcessorStats
-
-log = logging.getLogger("spate.runtime")
 
 
 def _text(value: str) -> bytes:
@@ -77,7 +74,7 @@ class DeadLetterPolicy:
         self.clock = clock
         self.attempts = attempts
         self.failed = 0
-        self.outbox = Outbox(self._written)
+        self.outbox = Outbox(processor, "dead_letters", logging.WARNING, self._written)
 
     def _add(self, record: Record, exc: Exception, attempts: int) -> None:
         self.failed += 1
@@ -93,17 +90,8 @@ class DeadLetterPolicy:
     def discard(self) -> None:
         self.outbox.discard()
 
-    def _written(self, letters: Sequence[Letter]) -> None:
-        """The batch is durable: count and log its dead letters (once per batch), so
-        a batch whose commit fails and is read again never counts them twice."""
-        self.stats.dead_letters += len(letters)
-        for topic, count in Counter(letter[0] for letter in letters).items():
-            log.warning(
-                "event=dead_letters processor=%s count=%d topic=%s",
-                self.processor,
-                count,
-                topic,
-            )
+    def _written(self, count: int) -> None:
+        self.stats.dead_letters += count
 
 
 def resolve_on_error(

@@ -5,16 +5,21 @@ Sending them there, through the producer the checkpoint gives, is what makes the
 durable with the batch's offsets: under exactly-once inside the batch's transaction
 (a batch that aborts drops them with its outputs), under at-least-once acknowledged
 before the offsets are committed. What they mean (a counter, a log line) is told to
-``on_durable`` once the batch is durable, never for a batch that is dropped.
+``count`` and logged (one ``event=<event>`` line per topic) once the batch is durable,
+never for a batch that is dropped — so a batch aborted and read again counts once.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from spate.brokers.base import Producer
 from spate.record import Headers, TopicPartition
 from spate.runtime.checkpoint import OnDurable
+
+log = logging.getLogger("spate.runtime")
 
 Letter = tuple[str, bytes, bytes | None, Headers]
 """(topic, value, key, headers) of one record set aside."""
@@ -23,8 +28,13 @@ Letter = tuple[str, bytes, bytes | None, Headers]
 class Outbox:
     """One batch's set-aside records, sent by :meth:`write`, the pre-commit hook."""
 
-    def __init__(self, on_durable: Callable[[Sequence[Letter]], None]) -> None:
-        self.on_durable = on_durable
+    def __init__(
+        self, processor: str, event: str, level: int, count: Callable[[int], None]
+    ) -> None:
+        self.processor = processor
+        self.event = event
+        self.level = level
+        self.count = count
         self.pending: list[Letter] = []
         """This batch's records, not yet sent."""
 
@@ -45,4 +55,16 @@ class Outbox:
         send = producer.send
         for topic, value, key, headers in pending:
             send(topic, value, key=key, headers=headers)
-        return lambda: self.on_durable(pending)
+        return lambda: self._durable(pending)
+
+    def _durable(self, letters: Sequence[Letter]) -> None:
+        self.count(len(letters))
+        for topic, count in Counter(letter[0] for letter in letters).items():
+            log.log(
+                self.level,
+                "event=%s processor=%s count=%d topic=%s",
+                self.event,
+                self.processor,
+                count,
+                topic,
+            )

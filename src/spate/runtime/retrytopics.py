@@ -19,17 +19,14 @@ moved the record: under exactly-once in its transaction.
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 
 import spate.deadletter as deadletter
 from spate.clock import Clock
 from spate.record import Headers, Record
 from spate.runtime.errors import ErrorPolicy
-from spate.runtime.outbox import Letter, Outbox
+from spate.runtime.outbox import Outbox
 from spate.runtime.stats import ProcessorStats
-
-log = logging.getLogger("spate.runtime")
 
 HEADER_NOT_BEFORE = "spate-retry-not-before"
 """When a record in a retry topic is due: epoch milliseconds, a decimal string."""
@@ -102,13 +99,10 @@ class RetryTopicPolicy:
         clock: Clock,
         attempts: Callable[[], int],
     ) -> None:
-        self.processor = processor
         self.routes = dict(routes)
         self.fallback = fallback
-        self.stats = stats
-        self.clock = clock
-        self.attempts = attempts
-        self.outbox = Outbox(self._moved)
+        self.stats, self.clock, self.attempts = stats, clock, attempts
+        self.outbox = Outbox(processor, "retry_scheduled", logging.INFO, self._moved)
 
     @property
     def failed(self) -> int:
@@ -142,12 +136,5 @@ class RetryTopicPolicy:
         self.outbox.discard()
         self.fallback.discard()
 
-    def _moved(self, letters: Sequence[Letter]) -> None:
-        self.stats.delayed_retries += len(letters)
-        for topic, count in Counter(letter[0] for letter in letters).items():
-            log.info(
-                "event=retry_scheduled processor=%s count=%d topic=%s",
-                self.processor,
-                count,
-                topic,
-            )
+    def _moved(self, count: int) -> None:
+        self.stats.delayed_retries += count

@@ -79,7 +79,7 @@ class DeadLetterPolicy:
     def _add(self, record: Record, exc: Exception, attempts: int) -> None:
         self.failed += 1
         headers = dead_letter_headers(record, exc, self.processor, attempts, self.clock.time_ms())
-        self.outbox.add((self.topics[record.topic], record.value, record.key, headers))
+        self.outbox.add(self.topics[record.topic], record, headers)
 
     def record_failed(self, record: Record, exc: Exception) -> None:
         self._add(record, exc, self.attempts())

@@ -7,6 +7,12 @@ durable with the batch's offsets: under exactly-once inside the batch's transact
 before the offsets are committed. What they mean (a counter, a log line) is told to
 ``count`` and logged (one ``event=<event>`` line per topic) once the batch is durable,
 never for a batch that is dropped — so a batch aborted and read again counts once.
+
+Each record is sent with a ``dedup_id`` made of the processor, the event and the failed
+record's coordinates and timestamp (the timestamp tells a re-created topic's record at
+the same offset apart): the same on every replay, so a broker that deduplicates on
+publish (NATS, Redis) drops the copy a replayed batch sends again — effectively-once
+dead letters and retry moves, as for outputs. Other brokers ignore the id.
 """
 
 from __future__ import annotations
@@ -16,13 +22,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from spate.brokers.base import Producer
-from spate.record import Headers, TopicPartition
+from spate.record import Headers, Record, TopicPartition
 from spate.runtime.checkpoint import OnDurable
 
 log = logging.getLogger("spate.runtime")
 
-Letter = tuple[str, bytes, bytes | None, Headers]
-"""(topic, value, key, headers) of one record set aside."""
+Letter = tuple[str, bytes, bytes | None, Headers, str]
+"""(topic, value, key, headers, dedup id) of one record set aside."""
 
 
 class Outbox:
@@ -38,8 +44,13 @@ class Outbox:
         self.pending: list[Letter] = []
         """This batch's records, not yet sent."""
 
-    def add(self, letter: Letter) -> None:
-        self.pending.append(letter)
+    def add(self, topic: str, failed: Record, headers: Headers) -> None:
+        """Set ``failed`` aside for ``topic``: its value and key with ``headers``."""
+        dedup_id = (
+            f"{self.processor}/{self.event}/{failed.topic}/{failed.partition}/"
+            f"{failed.offset}/{failed.timestamp_ms}"
+        )
+        self.pending.append((topic, failed.value, failed.key, headers, dedup_id))
 
     def discard(self) -> None:
         """Forget the records of a batch that will not be committed."""
@@ -53,8 +64,8 @@ class Outbox:
             return None
         pending, self.pending = self.pending, []
         send = producer.send
-        for topic, value, key, headers in pending:
-            send(topic, value, key=key, headers=headers)
+        for topic, value, key, headers, dedup_id in pending:
+            send(topic, value, key=key, headers=headers, dedup_id=dedup_id)
         return lambda: self._durable(pending)
 
     def _durable(self, letters: Sequence[Letter]) -> None:

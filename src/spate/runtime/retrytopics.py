@@ -127,7 +127,7 @@ class RetryTopicPolicy:
             (deadletter.HEADER_ERROR_MESSAGE, str(exc).encode("utf-8", "replace")),
             (HEADER_NOT_BEFORE, b"%d" % (self.clock.time_ms() + round(delay_s * 1000))),
         )
-        self.outbox.add((topic, record.value, record.key, moved))
+        self.outbox.add(topic, record, moved)
 
     def decode_failed(self, record: Record, exc: Exception) -> None:
         self.fallback.decode_failed(record, exc)

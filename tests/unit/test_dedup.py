@@ -86,6 +86,38 @@ def test_a_key_that_is_no_store_key_fails_that_record_only() -> None:
     )
 
 
+def test_a_record_failing_after_the_dedup_step_is_forgotten_so_its_replay_runs() -> None:
+    """A dead letter replayed after the fix (or a record back from a retry topic) has
+    the key of a record that was never processed: it must not count as a duplicate."""
+    app = App("pay", broker="memory://")
+    payments = app.topic("payments", partitions=2, value_type=Payment)
+    booked = app.topic("booked", value_type=int)
+    fixed = False
+
+    def book(payment: Payment) -> int:
+        if payment.id == 2 and not fixed:
+            raise ValueError("no ledger for this currency")
+        return payment.id
+
+    (
+        app.stream(payments, group="ledger", dead_letter=True)
+        .dedup(key=lambda p: p.id)
+        .map(book)
+        .to(booked)
+    )
+    with TestApp(app) as t:
+        for i in (1, 2, 3):
+            t.send(payments, Payment(id=i, amount=1), key=str(i))
+        t.run_until_idle()
+        assert len(t.records("payments.dlq")) == 1
+        fixed = True
+        for i in (1, 2):  # 1 again is a duplicate; 2 is the replayed dead letter
+            t.send(payments, Payment(id=i, amount=1), key=str(i))
+        t.run_until_idle()
+        assert sorted(t.outputs(booked)) == [1, 2, 3]
+    assert app.stats["ledger"].deduplicated == 1
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

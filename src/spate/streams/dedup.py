@@ -9,6 +9,10 @@ without it). The store is all this stage knows of: whatever backs it (memory tod
 a changelog-backed store once state is durable) decides whether the seen-set
 survives a restart, and its writes become durable with the batch's offsets.
 
+A key counts as processed once its record got through the whole pipeline: a record
+that fails in a later stage (dead-lettered, moved to a retry topic, skipped) has its
+key forgotten again, so its replay or retry is not mistaken for a duplicate.
+
 The seen-set is per partition, as every store is: two records with the same key are
 recognised only if they land on the same partition, so key the topic by the business
 key (``key=`` when producing, or ``key_by`` upstream).
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from spate.errors import ConfigError, ProcessingError
-from spate.record import TopicPartition
+from spate.record import Record, TopicPartition
 
 if TYPE_CHECKING:
     from spate.partitions import PartitionContext
@@ -80,9 +84,12 @@ def dedup_stage(
     fail: Fail,
     partitions: Mapping[TopicPartition, PartitionContext],
     counts: DedupCounts,
-) -> Callable[[Batch], Batch]:
-    """The stage: pass each item whose key is new to its partition's ``store``."""
+) -> tuple[Callable[[Batch], Batch], Fail]:
+    """The stage, which passes each item whose key is new to its partition's ``store``,
+    and the ``fail`` for the stages after it: it forgets the failed record's key first."""
     key_of, ttl_s = dedup.key, dedup.ttl_s
+    remembered: dict[int, tuple[Store, Any]] = {}
+    """This batch's keys by id of the record that set them (its records live as long)."""
 
     def dedup_stage(batch: Batch) -> Batch:
         out: Batch = []
@@ -91,6 +98,7 @@ def dedup_stage(
         partition = -1
         seen: Store | None = None
         dropped = 0
+        remembered.clear()
         for item in batch:
             source = item[0]
             try:
@@ -108,8 +116,15 @@ def dedup_stage(
                 dropped += 1
                 continue
             seen.set(key, True, ttl_s=ttl_s)
+            remembered[id(source)] = (seen, key)
             append(item)
         counts.dropped += dropped
         return out
 
-    return dedup_stage
+    def forget_then_fail(record: Record, exc: Exception) -> None:
+        entry = remembered.pop(id(record), None)
+        if entry is not None:
+            entry[0].delete(entry[1])
+        fail(record, exc)
+
+    return dedup_stage, forget_then_fail

@@ -465,7 +465,7 @@ class Stream(Generic[T]):
             if op.dedup is not None:
                 dedups += 1  # a store name per dedup stage, stable across deployments
                 store = "dedup" if dedups == 1 else f"dedup-{dedups}"
-                run = dedup_stage(op.dedup, store, fail, contexts, counts)
+                run, fail = dedup_stage(op.dedup, store, fail, contexts, counts)
                 stages.append(Stage("dedup", run, False, (store,)))
             elif op.kind == "to":
                 assert op.topic is not None

@@ -42,12 +42,12 @@ def kill_while_setting_aside(
             victim.kill()
             victim.wait(5)
             procs.append(workers.start())
-        wait_until(lambda: workers.committed() == count, timeout_s, "every input committed")
+        wait_until(lambda: workers.committed() == count, timeout_s, "every input committed", 0.5)
 
         def dead_letters() -> int:
             return len(asyncio.run(read_all(workers.url, dlq, workers.partitions)))
 
-        wait_until(lambda: dead_letters() >= len(failing), timeout_s, "every dead letter")
+        wait_until(lambda: dead_letters() >= len(failing), timeout_s, "every dead letter", 1.0)
         time.sleep(1.0)  # a duplicate, if any, would land now
         letters = asyncio.run(read_all(workers.url, dlq, workers.partitions))
         assert procs[0].poll() is not None, "the first worker did not die while writing"

@@ -246,12 +246,16 @@ class Workers:
             proc.wait(10)
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.05
+) -> None:
+    """Ask ``condition`` every ``every_s`` until it holds; a condition that connects
+    anew each time (a Kafka client per call) should ask seldom."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(every_s)
 
 
 async def create_topics(url: str, partitions: int, *topics: str) -> None:

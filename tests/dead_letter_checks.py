@@ -10,7 +10,7 @@ from datetime import datetime
 
 import msgspec
 
-from spate import App, deadletter
+from spate import App, Retry, deadletter
 from spate.record import Record
 from spate.testing.app import TestApp
 from spate.topic import Topic
@@ -77,3 +77,36 @@ def check_poison_and_failures(broker: str, guarantee: str, count: int = 10_000) 
     bad = len(poison) + len(failing)
     assert (stats.dead_letters, stats.errors, stats.retries) == (bad, bad, 0)
     return app
+
+
+def check_transient_failure(broker: str, guarantee: str = "at-least-once") -> None:
+    """A record whose handler fails twice, then succeeds, succeeds on the third call in
+    place, with no dead letter (issue 11), on ``broker`` (fresh topics)."""
+    source = f"orders-{uuid.uuid4().hex[:8]}"
+    app = App("shop", processing_guarantee=guarantee)
+    orders = app.topic(source, 2, value_type=Order)
+    totals = app.topic(f"{source}-totals", 2, value_type=int)
+    calls: dict[int, int] = {}
+
+    @app.handler(
+        orders,
+        group=f"billing-{source}",
+        output=totals,
+        dead_letter=True,
+        retry=Retry(backoff_s=0.001),
+    )
+    def bill(order: Order) -> int:
+        calls[order.id] = calls.get(order.id, 0) + 1
+        if order.id == 3 and calls[order.id] < 3:
+            raise ConnectionError("try again")
+        return order.id
+
+    with TestApp(app, broker=broker, timeout_s=60) as t:
+        for i in range(10):
+            t.send(orders, Order(id=i), key="k")
+        t.run_until_idle()
+        assert sorted(t.outputs(totals)) == list(range(10))
+        assert t.records(deadletter.dead_letter_topic(source)) == []
+    assert calls[3] == 3
+    stats = app.stats["bill"]
+    assert (stats.retries, stats.dead_letters, stats.errors) == (2, 0, 0)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import spate
 from cli_helpers import ok, one_line_error, records
 from cli_helpers import spate as spate_cli
+from spate import App
 from spate import deadletter as dl
 from spate.record import Headers
+from spate.testing.app import TestApp
 
 OLD = "2026-01-01T00:00:00.000Z"
 NEW = "2026-12-04T16:30:00.123Z"
@@ -41,7 +44,8 @@ def trace_id(offset: int) -> str:
 
 async def publish_dead_letters(url: str, source: str) -> None:
     """``source`` and ``source.dlq`` (one partition each); 4 dead letters: offsets 0-1
-    failed long ago with ValueError, 2-3 recently with KeyError."""
+    failed long ago with ValueError, 2-3 recently with KeyError, each written at the
+    time it failed (a flush each: the embedded broker purges whole batches)."""
     async with spate.connect(url) as broker:
         await broker.create_topic(source, 1)
         await broker.create_topic(dl.dead_letter_topic(source), 1)
@@ -53,8 +57,9 @@ async def publish_dead_letters(url: str, source: str) -> None:
                     json.dumps({"n": n}).encode(),
                     key=f"k{n}".encode(),
                     headers=dead_letter_headers(error, 10 + n, when, source),
+                    timestamp_ms=int(dl.parse_timestamp(when, "when").timestamp() * 1000),
                 )
-            await producer.flush()
+                await producer.flush()
 
 
 def dlq_round_trip(url: str, source: str) -> None:
@@ -91,12 +96,50 @@ def dlq_round_trip(url: str, source: str) -> None:
     ok(spate_cli("dlq", "replay", dlq, "--limit", "1", broker=url))
     assert len(records(ok(spate_cli("consume", source, "--from-beginning", broker=url)))) == 3
 
-    one_line_error(
-        spate_cli("dlq", "purge", dlq, "--before", "2026-06-01T00:00:00Z", broker=url),
-        1,
-        "cannot purge dead letters",
-        "2 dead letter(s)",
-    )
     nothing = spate_cli("dlq", "purge", dlq, "--before", "2025-01-01", broker=url)
     assert "nothing to purge" in ok(nothing) + nothing.stderr
+    purged = spate_cli("dlq", "purge", dlq, "--before", "2026-06-01T00:00:00Z", broker=url)
+    assert "purged 2 dead letters written before 2026-06-01T00:00:00.000Z" in (
+        ok(purged) + purged.stderr
+    )
+    left = records(ok(spate_cli("dlq", "list", dlq, "--json", broker=url)))
+    assert [x["source_offset"] for x in left] == [12, 13]
     one_line_error(spate_cli("dlq", "list", f"{source}-none.dlq", broker=url), 1, "does not exist")
+
+
+def check_replay_after_fix(url: str, count: int = 300) -> None:
+    """Issue 11's replay scenario on broker ``url``: the handler fails for every 10th
+    order (dead-lettered), is fixed, and ``spate dlq replay`` re-drives the dead
+    letters through the real CLI; the fixed processor handles every one of them."""
+    source = f"orders-{uuid.uuid4().hex[:8]}"
+    app = App("shop", batch_size=100)
+    orders = app.topic(source, 2, value_type=dict)
+    totals = app.topic(f"{source}-totals", 2, value_type=int)
+    fixed = False
+
+    @app.handler(orders, group=f"billing-{source}", output=totals, dead_letter=True)
+    def bill(order: dict[str, int]) -> int:
+        if not fixed and order["id"] % 10 == 3:
+            raise ValueError(f"order {order['id']}: no tax rate for its country")
+        return order["id"]
+
+    failing = {i for i in range(count) if i % 10 == 3}
+    with TestApp(app, broker=url, timeout_s=60) as t:
+        for i in range(count):
+            t.send(orders, {"id": i}, key=f"k{i}")
+        t.run_until_idle()
+        assert sorted(t.outputs(totals)) == sorted(set(range(count)) - failing)
+        assert len(t.records(dl.dead_letter_topic(source))) == len(failing)
+
+    fixed = True  # the new deployment
+    replayed = spate_cli("dlq", "replay", dl.dead_letter_topic(source), broker=url)
+    assert f"replayed {len(failing)} dead letters" in ok(replayed) + replayed.stderr
+    with TestApp(app, broker=url, timeout_s=60) as t:
+        t.run_until_idle()
+        assert sorted(t.outputs(totals)) == list(range(count))  # each once: none twice
+        again = t.records(source)
+        assert len(t.records(dl.dead_letter_topic(source))) == len(failing)  # none new
+    replays = [r for r in again if r.header("spate-replayed-from") is not None]
+    assert sorted(int(r.key.decode()[1:]) for r in replays if r.key) == sorted(failing)
+    stats = app.stats["bill"]
+    assert (stats.errors, stats.dead_letters) == (len(failing), len(failing))

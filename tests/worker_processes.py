@@ -11,8 +11,12 @@ Inputs are ``{"n": i}``, keyed ``k<i % 40>`` where a tier keys them; the handler
 answers ``{"n": i, "pid": worker pid}`` after a short sleep, so kills land mid-batch.
 With ``W_FAIL_EVERY=k`` in the environment the handler raises for every input whose
 ``n`` is a multiple of ``k`` and the processor sends those to its dead-letter topic
-``<inputs>.dlq``. With ``trace=True`` it first appends ``i`` to ``<pid>.trace`` with an unbuffered
-write, so a test can tell which inputs each worker ran (a SIGKILL loses none).
+``<inputs>.dlq``; with ``W_RETRY_VIA=0.2,0.2`` too it retries them twice in place and
+then through retry topics with those delays first. ``W_SUICIDE_AT_WRITE=k`` SIGKILLs
+the worker right after the k-th batch that set records aside (dead letters, retry
+moves) sent them, before its commit: the window exactly-once must cover. With
+``trace=True`` it first appends ``i`` to ``<pid>.trace`` with an unbuffered write, so a
+test can tell which inputs each worker ran (a SIGKILL loses none).
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ import os
 import signal
 import time
 
-from spate import App
+from spate import App, Retry
+from spate.runtime import outbox
 
 app = App(os.environ["W_APP"], batch_size=int(os.environ["W_BATCH"]))
 numbers = app.topic(os.environ["W_IN"], partitions=int(os.environ["W_PARTITIONS"]))
@@ -54,11 +59,32 @@ TRACE = (
 )
 SUICIDE_AT_CALL = int(os.environ.get("W_SUICIDE_AT_CALL", "-1"))
 FAIL_EVERY = int(os.environ.get("W_FAIL_EVERY", "0"))
+VIA = [float(s) for s in os.environ.get("W_RETRY_VIA", "").split(",") if s]
+SUICIDE_AT_WRITE = int(os.environ.get("W_SUICIDE_AT_WRITE", "-1"))
 calls = 0
+writes = 0
+write_aside = outbox.Outbox.write
+
+
+async def write_then_die(self, producer, through):
+    global writes
+    durable = await write_aside(self, producer, through)
+    if durable is not None:
+        writes += 1
+        if writes == SUICIDE_AT_WRITE:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return durable
+
+
+outbox.Outbox.write = write_then_die
 
 
 @app.handler(
-    numbers, group=os.environ["W_GROUP"], output=results, dead_letter=FAIL_EVERY > 0 or None
+    numbers,
+    group=os.environ["W_GROUP"],
+    output=results,
+    dead_letter=FAIL_EVERY > 0 or None,
+    retry=Retry(attempts=2, backoff_s=0.001, via_topics=VIA) if VIA else None,
 )
 def answer(value):
     global calls
@@ -223,13 +249,15 @@ class Workers:
 
 
 def wait_until(
-    condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.05
+    condition: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.05
 ) -> None:
+    """Ask ``condition`` every ``every_s`` until it holds; a condition that connects
+    anew each time (a Kafka client per call) should ask seldom."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval_s)
+        time.sleep(every_s)
 
 
 async def create_topics(url: str, partitions: int, *topics: str) -> None:

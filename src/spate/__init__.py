@@ -31,6 +31,7 @@ from spate.record import Headers, Record, TopicPartition
 from spate.retry import Retry
 from spate.serde import Serde
 from spate.state.view import State
+from spate.streams.dedup import Dedup
 from spate.topic import Topic
 
 __version__ = "0.1.0"
@@ -44,6 +45,7 @@ __all__ = [
     "Clock",
     "ConfigError",
     "Consumer",
+    "Dedup",
     "DeserializationError",
     "FencedError",
     "Headers",

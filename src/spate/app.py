@@ -53,8 +53,10 @@ from spate.retry import Retry
 from spate.runtime.deadletters import resolve_on_error
 from spate.runtime.errors import OnError, error_policy
 from spate.runtime.lifecycle import Lifecycle, Processor
+from spate.runtime.retryprocessors import with_retry_topics
 from spate.runtime.stats import ProcessorStats
 from spate.serde import Serde
+from spate.streams.dedup import Dedup
 from spate.streams.stream import Stream, is_async_callable
 from spate.topic import Topic
 
@@ -252,15 +254,15 @@ class App:
         resolved, dead_letters = resolve_on_error(
             name, [t.name for t in topics], on_error, dead_letter
         )
-        self._register(
-            Processor(
-                stream,
-                resolved,
-                retry=_checked_retry(name, retry),
-                timeout_s=_checked_timeout(name, timeout_s),
-                dead_letters=dead_letters,
-            )
+        checked = Processor(
+            stream,
+            resolved,
+            retry=_checked_retry(name, retry),
+            timeout_s=_checked_timeout(name, timeout_s),
+            dead_letters=dead_letters,
         )
+        for processor in with_retry_topics(checked):
+            self._register(processor)
         return stream
 
     def handler(
@@ -275,6 +277,7 @@ class App:
         timeout_s: float | None = None,
         key: Callable[[Any], Any] | None = None,
         name: str | None = None,
+        dedup: Dedup | None = None,
     ) -> Callable[[F], F]:
         """Decorate a function (``def`` or ``async def``) that handles each record's value.
 
@@ -284,11 +287,18 @@ class App:
         :meth:`stream`. A function with a parameter named ``state`` is called as
         ``fn(value, state)`` with the :class:`~spate.State` kept for the record's key,
         as :meth:`Stream.stateful_map` does (docs/state.md).
+        ``dedup=Dedup(key=..., ttl_s=...)`` calls the function only for
+        records whose key was not handled before on their partition (``Stream.dedup``).
         """
 
         def register(fn: F) -> F:
             if not callable(fn):
                 raise ConfigError(f"app.handler() decorates a function, got {fn!r}")
+            if dedup is not None and not isinstance(dedup, Dedup):
+                raise ConfigError(
+                    f"app.handler(dedup={dedup!r}) needs a spate.Dedup, "
+                    "e.g. dedup=Dedup(key=lambda order: order.id, ttl_s=3600)"
+                )
             processor_name = name or getattr(fn, "__name__", None) or repr(fn)
             if timeout_s is not None and not is_async_callable(fn):
                 raise ConfigError(
@@ -305,6 +315,8 @@ class App:
                 dead_letter=dead_letter,
                 timeout_s=timeout_s,
             )
+            if dedup is not None:
+                stream.dedup(dedup.key, dedup.ttl_s)
             if _takes_state(fn):
                 stream._stateful_emit(fn)
             else:

@@ -7,6 +7,7 @@ draw (:meth:`Retry.delay_s`), so its schedule is tested without sleeping; the ru
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from spate.errors import ConfigError
@@ -23,6 +24,14 @@ class Retry:
     in lockstep. Only exceptions that are instances of ``retry_on`` are retried; others
     fail the record at once. A retried record holds its partition while it waits: keep
     the total wait well under the broker's lease or session timeout.
+
+    ``via_topics=[1, 10, 60]`` adds delayed retries that hold nothing: a record still
+    failing after its ``attempts`` moves to ``<topic>.retry.1``, due 1 s later, and its
+    partition flows on; a processor of that topic calls the function again when due
+    (``attempts`` times, with the same backoff), then on to ``<topic>.retry.2`` (10 s),
+    ``.retry.3`` (60 s), and only after the last to the dead-letter topic (or the
+    ``on_error`` policy). Each delay must stay under the broker's poll or lease
+    deadline (Kafka: ``max.poll.interval.ms``, 5 min by default).
     """
 
     attempts: int = 3
@@ -30,8 +39,22 @@ class Retry:
     max_backoff_s: float = 10.0
     jitter: float = 0.5
     retry_on: tuple[type[BaseException], ...] = (Exception,)
+    via_topics: Sequence[float] = ()
 
     def __post_init__(self) -> None:
+        via = self.via_topics
+        if isinstance(via, str | bytes) or not isinstance(via, Sequence):
+            raise ConfigError(
+                f"Retry(via_topics={via!r}) needs a list of delays in seconds, "
+                "e.g. via_topics=[1, 10, 60]"
+            )
+        for delay in via:
+            if isinstance(delay, bool) or not isinstance(delay, int | float) or delay <= 0:
+                raise ConfigError(
+                    f"Retry(via_topics={list(via)!r}): delay {delay!r} must be a number of "
+                    "seconds > 0"
+                )
+        object.__setattr__(self, "via_topics", tuple(float(d) for d in via))
         if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
             raise ConfigError(f"Retry(attempts={self.attempts!r}) needs an int, e.g. attempts=3")
         if self.attempts < 1:

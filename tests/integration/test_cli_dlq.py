@@ -4,8 +4,10 @@ the mistakes it must name in one line."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,11 @@ import pytest
 import spate
 from cli_helpers import SPATE, ok, one_line_error
 from cli_helpers import spate as spate_cli
-from dlq_checks import dlq_round_trip
+from dlq_checks import check_replay_after_fix, dlq_round_trip
+from spate.brokers import registry, schemes
+from spate.cli import dlq
+from spate.errors import CapabilityError
+from third_party_adapter import QueueBroker
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
@@ -75,6 +81,22 @@ def test_bad_arguments_are_named(broker: str) -> None:
     one_line_error(spate_cli("dlq", "list", "x.dlq", "--limit", "0", broker=broker), 2, "--limit 0")
 
 
+def test_purge_on_a_broker_that_cannot_delete_records_names_the_capability(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A third-party adapter without Capabilities.delete_records is refused up front."""
+
+    class KeepsEverything(QueueBroker):
+        capabilities = dataclasses.replace(QueueBroker.capabilities, delete_records=False)
+
+    monkeypatch.setattr(schemes, "_SCHEMES", dict(schemes._SCHEMES))
+    registry.register("keep", KeepsEverything.from_url)
+    with pytest.raises(
+        CapabilityError, match="cannot purge dead letters: it has no 'delete_records' capability"
+    ):
+        dlq.purge("orders.dlq", "1h", broker=f"keep://dlq-{uuid.uuid4().hex}:1")
+
+
 def test_unreachable_broker_is_named() -> None:
     one_line_error(spate_cli("dlq", "list", "x.dlq", broker="nats://127.0.0.1:1"), 1, "127.0.0.1:1")
 
@@ -98,5 +120,10 @@ def test_the_example_in_the_docs_runs(tmp_path: Path) -> None:
     assert "replayed 1 dead letter from 'orders.dlq' to 'orders'" in run.stderr, run.stderr
     assert '"spate-replayed-from":"orders.dlq/0/0"' in run.stdout
     assert "Traceback (most recent call last): ValueError" in run.stdout
-    assert run.stderr.strip().splitlines()[-1].startswith("error: broker local://.spate-dlq")
-    assert run.returncode == 1
+    assert "purged 1 dead letter written before" in run.stderr, run.stderr
+    assert "no dead letters in 'orders.dlq'" in run.stdout
+    assert run.returncode == 0
+
+
+def test_replay_after_the_fix_redrives_every_dead_letter_on_local(broker: str) -> None:
+    check_replay_after_fix(broker)

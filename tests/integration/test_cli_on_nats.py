@@ -11,7 +11,7 @@ import pytest
 
 from bench_checks import every_mode_counts_what_it_did
 from cli_helpers import ok, one_line_error, records, spate
-from dlq_checks import dlq_round_trip
+from dlq_checks import check_replay_after_fix, dlq_round_trip
 from spate.testing.nats_server import nats_test_url
 
 pytest.importorskip("nats")
@@ -59,3 +59,7 @@ def test_bench_every_mode_on_nats(nats_url: str) -> None:
 
 def test_dlq_commands_on_nats(nats_url: str) -> None:
     dlq_round_trip(nats_url, f"dl-{uuid.uuid4().hex[:8]}")
+
+
+def test_replay_after_the_fix_redrives_every_dead_letter_on_nats(nats_url: str) -> None:
+    check_replay_after_fix(nats_url)

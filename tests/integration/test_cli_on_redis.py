@@ -11,7 +11,7 @@ import pytest
 
 from bench_checks import every_mode_counts_what_it_did
 from cli_helpers import ok, one_line_error, records, spate
-from dlq_checks import dlq_round_trip
+from dlq_checks import check_replay_after_fix, dlq_round_trip
 from spate.testing.redis_server import (
     flush_database,
     server_url_for_tests,
@@ -57,3 +57,7 @@ def test_bench_every_mode_on_redis(redis_url: str) -> None:
 
 def test_dlq_commands_on_redis(redis_url: str) -> None:
     dlq_round_trip(redis_url, f"dl-{uuid.uuid4().hex[:8]}")
+
+
+def test_replay_after_the_fix_redrives_every_dead_letter_on_redis(redis_url: str) -> None:
+    check_replay_after_fix(redis_url)

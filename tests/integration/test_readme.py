@@ -41,7 +41,9 @@ def test_readme_failure_example_runs_and_dead_letters_the_failing_record(
     lines = run_example("When a record fails", capsys)
     assert lines[0] == "[20, 25]"
     assert "'spate-error-type': 'ZeroDivisionError'" in lines[1]
-    assert "'spate-attempts': '3'" in lines[1]
+    assert "'spate-attempts': '9'" in lines[1]
+    assert "'spate-source-topic': 'orders'" in lines[1]
+    assert lines[2] == "1"
 
 
 def test_readme_state_example_runs_and_keeps_a_total_per_key(

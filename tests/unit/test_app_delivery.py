@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 
@@ -9,6 +10,7 @@ import pytest
 
 import spate
 from spate.brokers.base import Broker, Consumer
+from spate.clock import ManualClock
 from spate.errors import CommitError, FencedError
 from spate.record import Record, TopicPartition
 from spate.runtime import delivery as delivery_module
@@ -197,6 +199,26 @@ async def test_a_commit_refused_on_revoke_is_asked_again_before_release(
     refusal.refuse(3)
     await delivery.on_revoked([IN])
     assert refusal.refused == 3
+    assert await end_offsets(broker) == (6, 6)
+
+
+async def test_commits_asked_again_on_revoke_wait_on_the_injected_clock(
+    broker: Broker, refusing: Refused
+) -> None:
+    """The pauses between the asks are the clock's: a manual clock drives them, so
+    the schedule is tested without sleeping."""
+    at_least_once, records, refusal = refusing
+    clock = ManualClock()
+    delivery = AtLeastOnce(
+        at_least_once.producer, at_least_once.consumer, at_least_once.stats, clock=clock
+    )
+    await run_batch(delivery, records)
+    refusal.refuse(2)
+    revoking = asyncio.create_task(delivery.on_revoked([IN]))
+    for ask in (1, 2):
+        clock.advance(await asyncio.wait_for(clock.asked(ask), 5.0))
+    await asyncio.wait_for(revoking, 5.0)
+    assert clock.sleeps == list(delivery_module.REVOKE_RETRY_DELAYS_S[:2])
     assert await end_offsets(broker) == (6, 6)
 
 

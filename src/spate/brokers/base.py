@@ -61,9 +61,12 @@ class Capabilities:
     """``lag`` and ``groups`` report what a group committed against the log's end."""
     reader: bool
     """``Broker.reader`` reads one partition from an offset without a group."""
+    delete_records: bool = False
+    """``Broker.delete_before`` deletes the oldest records of a topic by time (``spate
+    dlq purge``). Defaults to False so an adapter written before it still builds."""
 
 
-CapabilityName = Literal["partitions", "seek", "admin", "lag", "reader"]
+CapabilityName = Literal["partitions", "seek", "admin", "lag", "reader", "delete_records"]
 
 
 def require(broker: Broker, capability: CapabilityName, action: str) -> None:
@@ -412,6 +415,21 @@ class Broker(AsyncResource):
     def reader(self, topic: str, partition: int = 0, start: ReaderStart = "earliest") -> Reader:
         """A :class:`Reader` of one partition from ``start`` (where ``Capabilities.reader``)."""
         raise CapabilityError(f"broker {self.url} has no partition reader")
+
+    async def delete_before(self, topic: str, before_ms: int) -> int:
+        """Delete, in every partition of ``topic``, the records before the first one
+        whose timestamp is ``before_ms`` or later (all of them if none is); return how
+        many were deleted (where ``Capabilities.delete_records``).
+
+        A log only loses its head: offsets of what stays never change, a partition's
+        first retained offset moves up, and a group positioned before it resumes there.
+        Records a group has not committed yet are deleted all the same, as Kafka's
+        DeleteRecords does. TopicNotFoundError if ``topic`` is missing.
+        """
+        raise CapabilityError(
+            f"broker {self.url} cannot delete records: it has no 'delete_records' "
+            "capability (Capabilities.delete_records is False)"
+        )
 
     @abc.abstractmethod
     async def lag(self, group: str, topics: Sequence[str] | None = None) -> list[PartitionLag]:

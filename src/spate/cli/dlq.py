@@ -5,10 +5,10 @@ committed), so looking never moves a consumer. Records are read and decoded in f
 before anything is published, so a record that is no dead letter stops a replay
 before its first send rather than halfway through.
 
-Purging needs a broker call that deletes records or moves a partition's start; the
-broker contract (:mod:`spate.brokers.base`) has none yet on any adapter, so ``purge``
-counts what it would remove and refuses with a CapabilityError naming the broker,
-instead of pretending (see docs/cli.md).
+Purging deletes each partition's oldest records through ``Broker.delete_before``
+(a log only loses its head), so it goes by when a dead letter was written — its
+record timestamp, which is its failure time — and a broker without
+``Capabilities.delete_records`` refuses with a CapabilityError naming it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from spate.cli.common import BrokerOption, missing_topic_hint, stderr, stdout
 from spate.cli.when import parse_time
 from spate.config import DEFAULT_BROKER
 from spate.deadletter import ERROR_HEADERS, DeadLetter
-from spate.errors import BrokerError, CapabilityError, ConfigError, TopicNotFoundError
+from spate.errors import BrokerError, ConfigError, TopicNotFoundError
 from spate.record import Headers, Record
 
 HEADER_REPLAYED_FROM = "spate-replayed-from"
@@ -304,29 +304,28 @@ def purge(
         str,
         typer.Option(
             "--before",
-            help="Remove dead letters that failed before this time: ISO-8601 "
+            help="Remove dead letters written before this time: ISO-8601 "
             "(2026-12-04T16:30:00Z) or an age (90s, 15m, 1h, 2d, 1w).",
         ),
     ],
     broker: BrokerOption = DEFAULT_BROKER,
 ) -> None:
-    """Remove dead letters that failed before --before, where the broker can."""
+    """Remove the dead letters written before --before (each partition's oldest)."""
     cutoff = parse_time(before, datetime.now(UTC), "--before")
 
-    async def body() -> tuple[str, int]:
+    async def body() -> int:
         async with spate.connect(broker) as b:
-            letters = await _read(b, await _topic(b, topic))
-            return b.url, sum(1 for x in letters if x.failed_at < cutoff)
+            require(b, "delete_records", "purge dead letters")
+            await _topic(b, topic)
+            return await b.delete_before(topic, int(cutoff.timestamp() * 1000))
 
-    url, older = asyncio.run(body())
-    if older == 0:
+    removed = asyncio.run(body())
+    if removed == 0:
         stderr.print(
-            f"nothing to purge: no dead letter in {topic!r} failed before {_stamp(cutoff)}"
+            f"nothing to purge: no dead letter in {topic!r} was written before {_stamp(cutoff)}"
         )
         return
-    raise CapabilityError(
-        f"broker {url} cannot purge dead letters: the broker contract has no call that "
-        f"deletes records or moves a partition's start, so the {older:,} dead letter(s) "
-        f"in {topic!r} that failed before {_stamp(cutoff)} stay; let the topic's retention "
-        f"remove them, or delete the whole topic with: spate topics delete {topic}"
+    plural = "s" if removed != 1 else ""
+    stderr.print(
+        f"purged {removed:,} dead letter{plural} written before {_stamp(cutoff)} from {topic!r}"
     )

@@ -35,6 +35,16 @@ _COUNTERS: tuple[tuple[str, str, Callable[[ProcessorStats], int]], ...] = (
     ),
     ("spate_dead_letters_total", "Records sent to a dead-letter topic.", lambda s: s.dead_letters),
     ("spate_retries_total", "Retried attempts of failed records.", lambda s: s.retries),
+    (
+        "spate_delayed_retries_total",
+        "Failed records moved to a retry topic, to be called again once due.",
+        lambda s: s.delayed_retries,
+    ),
+    (
+        "spate_dedup_dropped_total",
+        "Records dropped because their dedup key was processed before.",
+        lambda s: s.deduplicated,
+    ),
     ("spate_rebalances_total", "Partition assignment changes seen.", lambda s: s.rebalances),
     ("spate_commits_total", "Offset commits (or transactions) done.", lambda s: s.commits),
     (

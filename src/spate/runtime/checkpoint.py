@@ -10,6 +10,11 @@ A batch becomes durable in this order, whatever the guarantee:
 3. the producer is flushed (every output and hook write acknowledged), then
 4. the offsets are committed.
 
+A hook may return an :data:`OnDurable` callback, called once what it wrote is durable
+(after the flush; under exactly-once after the transaction's commit) and never for a
+batch that is dropped: counters of what was written (dead letters) count only what
+really landed.
+
 At-least-once and effectively-once do 3 and 4 as two steps, the flush and commit of a
 batch overlapping the next batch's user code; exactly-once does them as one, the
 transaction's commit carrying the offsets. A hook that raises means the batch is never
@@ -35,9 +40,13 @@ from spate.streams.stream import Output
 
 Offsets = Mapping[TopicPartition, int]
 
-PreCommit = Callable[[Producer, Offsets], Awaitable[None]]
+OnDurable = Callable[[], None]
+"""Called once the writes of the hook that returned it are durable."""
+
+PreCommit = Callable[[Producer, Offsets], Awaitable[OnDurable | None]]
 """``hook(producer, through)``: write what must be durable before ``through`` (the
-batch's last offset per partition) is committed, through ``producer``."""
+batch's last offset per partition) is committed, through ``producer``; optionally
+return what to call once those writes are durable."""
 
 P = TypeVar("P", bound=Producer)
 
@@ -73,14 +82,16 @@ class Checkpoint(abc.ABC, Generic[P]):
         hooks, then start making ``through`` (the last offset per partition) durable."""
         await self._before_send()
         self._send(outputs)
+        then: list[OnDurable] = []
         if self.pre_commit:
             try:
                 for hook in self.pre_commit:
-                    await hook(self.producer, through)
+                    if (on_durable := await hook(self.producer, through)) is not None:
+                        then.append(on_durable)
             except BaseException:
                 await self._hook_failed()
                 raise
-        await self._durable(through, records)
+        await self._durable(through, records, then)
 
     async def _before_send(self) -> None:
         return None
@@ -92,8 +103,11 @@ class Checkpoint(abc.ABC, Generic[P]):
             self.producer.send_many(outputs)
 
     @abc.abstractmethod
-    async def _durable(self, through: Offsets, records: Sequence[Record]) -> None:
-        """Flush, then commit ``through`` (now, or overlapping the next batch)."""
+    async def _durable(
+        self, through: Offsets, records: Sequence[Record], then: Sequence[OnDurable]
+    ) -> None:
+        """Flush, then commit ``through`` (now, or overlapping the next batch); call
+        ``then`` once the batch's writes are durable (never if they are dropped)."""
 
     async def _hook_failed(self) -> None:
         """A hook raised: the batch's offsets are never committed."""

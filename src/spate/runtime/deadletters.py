@@ -1,33 +1,30 @@
 """``on_error="dead_letter"``: failed records go to a dead-letter topic (DESIGN §7).
 
-The policy keeps a batch's dead letters in memory and its :meth:`write` pre-commit
-hook (:mod:`spate.runtime.checkpoint`) sends them through the batch's producer before
-the offsets are committed: under exactly-once inside the batch's transaction (a batch
-that aborts drops its dead letters with its outputs), under at-least-once acknowledged
-before the offsets. A dead letter is the failed record's key and value bytes with the
-headers of :mod:`spate.deadletter` saying why; then processing moves on.
+The policy keeps a batch's dead letters in an :class:`~spate.runtime.outbox.Outbox`
+whose pre-commit hook (:mod:`spate.runtime.checkpoint`) sends them through the
+batch's producer before the offsets are committed: under exactly-once inside the
+batch's transaction (a batch that aborts drops its dead letters with its outputs),
+under at-least-once acknowledged before the offsets. A dead letter is the failed
+record's key and value bytes with the headers of :mod:`spate.deadletter` saying why;
+then processing moves on. A record that came through retry topics names its first
+source and counts every attempt made on the way (:func:`spate.runtime.retrytopics.origin`).
 """
 
 from __future__ import annotations
 
 import logging
 import traceback
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 import spate.deadletter as deadletter
-from spate.brokers.base import Producer
 from spate.clock import Clock
 from spate.errors import ConfigError
-from spate.record import Headers, Record, TopicPartition
+from spate.record import Headers, Record
 from spate.runtime.errors import OnError
+from spate.runtime.outbox import Outbox
+from spate.runtime.retrytopics import origin
 from spate.runtime.stats import ProcessorStats
-
-log = logging.getLogger("spate.runtime")
-
-DeadLetter = tuple[str, bytes, bytes | None, Headers]
-"""(dead-letter topic, value, key, headers)."""
 
 
 def _text(value: str) -> bytes:
@@ -37,17 +34,19 @@ def _text(value: str) -> bytes:
 def dead_letter_headers(
     record: Record, exc: BaseException, processor: str, attempts: int, failed_at_ms: int
 ) -> Headers:
-    """The DESIGN §7 headers of ``record``'s dead letter, every value a UTF-8 string."""
+    """The DESIGN §7 headers of ``record``'s dead letter, every value a UTF-8 string;
+    a record from a retry topic is named by where it first came from."""
     failed_at = datetime.fromtimestamp(failed_at_ms / 1000, UTC)
+    topic, partition, offset, attempts_before = origin(record)
     return (
         (deadletter.HEADER_ERROR_TYPE, _text(type(exc).__qualname__)),
         (deadletter.HEADER_ERROR_MESSAGE, _text(str(exc))),
         (deadletter.HEADER_ERROR_TRACEBACK, _text("".join(traceback.format_exception(exc)))),
-        (deadletter.HEADER_SOURCE_TOPIC, _text(record.topic)),
-        (deadletter.HEADER_SOURCE_PARTITION, _text(str(record.partition))),
-        (deadletter.HEADER_SOURCE_OFFSET, _text(str(record.offset))),
+        (deadletter.HEADER_SOURCE_TOPIC, _text(topic)),
+        (deadletter.HEADER_SOURCE_PARTITION, _text(str(partition))),
+        (deadletter.HEADER_SOURCE_OFFSET, _text(str(offset))),
         (deadletter.HEADER_PROCESSOR, _text(processor)),
-        (deadletter.HEADER_ATTEMPTS, _text(str(attempts))),
+        (deadletter.HEADER_ATTEMPTS, _text(str(attempts_before + attempts))),
         (deadletter.HEADER_FAILED_AT, _text(failed_at.isoformat(timespec="milliseconds"))),
     )
 
@@ -57,7 +56,8 @@ class DeadLetterPolicy:
 
     ``topics`` maps each source topic to its dead-letter topic; ``attempts`` says how
     many calls the record that just failed had (see ``Retrier.take_attempts``); bytes
-    that did not decode were never retried (one attempt).
+    that did not decode were never retried (one attempt). The dead letters go out
+    through :attr:`outbox`, whose ``write`` is the worker's pre-commit hook.
     """
 
     def __init__(
@@ -74,13 +74,12 @@ class DeadLetterPolicy:
         self.clock = clock
         self.attempts = attempts
         self.failed = 0
-        self.pending: list[DeadLetter] = []
-        """This batch's dead letters, not yet sent."""
+        self.outbox = Outbox(processor, "dead_letters", logging.WARNING, self._written)
 
     def _add(self, record: Record, exc: Exception, attempts: int) -> None:
         self.failed += 1
         headers = dead_letter_headers(record, exc, self.processor, attempts, self.clock.time_ms())
-        self.pending.append((self.topics[record.topic], record.value, record.key, headers))
+        self.outbox.add(self.topics[record.topic], record, headers)
 
     def record_failed(self, record: Record, exc: Exception) -> None:
         self._add(record, exc, self.attempts())
@@ -89,25 +88,10 @@ class DeadLetterPolicy:
         self._add(record, exc, 1)
 
     def discard(self) -> None:
-        """Forget dead letters of a batch that will not be committed."""
-        self.pending.clear()
+        self.outbox.discard()
 
-    async def write(self, producer: Producer, through: Mapping[TopicPartition, int]) -> None:
-        """The pre-commit hook: send this batch's dead letters through ``producer``."""
-        if not self.pending:
-            return
-        pending, self.pending = self.pending, []
-        send = producer.send
-        for topic, value, key, headers in pending:
-            send(topic, value, key=key, headers=headers)
-        self.stats.dead_letters += len(pending)
-        for topic, count in Counter(letter[0] for letter in pending).items():
-            log.warning(
-                "event=dead_letters processor=%s count=%d topic=%s",
-                self.processor,
-                count,
-                topic,
-            )
+    def _written(self, count: int) -> None:
+        self.stats.dead_letters += count
 
 
 def resolve_on_error(

@@ -35,10 +35,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from spate.brokers.base import Consumer, Producer, TopicInfo, TransactionalProducer
+from spate.clock import SYSTEM_CLOCK, Clock
 from spate.errors import BrokerError, CommitError, FencedError, SpateError
 from spate.observability.tracing import OUTPUT_HEADERS
 from spate.record import Record, TopicPartition, partition_names
-from spate.runtime.checkpoint import Checkpoint, Offsets, PreCommit
+from spate.runtime.checkpoint import Checkpoint, Offsets, OnDurable, PreCommit
 from spate.runtime.stats import ProcessorStats
 from spate.streams.stream import Output
 
@@ -109,9 +110,14 @@ class AtLeastOnce(Checkpoint[Producer]):
         stats: ProcessorStats,
         *,
         pre_commit: Sequence[PreCommit] = (),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         super().__init__(producer, consumer, stats, pre_commit=pre_commit)
+        self.clock = clock
+        """Paces the commits asked again on revocation (injected: tests advance it)."""
         self._unsettled: list[dict[TopicPartition, int]] = []
+        self._then: list[OnDurable] = []
+        """The unsettled batches' hook callbacks, called once their flush succeeded."""
         self._pending: dict[TopicPartition, int] = {}
         self._unconfirmed: dict[TopicPartition, int] = {}
         """Committed without waiting: committed again, waiting, by ``settle``."""
@@ -127,8 +133,11 @@ class AtLeastOnce(Checkpoint[Producer]):
     async def _before_send(self) -> None:
         await self._wait_settling()
 
-    async def _durable(self, through: Offsets, records: Sequence[Record]) -> None:
+    async def _durable(
+        self, through: Offsets, records: Sequence[Record], then: Sequence[OnDurable]
+    ) -> None:
         self._unsettled.append(dict(through))
+        self._then.extend(then)
 
     async def abort_batch(self, records: Sequence[Record]) -> None:
         await self._wait_settling()
@@ -154,7 +163,7 @@ class AtLeastOnce(Checkpoint[Producer]):
         for delay_s in REVOKE_RETRY_DELAYS_S:
             if not any(tp in self._pending for tp in partitions):
                 return
-            await asyncio.sleep(delay_s)
+            await self.clock.sleep(delay_s)
             await self._commit(self._pending, wait=True)
         refused = {tp: self._pending[tp] for tp in partitions if tp in self._pending}
         if refused:
@@ -187,6 +196,7 @@ class AtLeastOnce(Checkpoint[Producer]):
             if not task.cancelled():
                 task.exception()  # the failure is the session's, already being raised
         self._unsettled.clear()
+        self._then.clear()
         self._pending.clear()
         self._unconfirmed.clear()
 
@@ -197,9 +207,12 @@ class AtLeastOnce(Checkpoint[Producer]):
 
     async def _settle(self, *, wait: bool) -> None:
         batches, self._unsettled = self._unsettled, []
+        then, self._then = self._then, []
         if batches:
             await self.producer.flush()
             self._count_duplicates()
+            for on_durable in then:
+                on_durable()
         for through in batches:
             self._pending.update(through)
         if wait and self._unconfirmed:
@@ -286,8 +299,9 @@ class EffectivelyOnce(AtLeastOnce):
         prefix: str,
         describe: Callable[[str], Awaitable[TopicInfo]],
         pre_commit: Sequence[PreCommit] = (),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        super().__init__(producer, consumer, stats, pre_commit=pre_commit)
+        super().__init__(producer, consumer, stats, pre_commit=pre_commit, clock=clock)
         self.prefix = prefix
         self._describe = describe
         self._heads: dict[str, str] = {}
@@ -358,7 +372,9 @@ class ExactlyOnce(Checkpoint[TransactionalProducer]):
         await self.producer.begin_transaction()
         self._open = True
 
-    async def _durable(self, through: Offsets, records: Sequence[Record]) -> None:
+    async def _durable(
+        self, through: Offsets, records: Sequence[Record], then: Sequence[OnDurable]
+    ) -> None:
         started = time.perf_counter()
         try:
             await self.producer.commit_transaction(self.consumer, through)
@@ -381,6 +397,8 @@ class ExactlyOnce(Checkpoint[TransactionalProducer]):
         self._open = False
         self.stats.commits += 1
         self.stats.commit_duration.observe(time.perf_counter() - started)
+        for on_durable in then:
+            on_durable()
 
     async def _hook_failed(self) -> None:
         await self.discard()

@@ -31,8 +31,10 @@ log = logging.getLogger("spate.runtime")
 class ErrorPolicy(Protocol):
     """Decides, per failed record, between stopping the processor and moving on."""
 
-    failed: int
-    """Records that failed so far: dropped, or the one that stopped the processor."""
+    @property
+    def failed(self) -> int:
+        """Records that failed so far: dropped, or the one that stopped the processor."""
+        ...
 
     def record_failed(self, record: Record, exc: Exception) -> None:
         """User code raised for ``record``: raise to stop, return to drop the record."""

@@ -45,6 +45,7 @@ from spate.record import Record
 from spate.retry import Retry
 from spate.runtime.errors import OnError
 from spate.runtime.garbage import young_threshold_at_least
+from spate.runtime.retrytopics import Route
 from spate.runtime.stats import ProcessorStats
 from spate.runtime.worker import Worker
 from spate.state.changelog import changelog_topic
@@ -68,6 +69,11 @@ class Processor:
     timeout_s: float | None = None
     dead_letters: Mapping[str, str] = field(default_factory=dict)
     """The dead-letter topic per source topic (empty: no dead letters)."""
+    retry_routes: Mapping[str, Route] = field(default_factory=dict)
+    """Per source topic, the retry topic its failed records move to and their delay
+    (``Retry(via_topics=...)``; empty: none, or this is the last level)."""
+    delayed: bool = False
+    """The processor of a retry topic: each batch waits until its records are due."""
 
     def changelog_topics(self, app: str) -> list[Topic[Any]]:
         """The changelog of every store the stream keeps, partitioned like its sources
@@ -226,6 +232,8 @@ class Lifecycle:
                 retry=p.retry,
                 timeout_s=p.timeout_s,
                 dead_letters=p.dead_letters,
+                retry_routes=p.retry_routes,
+                delayed=p.delayed,
                 stats=app.stats[p.name],
                 executor=executor,
             )

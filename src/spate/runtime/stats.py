@@ -65,8 +65,15 @@ class ProcessorStats:
     partitions_lost: int = 0
     """Partitions whose lease expired or was taken while this worker held them."""
     dead_letters: int = 0
-    """Records sent to a dead-letter topic (counted when the batch's pre-commit hook
-    sends them, so a batch that then fails to commit counted its dead letters too)."""
+    """Records sent to a dead-letter topic, counted once their batch is durable
+    (flushed; under exactly-once, its transaction committed): a batch that fails to
+    commit and is read again counts its dead letters once."""
+    delayed_retries: int = 0
+    """Records moved to a retry topic to be called again once due
+    (``Retry(via_topics=...)``), counted once the batch that moved them is durable."""
+    deduplicated: int = 0
+    """Records a dedup step dropped: their key was let through before on their
+    partition (``Dedup`` / ``Stream.dedup``)."""
     retries: int = 0
     """Calls of a user function made again after it failed (``retry=Retry(...)``)."""
     state_restored: int = 0

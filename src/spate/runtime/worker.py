@@ -50,6 +50,7 @@ from spate.runtime.deadletters import DeadLetterPolicy
 from spate.runtime.delivery import AtLeastOnce, Delivery, EffectivelyOnce, ExactlyOnce
 from spate.runtime.errors import ErrorPolicy, error_policy
 from spate.runtime.retrying import Retrier
+from spate.runtime.retrytopics import RetryTopicPolicy, Route, due_ms
 from spate.runtime.stats import ProcessorStats
 from spate.serde import Serde, fast_decoder
 from spate.state.local import backend_kind
@@ -77,6 +78,8 @@ class Worker:
         retry: Retry | None = None,
         timeout_s: float | None = None,
         dead_letters: Mapping[str, str] | None = None,
+        retry_routes: Mapping[str, Route] | None = None,
+        delayed: bool = False,
         stats: ProcessorStats | None = None,
         executor: Executor | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -92,13 +95,26 @@ class Worker:
         changelog writes, dead letters: see :mod:`spate.runtime.checkpoint`)."""
         self.policy: ErrorPolicy
         if dead_letters:
-            policy = DeadLetterPolicy(
+            letters = DeadLetterPolicy(
                 stream.name, dead_letters, self.stats, clock, self.retrier.take_attempts
             )
-            self.pre_commit.append(policy.write)
-            self.policy = policy
+            self.pre_commit.append(letters.outbox.write)
+            self.policy = letters
         else:
             self.policy = error_policy(on_error, stream.name)
+        if retry_routes:
+            moves = RetryTopicPolicy(
+                stream.name,
+                retry_routes,
+                self.policy,
+                self.stats,
+                clock,
+                self.retrier.take_attempts,
+            )
+            self.pre_commit.append(moves.outbox.write)
+            self.policy = moves
+        self.delayed = delayed
+        """A retry topic's processor: each batch waits until its records are due."""
         self.executor = executor
         """Where plain user functions run (None: on the event loop)."""
         self.clock = clock
@@ -226,7 +242,7 @@ class Worker:
                 producer, consumer, self.stats, pre_commit=hooks, on_rewind=self._rewound
             )
         if not exactly_once:
-            return AtLeastOnce(producer, consumer, self.stats, pre_commit=hooks)
+            return AtLeastOnce(producer, consumer, self.stats, pre_commit=hooks, clock=self.clock)
         prefix = f"{self.app_name}/{self.stream.group}/{self.stream.name}"
         return EffectivelyOnce(
             producer,
@@ -235,6 +251,7 @@ class Worker:
             prefix=prefix,
             describe=self.broker.describe_topic,
             pre_commit=hooks,
+            clock=self.clock,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -320,6 +337,8 @@ class Worker:
                 if not outage.available:
                     outage.recovered()
                     self.stats.connected = True
+                if self.delayed and records and not await self._until_due(records, stop, delivery):
+                    break  # stopping: the batch is not processed, so not committed
                 if records:
                     await process(records, pipeline, delivery)
                 else:
@@ -368,6 +387,18 @@ class Worker:
             for wait in waits:
                 wait.cancel()
 
+    async def _until_due(
+        self, records: list[Record], stop: asyncio.Event, delivery: Delivery
+    ) -> bool:
+        """Wait until every record of a retry topic's batch is due (its partitions
+        hold nothing else: the source partitions flow on in their own processor),
+        committing what is done first; False if ``stop`` was set meanwhile."""
+        wait_s = (due_ms(records) - self.clock.time_ms()) / 1000
+        if wait_s > 0:
+            await delivery.settle()
+            await self._pause(stop, wait_s)
+        return not stop.is_set()
+
     async def _close_after_error(self, consumer: Consumer, *, bounded: bool) -> None:
         """Close (revoke, commit what is acknowledged, leave) after the loop failed; a
         failure to close is logged, so the error that stopped the loop is the one raised.
@@ -405,6 +436,8 @@ class Worker:
             self.stats.retries += retrier.retries - retries_before
             raise
         self.stats.retries += retrier.retries - retries_before
+        self.stats.deduplicated += pipeline.dedup.dropped
+        pipeline.dedup.dropped = 0
         # Offsets grow within a partition and a batch keeps their order: the last wins.
         last = {(r.topic, r.partition): r.offset for r in records}
         through = {TopicPartition(topic, part): offset for (topic, part), offset in last.items()}

@@ -44,6 +44,7 @@ from spate.partitions import PartitionContext
 from spate.record import Record, TopicPartition
 from spate.serde import encode_key, fast_encoder
 from spate.state.view import State
+from spate.streams.dedup import Dedup, DedupCounts, dedup_stage
 from spate.streams.stateful import AsyncStatefulCall, StatefulCall
 from spate.topic import Topic
 
@@ -90,6 +91,8 @@ class Pipeline:
     partitions: Mapping[TopicPartition, PartitionContext] = field(default_factory=dict)
     """The worker's context per owned partition (:mod:`spate.partitions`), for stages
     that keep state per partition: they look up their records' partitions, per batch."""
+    dedup: DedupCounts = field(default_factory=DedupCounts)
+    """What the dedup stages dropped so far (the worker takes it once per batch)."""
 
     @property
     def is_async(self) -> bool:
@@ -315,6 +318,7 @@ class _Op:
     routes: tuple[tuple[Callable[[Any], Any], Topic[Any]], ...] = ()
     store: str = ""
     """The store of a stateful operator."""
+    dedup: Dedup | None = None
 
 
 class Stream(Generic[T]):
@@ -387,6 +391,18 @@ class Stream(Generic[T]):
         """Call ``fn(value)`` for its side effect and pass the value on unchanged."""
         return self._add(_Op("peek", fn))
 
+    def dedup(self, key: Callable[[T], object], ttl_s: float | None = None) -> Stream[T]:
+        """Drop a value whose ``key(value)`` (str, bytes, int or a tuple of those) was
+        let through before on its partition, within ``ttl_s`` seconds (None: for as
+        long as the partition's store keeps it). The seen keys live in a store of the
+        partition, so key the topic by that business key (see :mod:`spate.streams.dedup`)."""
+        if is_async_callable(key):
+            raise ConfigError(
+                f"stream {self.name!r}: .dedup(key=...) must be a plain function (it runs "
+                "for every record in the batch loop); compute the key without awaiting"
+            )
+        return self._add(_Op("dedup", key, dedup=Dedup(key=key, ttl_s=ttl_s)))
+
     def foreach(self, fn: Callable[[T], object]) -> Stream[T]:
         """Terminal: call ``fn(value)`` for its side effect; publish nothing."""
         self._add(_Op("foreach", fn))
@@ -420,6 +436,13 @@ class Stream(Generic[T]):
         self._add(_Op("route", topic=default, routes=tuple(routes)))
         self._terminal = "route"
         return self
+
+    def _retrying(self, topics: Sequence[Topic[Any]], group: str, name: str) -> Stream[Any]:
+        """A stream of ``topics`` running this stream's operators, also those chained
+        after this call (the operator list is shared): a retry topic's processor."""
+        twin: Stream[Any] = Stream(topics, group, name)
+        twin._ops = self._ops
+        return twin
 
     def _emit(self, fn: Callable[[T], object]) -> Stream[Any]:
         """A handler's function: None -> nothing, list -> each element, else the value."""
@@ -466,10 +489,19 @@ class Stream(Generic[T]):
         ``fail(record, exc)``. It returns what to publish and publishes nothing itself.
         ``partitions`` is the worker's live context per owned partition; ``wrap``, if
         given, replaces each operator's function once (retries and timeouts)."""
-        contexts = {} if partitions is None else partitions
         stages: list[Stage] = []
+        contexts: Mapping[TopicPartition, PartitionContext] = (
+            {} if partitions is None else partitions
+        )
+        counts = DedupCounts()
+        dedups = 0
         for op in self._ops:
-            if op.kind == "to":
+            if op.dedup is not None:
+                dedups += 1  # a store name per dedup stage, stable across deployments
+                store = "dedup" if dedups == 1 else f"dedup-{dedups}"
+                run, fail = dedup_stage(op.dedup, store, fail, contexts, counts)
+                stages.append(Stage("dedup", run, False, (store,)))
+            elif op.kind == "to":
                 assert op.topic is not None
                 stages.append(Stage(f"to {op.topic.name}", _to(op.topic, fail), False))
             elif op.kind == "route":
@@ -483,9 +515,13 @@ class Stream(Generic[T]):
             else:
                 assert op.fn is not None
                 stages.append(_stage(op.kind, op.fn if wrap is None else wrap(op.fn), fail))
-        if self._terminal is None:
+        if not self._ops or self._ops[-1].kind not in _TERMINALS:
             stages.append(Stage("end", _discard, False))
-        return Pipeline(tuple(stages), contexts)
+        return Pipeline(tuple(stages), contexts, counts)
+
+
+_TERMINALS = frozenset({"to", "route", "foreach"})
+"""Operators that end a stream (always its last)."""
 
 
 def _discard(batch: Batch) -> list[Output]:

@@ -32,6 +32,7 @@ import pytest
 from spate.brokers.base import Broker, Capabilities, Consumer, Reader
 from spate.brokers.registry import connect
 from spate.errors import (
+    CapabilityError,
     ClosedError,
     ConfigError,
     FencedError,
@@ -714,6 +715,47 @@ class BrokerContract:
         async with broker.reader(topic) as reader:
             assert len(await self.read(reader, 3, contract_timing)) == 3
         assert await broker.groups() == groups_before
+
+    async def test_delete_before_removes_the_oldest_records_by_time(
+        self, broker: Broker, contract_timing: ContractTiming
+    ) -> None:
+        """Each partition loses its records older than the cut, offsets of the rest do
+        not change, and a group that committed before the cut resumes at the first
+        record kept. Each flush is one batch (the embedded broker deletes whole ones)."""
+        if not broker.capabilities.delete_records:
+            with pytest.raises(CapabilityError, match="delete_records"):
+                await broker.delete_before(self.fresh_topic("missing"), 0)
+            pytest.skip(f"{type(broker).__name__} cannot delete records")
+        topic = await self.new_topic(broker, partitions=2)
+        now_ms = int(time.time() * 1000)
+        old_ms, cut_ms = now_ms - 60_000, now_ms - 30_000
+        async with broker.producer() as producer:
+            for partition, old, new in ((0, 3, 2), (1, 2, 1)):
+                for timestamp_ms, count in ((old_ms, old), (now_ms, new)):
+                    for i in range(count):
+                        producer.send(
+                            topic, b"%d" % i, partition=partition, timestamp_ms=timestamp_ms + i
+                        )
+                    await producer.flush()
+        group = self.fresh_group()
+        async with broker.consumer([topic], group) as consumer:
+            await self.collect(consumer, 5, contract_timing)
+            await consumer.commit({TopicPartition(topic, 0): 0})
+        assert await broker.delete_before(topic, old_ms - 1) == 0
+        assert await broker.delete_before(topic, cut_ms) == 5
+        assert await broker.delete_before(topic, cut_ms) == 0
+        if broker.capabilities.reader:
+            for partition, first, end in ((0, 3, 5), (1, 2, 3)):
+                async with broker.reader(topic, partition) as reader:
+                    assert await reader.bounds() == (first, end)
+                    kept = await reader.read_to_end(contract_timing.settle_timeout_s)
+                assert [r.offset for r in kept] == list(range(first, end))
+                assert all(r.timestamp_ms >= now_ms for r in kept)
+        async with broker.consumer([topic], group) as consumer:
+            resumed = await self.collect(consumer, 3, contract_timing)
+        assert sorted((r.partition, r.offset) for r in resumed) == [(0, 3), (0, 4), (1, 2)]
+        with pytest.raises(TopicNotFoundError):
+            await broker.delete_before(self.fresh_topic("missing"), cut_ms)
 
     async def test_reader_refuses_bad_arguments_and_use_after_close(
         self, broker: Broker, contract_timing: ContractTiming

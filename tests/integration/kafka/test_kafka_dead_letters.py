@@ -3,7 +3,9 @@ issue 11 (see :mod:`dead_letter_checks`), through the App runtime."""
 
 from __future__ import annotations
 
-from dead_letter_checks import check_poison_and_failures
+from dead_letter_checks import check_poison_and_failures, check_transient_failure
+from dlq_checks import check_replay_after_fix
+from retry_topic_checks import check_retry_topics
 from spate.testing.kafka_server import ServerProcess
 
 
@@ -11,3 +13,46 @@ def test_poison_and_failing_records_are_dead_lettered_on_tansu(
     tansu_server: ServerProcess,
 ) -> None:
     check_poison_and_failures(tansu_server.url, "at-least-once", count=2_000)
+
+
+def test_a_record_failing_for_3_s_is_retried_via_the_retry_topics_on_tansu(
+    tansu_server: ServerProcess,
+) -> None:
+    check_retry_topics(tansu_server.url)
+
+
+def test_a_record_failing_for_3_s_is_retried_via_the_retry_topics_on_apache_kafka(
+    kafka_server: ServerProcess,
+) -> None:
+    """At-least-once: under exactly-once the moves are in their batches' transactions,
+    and each retry topic's group then commits up to the last record, short of the
+    transaction's marker after it, so its lag stays 1 and TestApp never sees it idle
+    (the Kafka adapter's commit, not the retry topics: see the SIGKILL test for
+    exactly-once on Kafka)."""
+    check_retry_topics(kafka_server.url)
+
+
+def test_replay_after_the_fix_redrives_every_dead_letter_on_tansu(
+    tansu_server: ServerProcess,
+) -> None:
+    check_replay_after_fix(tansu_server.url)
+
+
+def test_poison_and_failing_records_are_dead_lettered_on_apache_kafka_exactly_once(
+    kafka_server: ServerProcess,
+) -> None:
+    """The reference run: 10,000 records on Apache Kafka, dead letters in the batches'
+    transactions."""
+    check_poison_and_failures(kafka_server.url, "exactly-once")
+
+
+def test_a_transient_failure_succeeds_on_the_third_attempt_on_tansu(
+    tansu_server: ServerProcess,
+) -> None:
+    check_transient_failure(tansu_server.url)
+
+
+def test_a_transient_failure_succeeds_on_the_third_attempt_on_apache_kafka(
+    kafka_server: ServerProcess,
+) -> None:
+    check_transient_failure(kafka_server.url, "exactly-once")

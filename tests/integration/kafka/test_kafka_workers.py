@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 import worker_processes
+from dead_letter_kills import kill_while_setting_aside
 from spate.brokers.kafka import KafkaBroker
 from spate.record import Record
 from spate.testing.kafka_server import ServerProcess
@@ -276,3 +277,14 @@ async def test_a_restarted_instance_takes_over_at_once(
     assert outputs == list(range(count))
     again.send_signal(signal.SIGTERM)
     assert again.wait(20) == 0
+
+
+@pytest.mark.parametrize("via", [(), (0.5,)], ids=["in-place", "retry-topic"])
+async def test_kill_9_neither_loses_nor_duplicates_a_dead_letter_under_exactly_once(
+    make_workers: Callable[..., Workers], via: tuple[float, ...]
+) -> None:
+    """Issue 11 on Apache Kafka: dead letters and retry moves are in their batch's
+    transaction, so a worker SIGKILLed after writing them but before committing
+    leaves nothing behind that read_committed readers see (dead_letter_kills)."""
+    workers = make_workers("exactly-once", partitions=2, batch=100, delay_s=0.0005)
+    await asyncio.to_thread(kill_while_setting_aside, workers, 3_000, 50, via, 150)

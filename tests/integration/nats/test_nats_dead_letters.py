@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from dead_letter_checks import check_poison_and_failures
+from dead_letter_checks import check_poison_and_failures, check_transient_failure
+from retry_topic_checks import check_retry_topics
 
 
 @pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
@@ -13,3 +14,13 @@ def test_poison_and_failing_records_are_dead_lettered_and_the_rest_flows(
     nats_url: str, guarantee: str
 ) -> None:
     check_poison_and_failures(nats_url, guarantee)
+
+
+def test_a_record_failing_for_3_s_is_retried_via_the_retry_topics(nats_url: str) -> None:
+    check_retry_topics(nats_url)
+
+
+def test_a_transient_failure_succeeds_on_the_third_attempt_without_a_dead_letter(
+    nats_url: str,
+) -> None:
+    check_transient_failure(nats_url)

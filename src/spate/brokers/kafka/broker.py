@@ -77,6 +77,7 @@ CAPABILITIES = Capabilities(
     admin=True,
     lag=True,
     reader=True,
+    delete_records=True,
 )
 """The idempotent producer deduplicates retries within one producer session only, so
 Kafka does not drop a record re-published by a new process: dedup_on_publish=False."""
@@ -285,6 +286,23 @@ class KafkaBroker(OwningBroker):
         starts = await self._offsets({tp: None}, OffsetSpec.earliest())  # type: ignore[no-untyped-call]
         ends = await self._offsets({tp: None}, OffsetSpec.latest())  # type: ignore[no-untyped-call]
         return starts[tp], ends[tp]
+
+    async def delete_before(self, topic: str, before_ms: int) -> int:
+        """DeleteRecords up to the offset ``offsets_for_times`` gives for ``before_ms``
+        in each partition (the log end where no record is that recent)."""
+        info = await self.describe_topic(topic)
+        tps = {TopicPartition(topic, p): None for p in range(info.partitions)}
+        starts = await self._offsets(tps, OffsetSpec.earliest())  # type: ignore[no-untyped-call]
+        cuts = await self._offsets(tps, OffsetSpec.for_timestamp(before_ms))
+        futures = self._client().delete_records(
+            [CkTopicPartition(tp.topic, tp.partition, cut) for tp, cut in cuts.items()],
+            request_timeout=self._settings.timeout_s,
+        )
+        removed = 0
+        for ck_tp, future in futures.items():
+            deleted = await self._await(future, f"delete records of {topic}[{ck_tp.partition}]")
+            removed += deleted.low_watermark - starts[TopicPartition(topic, ck_tp.partition)]
+        return removed
 
     # -- groups -----------------------------------------------------------------------
 

@@ -107,6 +107,7 @@ class LocalBroker(OwningBroker):
         admin=True,
         lag=True,
         reader=True,
+        delete_records=True,
     )
 
     def __init__(
@@ -266,6 +267,16 @@ class LocalBroker(OwningBroker):
         return self._track(LocalReader(self, topic, partition, start))
 
     # -- retention -----------------------------------------------------------------------
+
+    async def delete_before(self, topic: str, before_ms: int) -> int:
+        """Whole produce batches go (see :func:`retention.delete_before`): a batch
+        holding records on both sides of ``before_ms`` stays."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            log.describe_topic(conn, topic)  # TopicNotFoundError if missing
+            return retention.delete_before(conn, topic, before_ms)
+
+        return await self.db.run(run)
 
     async def enforce_retention(self) -> list[retention.Loss]:
         """Apply ``retention.ms`` / ``retention.bytes`` now (the background task calls it)."""

@@ -95,6 +95,26 @@ def enforce(conn: sqlite3.Connection, topics: dict[str, dict[str, str]], now_ms:
     return losses
 
 
+def delete_before(conn: sqlite3.Connection, topic: str, before_ms: int) -> int:
+    """Delete ``topic``'s batches older than ``before_ms`` (the batches whose newest
+    record is older, oldest first, up to the first that is not), as ``retention.ms``
+    would at that moment; return the records deleted. Whole batches: a batch that
+    straddles ``before_ms`` stays, so no record at or after it is ever deleted."""
+    removed = 0
+    with write_transaction(conn):
+        rows = conn.execute(
+            "SELECT partition, start_offset FROM partitions WHERE topic = ?", (topic,)
+        ).fetchall()
+        for partition, start in rows:
+            new_start = _new_start(conn, topic, partition, before_ms, 0, None)
+            if new_start is not None and new_start > start:
+                removed += new_start - start
+                _delete(conn, TopicPartition(topic, partition), start, new_start)
+    if removed:
+        conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES_PER_PASS});")
+    return removed
+
+
 def _new_start(
     conn: sqlite3.Connection,
     topic: str,

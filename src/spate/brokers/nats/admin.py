@@ -32,6 +32,7 @@ from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
 from spate.brokers.base import TopicInfo
+from spate.brokers.nats.codec import timestamp_of
 from spate.brokers.nats.errors import STREAM_NOT_FOUND, api_code, spate_errors
 from spate.errors import BrokerError, ConfigError, TopicExistsError, TopicNotFoundError
 from spate.record import TopicPartition
@@ -245,3 +246,30 @@ class TopicAdmin:
         state = info.state
         first = max(state.first_seq - 1, 0) if state.messages else state.last_seq
         return first, state.last_seq
+
+    async def delete_before(self, topic: str, before_ms: int) -> int:
+        """Purge each partition's stream below its first message at or after
+        ``before_ms``, found by bisecting the sequences (a record's time is its
+        ``Spate-Timestamp``, else the server's)."""
+        registered = await self._read(validate_topic_name(topic))
+        removed = 0
+        for p in range(registered.partitions):
+            name = stream_name(topic, p)
+            with spate_errors(f"purge {topic}[{p}] before {before_ms}"):
+                state = (await self._js.stream_info(name)).state
+                if not state.messages:
+                    continue
+                lo, hi = state.first_seq, state.last_seq + 1
+                on = subject(topic, p)
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    msg = await self._js.get_msg(name, seq=mid, subject=on, next=True)
+                    server_ms = int(msg.time.timestamp() * 1000) if msg.time else 0
+                    if timestamp_of(msg.headers, server_ms) < before_ms:
+                        lo = (msg.seq or mid) + 1
+                    else:
+                        hi = mid
+                if lo > state.first_seq:
+                    await self._js.purge_stream(name, seq=lo)
+                    removed += lo - state.first_seq
+        return removed

@@ -56,6 +56,7 @@ class NatsBroker(OwningBroker):
         admin=True,
         lag=True,
         reader=True,
+        delete_records=True,
     )
 
     def __init__(
@@ -170,6 +171,9 @@ class NatsBroker(OwningBroker):
 
     async def delete_topic(self, name: str) -> None:
         await self.admin.delete(name)
+
+    async def delete_before(self, topic: str, before_ms: int) -> int:
+        return await self.admin.delete_before(topic, before_ms)
 
     async def list_topics(self) -> list[TopicInfo]:
         return await self.admin.list()

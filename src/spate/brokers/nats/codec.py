@@ -55,6 +55,12 @@ def encode_headers(
     return out
 
 
+def timestamp_of(nats_headers: dict[str, str] | None, server_ts_ms: int) -> int:
+    """A message's record timestamp: the producer's, else the server's receive time."""
+    ts_text = nats_headers.get(TIMESTAMP) if nats_headers else None
+    return int(ts_text) if ts_text is not None else server_ts_ms
+
+
 def decode(
     topic: str,
     partition: int,
@@ -74,8 +80,7 @@ def decode(
         encoded = nats_headers.get(KEY_B64)
         if encoded is not None:
             key = base64.b64decode(encoded)
-    ts_text = nats_headers.get(TIMESTAMP)
-    timestamp_ms = int(ts_text) if ts_text is not None else server_ts_ms
+    timestamp_ms = timestamp_of(nats_headers, server_ts_ms)
     packed = nats_headers.get(HEADERS)
     headers: Headers
     if packed is not None:

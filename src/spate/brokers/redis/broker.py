@@ -59,6 +59,7 @@ class RedisBroker(OwningBroker):
         admin=True,
         lag=True,
         reader=True,
+        delete_records=True,
     )
 
     def __init__(self, url: BrokerURL, options: RedisOptions, passthrough: Mapping[str, Any]):
@@ -289,6 +290,16 @@ class RedisBroker(OwningBroker):
         )
         raise_first(results, what)
         return {tp: int(n) for tp, n in zip(tps, results, strict=True) if n}
+
+    async def delete_before(self, topic: str, before_ms: int) -> int:
+        """Retention's TRIM script with its cutoff at ``before_ms`` and loss allowed:
+        it finds the first entry at or after that time by its ``t`` field (IDs are
+        offsets, not times) and XTRIMs MINID up to it."""
+        self._check_open()
+        info = await self.describe_topic(topic)
+        tps = [TopicPartition(topic, p) for p in range(info.partitions)]
+        purge = RetentionPolicy(ms=0, allow_loss=True)
+        return sum(result.removed for result in await self._streams.trim(tps, purge, before_ms))
 
     async def enforce_retention(self) -> dict[TopicPartition, TrimResult]:
         """Trim every topic that has a retention config, once; see docs/redis.md."""

@@ -61,6 +61,9 @@ class Capabilities:
     """``lag`` and ``groups`` report what a group committed against the log's end."""
     reader: bool
     """``Broker.reader`` reads one partition from an offset without a group."""
+    compaction: bool = False
+    """Topics created with ``cleanup.policy=compact`` keep the latest record per key
+    (Kafka): a table's topic (``app.table``) is created so where the broker has it."""
 
 
 CapabilityName = Literal["partitions", "seek", "admin", "lag", "reader"]

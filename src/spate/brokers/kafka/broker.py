@@ -77,6 +77,7 @@ CAPABILITIES = Capabilities(
     admin=True,
     lag=True,
     reader=True,
+    compaction=True,
 )
 """The idempotent producer deduplicates retries within one producer session only, so
 Kafka does not drop a record re-published by a new process: dedup_on_publish=False."""

@@ -100,4 +100,22 @@ def test_group_by_partitions_and_serde_override_the_defaults() -> None:
     )
     internal: Any = app.topics["shop-g-repartition"]
     assert internal.partitions == 5
-    assert internal.serde.name == "str"
+    assert internal.serde.inner.name == "str"
+
+
+def test_records_keep_their_event_time_across_the_hop() -> None:
+    """A join after group_by pairs by the source timestamps (years before the hop)."""
+    app = App("shop", broker="memory://", fetch_timeout_s=0.02)
+    (
+        app.stream(app.topic("clicks", partitions=2), group="g")
+        .group_by(lambda c: c["ad"])
+        .join_stream(app.topic("views", partitions=2), within=10, merge=lambda c, v: c["id"])
+        .to(app.topic("joined"))
+    )
+    with TestApp(app) as t:
+        base_ms = 1_600_000_000_000
+        t.send("views", {"ad": "a"}, key="a", timestamp_ms=base_ms)
+        t.send("clicks", {"id": 1, "ad": "a"}, key="c1", timestamp_ms=base_ms + 5_000)
+        t.send("clicks", {"id": 2, "ad": "a"}, key="c2", timestamp_ms=base_ms + 50_000)
+        t.run_until_idle()
+        assert t.outputs("joined") == [1]

@@ -7,12 +7,13 @@ stage is one loop over the batch with one dict lookup per record and no ``await`
 
 **Windowed stream-stream** (:meth:`Stream.join_stream
 <spate.streams.stream.Stream.join_stream>`): both sides must meet in one partition,
-so each side's processor ends in a *side sink* that keys its values by the join key
-and publishes them to one internal topic, each value framed as (side, event time,
-value) by :class:`JoinSerde` (the event time travels in the value: a hop gives the
-record a new timestamp). The processor reading that topic runs :func:`window_join`:
-per partition it buffers both sides by key and emits a pair as soon as its second
-half arrives within the window; a left join also emits a left value that met nobody
+so each side's processor ends in a hop (:mod:`spate.streams.hops`) that keys its
+values by the join key and publishes them to one internal topic, each value framed
+as (side, event time, value) by :class:`JoinSerde` (the event time travels in the
+value: a hop gives the record a new timestamp). The processor reading that topic
+runs :func:`window_join`: per partition it buffers both sides by key and emits a pair
+(with the later of its two event times) as soon as its second half arrives within
+the window; a left join also emits a left value that met nobody
 once the partition's watermark closes its window. Every buffered value is in the
 stage's store (``join``) too, so the buffers can be rebuilt from it.
 """
@@ -32,16 +33,8 @@ from spate.record import Record, TopicPartition
 from spate.serde import Serde, encode_key
 from spate.state.store import Store
 from spate.state.table import Table
-from spate.streams.stream import (
-    Batch,
-    Fail,
-    Output,
-    Stage,
-    StageBuilder,
-    append_checked,
-    is_async_callable,
-)
-from spate.topic import Topic
+from spate.streams.hops import retimed
+from spate.streams.stream import Batch, Fail, Stage, StageBuilder, is_async_callable
 
 HOW = ("inner", "left")
 LEFT, RIGHT = 0, 1
@@ -140,29 +133,14 @@ class JoinSerde:
         return side, time_ms, self.sides[side].decode(data[_FRAME.size :])
 
 
-def side_sink(topic: Topic[Any], side: int, on: Callable[[Any], object] | None) -> StageBuilder:
-    """The last stage of a join side: key by ``on(value)`` (or keep the key) and publish
-    (side, the source record's timestamp, value) to the join topic."""
-    name = topic.name
-    encode = topic.serde.encode
+def left_side(source: Record, value: Any) -> tuple[int, int, Any]:
+    """A left value's frame on the join topic (for :func:`~spate.streams.hops.hop_sink`)."""
+    return (LEFT, source.timestamp_ms, value)
 
-    def build(fail: Fail, partitions: Mapping[TopicPartition, PartitionContext]) -> Stage:
-        def run(batch: Batch) -> list[Output]:
-            outputs: list[Output] = []
-            append = outputs.append
-            for source, key, value in batch:
-                try:
-                    out_key = key if on is None else encode_key(on(value))
-                except Exception as exc:
-                    fail(source, exc)
-                    continue
-                framed = (side, source.timestamp_ms, value)
-                append_checked(append, name, encode, framed, out_key, source, fail)
-            return outputs
 
-        return Stage(f"to {name}", run, False)
-
-    return build
+def right_side(source: Record, value: Any) -> tuple[int, int, Any]:
+    """A right value's frame on the join topic."""
+    return (RIGHT, source.timestamp_ms, value)
 
 
 # --- stream-stream: the window ---------------------------------------------------------
@@ -282,9 +260,11 @@ def window_join(spec: WindowJoin) -> StageBuilder:
                             continue
                         left, right = (value, other[2]) if side == LEFT else (other[2], value)
                         try:
-                            append((source, key, merge(left, right)))
+                            pair = merge(left, right)
                         except Exception as exc:
                             fail(source, exc)
+                        else:
+                            append((retimed(source, max(time_ms, other[0])), key, pair))
                         entry[3] = True
                         if not other[3]:
                             other[3] = True
@@ -333,6 +313,6 @@ def _expire(
         store.delete((key, side, time_ms, offset))
         if left_join and side == LEFT and not entry[3]:
             try:
-                append((last, key, merge(entry[2], None)))
+                append((retimed(last, time_ms), key, merge(entry[2], None)))
             except Exception as exc:
                 fail(last, exc)

@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from spate.errors import ConfigError
 from spate.partitions import PartitionContext
 from spate.record import Record, TopicPartition
-from spate.serde import Serde, encode_key, fast_encoder
-from spate.streams.hops import Hops
+from spate.serde import Serde, encode_key, fast_encoder, serde_for
 from spate.topic import Topic
 
 if TYPE_CHECKING:
     from spate.state.table import Table
+    from spate.streams.hops import Hops
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -334,6 +334,10 @@ class Stream(Generic[T]):
         self.name = name
         self._ops: list[_Op] = []
         self._terminal: str | None = None
+        self.value_serde: Serde[Any] = self.topics[0].serde
+        """What encodes this stream's values on an internal topic by default: its first
+        source topic's serde (a processor after a hop: the serde of the values before
+        it, or JSON after a join, whose merged values have a type of their own)."""
         self.hops: Hops | None = None
         """What registers the processors a ``group_by`` or join splits this stream
         into (the App that made it); None for a stream made by hand."""
@@ -446,23 +450,32 @@ class Stream(Generic[T]):
         ``<processor>.grouped`` (group ``<group>.grouped``) reads it and runs the
         operators that follow. Values cross it encoded with ``serde``, by default the
         first source topic's: pass one that round-trips the values at this point if
-        an operator before changed their type. Under exactly-once the hop is
-        exactly-once too: the second processor reads only what the first committed.
+        an operator before changed their type. Their event time crosses with them:
+        after the hop each record has its source record's timestamp again. Under
+        exactly-once the hop is exactly-once too: the second processor reads only
+        what the first committed.
         """
         if self._next is not None:
             return self._next.group_by(fn, partitions=partitions, serde=serde)
+        from spate.streams.hops import TimedSerde, hop_sink, restore_time, timed
+
         self._check_open("group_by")
-        if not callable(fn):
-            raise ConfigError(f"stream {self.name!r}: .group_by() needs a function")
+        if not callable(fn) or is_async_callable(fn):
+            raise ConfigError(
+                f"stream {self.name!r}: .group_by() needs a plain function (not async) "
+                "that returns the new key"
+            )
         hops = self._hops("group_by")
+        inner = serde or self.value_serde
         topic = hops.internal_topic(
-            self,
-            "repartition",
-            self._partitions_for("group_by", partitions),
-            serde or self.topics[0].serde,
+            self, "repartition", self._partitions_for("group_by", partitions), TimedSerde(inner)
         )
-        self._add(_Op("group_by", fn, topic=topic), terminal="group_by")
+        self._add(
+            _Op("group_by", fn, topic=topic, build=hop_sink(topic, fn, timed)), terminal="group_by"
+        )
         self._next = hops.continue_in(self, "grouped", topic)
+        self._next.value_serde = inner
+        self._next._add(_Op("event_time", build=restore_time))
         return self._next
 
     def join(
@@ -518,6 +531,7 @@ class Stream(Generic[T]):
                 partitions=partitions,
             )
         from spate.streams import joins
+        from spate.streams.hops import hop_sink
 
         self._check_open("join_stream")
         spec = joins.WindowJoin.of(self.name, within, grace, how, merge)
@@ -534,17 +548,18 @@ class Stream(Generic[T]):
             )
         count = self._partitions_for("join_stream", partitions, right.topics)
         topic = hops.internal_topic(
-            self, "join", count, joins.JoinSerde(self.topics[0].serde, right.topics[0].serde)
+            self, "join", count, joins.JoinSerde(self.value_serde, right.value_serde)
         )
         self._add(
-            _Op("join_stream", build=joins.side_sink(topic, joins.LEFT, on_left)),
+            _Op("join_stream", topic=topic, build=hop_sink(topic, on_left, joins.left_side)),
             terminal="join_stream",
         )
         right._add(
-            _Op("join_stream", build=joins.side_sink(topic, joins.RIGHT, on_right)),
+            _Op("join_stream", topic=topic, build=hop_sink(topic, on_right, joins.right_side)),
             terminal="join_stream",
         )
         joined = hops.continue_in(self, "joined", topic)
+        joined.value_serde = serde_for()
         joined._add(_Op("join_within", build=joins.window_join(spec)))
         self._next = joined
         return joined
@@ -600,11 +615,6 @@ class Stream(Generic[T]):
         for op in self._ops:
             if op.build is not None:
                 stages.append(op.build(fail, contexts))
-            elif op.kind == "group_by":
-                assert op.fn is not None
-                assert op.topic is not None
-                stages.append(_stage("key_by", op.fn if wrap is None else wrap(op.fn), fail))
-                stages.append(Stage(f"to {op.topic.name}", _to(op.topic, fail), False))
             elif op.kind == "to":
                 assert op.topic is not None
                 stages.append(Stage(f"to {op.topic.name}", _to(op.topic, fail), False))

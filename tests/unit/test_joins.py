@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 
 from join_checks import check_table_join, check_window_join, table_join_app, window_join_app
-from spate import App
+from spate import App, ManualClock
 from spate.errors import ConfigError
+from spate.partitions import PartitionContext
+from spate.record import Record, TopicPartition
+from spate.serde import serde_for
+from spate.state.store import MemoryStore
+from spate.streams.joins import LEFT, RIGHT, JoinSerde, WindowJoin, window_join
+from spate.streams.stream import Item
 from spate.testing.app import TestApp
 
 
@@ -69,6 +75,8 @@ def test_join_arguments_are_checked_when_declared() -> None:
 
     with pytest.raises(ConfigError, match=r"on=...\) must be a plain function, not async"):
         stream.join(table, on=lookup)
+    with pytest.raises(ConfigError, match=r"on_left=...\) must be a plain function"):
+        stream.join_stream(app.topic("b"), within=1, on_left=lookup)
     with pytest.raises(ConfigError, match=r"within=-1\) must be seconds >= 0"):
         stream.join_stream(app.topic("b"), within=-1)
     with pytest.raises(ConfigError, match=r"a table of topic 't' already"):
@@ -76,3 +84,30 @@ def test_join_arguments_are_checked_when_declared() -> None:
     other = App("other", broker="memory://")
     with pytest.raises(ConfigError, match=r"a stream of the same App"):
         stream.join_stream(other.stream(other.topic("b"), group="h"), within=1)
+
+
+def test_join_buffers_are_rebuilt_from_the_store_after_a_new_assignment() -> None:
+    """What a durable store restores (encoded values, matched flags) is enough to go on
+    joining: the in-memory buffers are rebuilt from it on the first batch."""
+    serde = JoinSerde(serde_for(), serde_for())
+    stage = window_join(WindowJoin.of("s", 10, 0, "left", None), serde)
+    tp = TopicPartition("join", 0)
+    context = PartitionContext(tp, ManualClock())
+    context.stores = {"join": MemoryStore("join")}
+
+    def item(offset: int, side: int, at_ms: int, value: object) -> Item:
+        data = serde.encode((side, at_ms, value))
+        record = Record("join", 0, offset, b"k", data, timestamp_ms=at_ms)
+        return (record, b"k", serde.decode(data))
+
+    def run(*items: Item) -> list[object]:
+        built = stage(lambda record, exc: None, {tp: context})
+        return [value for _, _, value in built.run(list(items))]
+
+    assert run(item(0, LEFT, 1_000, {"click": 1})) == []
+    context.state.clear()  # a new owner: only the store is left
+    assert run(item(1, RIGHT, 5_000, {"view": 1})) == [({"click": 1}, {"view": 1})]
+    context.state.clear()
+    # far later: the window closes; the click met a view, so a left join adds nothing
+    assert run(item(2, RIGHT, 100_000, {"view": 2})) == []
+    assert [key for key, _ in context.store("join").items()] == [(b"k", RIGHT, 100_000, 2)]

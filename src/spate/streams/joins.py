@@ -175,9 +175,12 @@ class WindowJoin:
         grace: object,
         how: object,
         merge: Callable[[Any, Any], Any] | None,
+        keys: tuple[object, object] = (None, None),
     ) -> WindowJoin:
         left = _checked_how(stream, "join_stream", how) == "left"
         _checked_function(stream, "join_stream", "merge", merge)
+        _checked_function(stream, "join_stream", "on_left", keys[0])
+        _checked_function(stream, "join_stream", "on_right", keys[1])
         return cls(
             stream,
             _ms(stream, "within", within),
@@ -202,11 +205,14 @@ class _Buffers:
     """The largest event time seen: the watermark is this minus grace."""
 
     @classmethod
-    def restored(cls, store: Store) -> _Buffers:
+    def restored(cls, store: Store, serde: JoinSerde) -> _Buffers:
+        """The buffers as the store keeps them: each value's encoded bytes (any value
+        type a serde round-trips, where a store keeps plain data only)."""
         buffers = cls()
-        for stored_key, (value, matched) in store.items():
+        for stored_key, (data, matched) in store.items():
             assert isinstance(stored_key, tuple)
             key, side, time_ms, offset = stored_key
+            value = serde.sides[side].decode(data)
             buffers.add(key, side, [time_ms, offset, value, matched])
         return buffers
 
@@ -220,15 +226,17 @@ class _Buffers:
             self.max_time_ms = entry[0]
 
 
-def window_join(spec: WindowJoin) -> StageBuilder:
-    """The stage pairing a join topic's two sides per partition (see the module doc)."""
+def window_join(spec: WindowJoin, serde: JoinSerde) -> StageBuilder:
+    """The stage pairing a join topic's two sides per partition (see the module doc);
+    ``serde`` is the join topic's."""
     within, grace, merge = spec.within_ms, spec.grace_ms, spec.merge
+    header = _FRAME.size
 
     def build(fail: Fail, partitions: Mapping[TopicPartition, PartitionContext]) -> Stage:
         def buffers_of(context: PartitionContext) -> _Buffers:
             buffers = context.state.get(STORE)
             if buffers is None:
-                buffers = context.state[STORE] = _Buffers.restored(context.store(STORE))
+                buffers = context.state[STORE] = _Buffers.restored(context.store(STORE), serde)
             assert isinstance(buffers, _Buffers)
             return buffers
 
@@ -268,9 +276,10 @@ def window_join(spec: WindowJoin) -> StageBuilder:
                         entry[3] = True
                         if not other[3]:
                             other[3] = True
-                            store.set((key, 1 - side, other[0], other[1]), [other[2], True])
+                            other_key = (key, 1 - side, other[0], other[1])
+                            store.set(other_key, [store.get(other_key)[0], True])
                 buffers.add(key, side, entry)
-                store.set((key, side, time_ms, source.offset), [value, entry[3]])
+                store.set((key, side, time_ms, source.offset), [source.value[header:], entry[3]])
             for buffers, store, last in touched.values():
                 _expire(buffers, store, within, grace, spec.left, merge, last, append, fail)
             return out

@@ -303,7 +303,7 @@ Wrap = Callable[[Callable[[Any], Any]], Callable[[Any], Any]]
 """What the runtime puts around each operator's function once (retries, timeouts)."""
 
 StageBuilder = Callable[[Fail, Mapping[TopicPartition, PartitionContext]], Stage]
-"""Builds the stage of an operator defined in its own module (the joins), per worker."""
+"""Builds the stage of an operator defined in its own module (hops, joins), per worker."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -534,7 +534,7 @@ class Stream(Generic[T]):
         from spate.streams.hops import hop_sink
 
         self._check_open("join_stream")
-        spec = joins.WindowJoin.of(self.name, within, grace, how, merge)
+        spec = joins.WindowJoin.of(self.name, within, grace, how, merge, (on_left, on_right))
         hops = self._hops("join_stream")
         if isinstance(other, Topic):
             right = hops.continue_in(self, "right", other)
@@ -547,9 +547,8 @@ class Stream(Generic[T]):
                 f"same App (app.stream(...)), got {other!r}"
             )
         count = self._partitions_for("join_stream", partitions, right.topics)
-        topic = hops.internal_topic(
-            self, "join", count, joins.JoinSerde(self.value_serde, right.value_serde)
-        )
+        serde = joins.JoinSerde(self.value_serde, right.value_serde)
+        topic = hops.internal_topic(self, "join", count, serde)
         self._add(
             _Op("join_stream", topic=topic, build=hop_sink(topic, on_left, joins.left_side)),
             terminal="join_stream",
@@ -560,7 +559,7 @@ class Stream(Generic[T]):
         )
         joined = hops.continue_in(self, "joined", topic)
         joined.value_serde = serde_for()
-        joined._add(_Op("join_within", build=joins.window_join(spec)))
+        joined._add(_Op("join_within", build=joins.window_join(spec, serde)))
         self._next = joined
         return joined
 

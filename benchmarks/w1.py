@@ -193,6 +193,7 @@ def spate_pipeline(
 SCRAPER = """
 import sys, time, urllib.request
 url = sys.argv[1]
+print("ready", flush=True)
 while True:
     try:
         with urllib.request.urlopen(url, timeout=5) as answer:
@@ -205,17 +206,23 @@ while True:
 
 def scraped_pipeline(url: str, orders: list[tuple[bytes, bytes]]) -> Result:
     """spate with its metrics server on, scraped once a second by another process
-    (so the scraper's own CPU is not the app's, as with Prometheus)."""
+    (so the scraper's own CPU is not the app's, as with Prometheus). The run starts
+    once the scraper's interpreter is up: a Prometheus is already running when an app
+    starts, and a Python starting beside a one-second run on a busy machine would
+    take a share of its cores."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
     metrics = f"http://127.0.0.1:{port}/metrics"
-    scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, metrics])
-    try:
-        result = spate_pipeline(url, orders, metrics_port=port)
-    finally:
-        scraper.terminate()
-        scraper.wait()
+    with subprocess.Popen(
+        [sys.executable, "-c", SCRAPER, metrics], stdout=subprocess.PIPE
+    ) as scraper:
+        assert scraper.stdout is not None
+        scraper.stdout.readline()
+        try:
+            result = spate_pipeline(url, orders, metrics_port=port)
+        finally:
+            scraper.terminate()
     return Result(f"{result.name} +metrics", result.records, result.wall_s, result.cpu_s)
 
 

@@ -12,6 +12,20 @@ from typing import Any
 SPATE = [str(Path(sys.executable).with_name("spate"))]
 """The console script pip installed next to this interpreter: the real entry point."""
 
+SHOP = """
+from spate import App
+
+app = App("shop")
+orders = app.topic("orders", partitions=2)
+
+
+@app.handler(orders, group="billing", output=app.topic("invoices"))
+def bill(order):
+    return order
+"""
+"""``shop.py`` of the tests that run ``spate run shop:app``: one processor copying a
+two-partition topic."""
+
 
 def spate(
     *args: str, broker: str | None, stdin: str | None = None, timeout_s: float = 30

@@ -25,6 +25,22 @@ from spate.testing.nats_server import free_port
 RECORDS = 60
 DEADLINE_S = 60.0
 SAMPLE = re.compile(r"^([a-z_]+)(?:\{(.*)\})? (\S+)$", re.MULTILINE)
+DESIGN_NAMES = (
+    "spate_records_consumed_total",
+    "spate_records_produced_total",
+    "spate_processing_errors_total",
+    "spate_dead_letters_total",
+    "spate_retries_total",
+    "spate_batch_duration_seconds",
+    "spate_batch_size_records",
+    "spate_consumer_lag_records",
+    "spate_assigned_partitions",
+    "spate_rebalances_total",
+    "spate_commit_duration_seconds",
+    "spate_end_to_end_latency_seconds",
+    "spate_state_restore_records_total",
+)
+"""The metrics DESIGN §9 names (a histogram by its bare name)."""
 
 
 def get(port: int, path: str) -> tuple[int, str]:
@@ -47,6 +63,12 @@ def ready(port: int) -> bool | None:
 def metric_values(text: str, name: str) -> list[float]:
     """Values of every series of ``name`` in a Prometheus text body."""
     return [float(value) for metric, _, value in SAMPLE.findall(text) if metric == name]
+
+
+def exported_names(text: str) -> set[str]:
+    """The metric names with a sample in a Prometheus text body, a histogram by its bare
+    name (from its ``_count`` series)."""
+    return {metric.removesuffix("_count") for metric, _, _ in SAMPLE.findall(text)}
 
 
 class ReadyProbe:
@@ -129,6 +151,12 @@ async def _check(
         )
 
     body = await wait_for(port, drained, f"{RECORDS} records consumed, produced and committed")
+    assert not set(DESIGN_NAMES) - exported_names(body)
+    assert metric_values(body, "spate_rebalances_total")[0] >= 1
+    assert metric_values(body, "spate_processor_up") == [1]
+    # nothing restores in a run without state, and the series is there before any does
+    assert metric_values(body, "spate_state_restoring_partitions") == [0]
+    assert metric_values(body, "spate_state_restore_records_total") == [0]
     assert metric_values(body, "spate_batch_duration_seconds_count")[0] >= 1
     assert metric_values(body, "spate_end_to_end_latency_seconds_count")[0] >= 1
     assert metric_values(body, "spate_batch_size_records_sum") == [RECORDS]
@@ -141,8 +169,9 @@ async def _check(
     assert (processor["consumed"], processor["produced"], processor["errors"]) == (RECORDS,) * 2 + (
         0,
     )
-    assert [(p["partition"], p["assigned"], p["lag"]) for p in processor["partitions"]] == [
-        (0, True, 0),
-        (1, True, 0),
+    assert processor["restoring"] == 0
+    partitions = [
+        (p["partition"], p["assigned"], p["restoring"], p["lag"]) for p in processor["partitions"]
     ]
+    assert partitions == [(0, True, False, 0), (1, True, False, 0)]
     assert sum(p["committed"] for p in processor["partitions"]) == RECORDS

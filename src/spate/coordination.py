@@ -24,7 +24,7 @@ from spate.record import TopicPartition
 
 def new_member_id() -> str:
     """A member id unique across hosts and processes, readable in ``spate groups``."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(8)}"
 
 
 def assign(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from cli_helpers import SPATE
+from cli_helpers import SPATE, spate
 from worker_processes import create_topics, positions, produce, wait_until
 
 SHOP = """
@@ -35,11 +35,34 @@ def bill(order):
 """
 
 
-def start_shop(tmp_path: Path, stderr: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:
+POISONED_SHOP = """
+import warnings
+
+from spate import App
+
+app = App("shop")
+orders = app.topic("orders", partitions=2)
+
+
+@app.handler(orders, group="billing", output=app.topic("invoices"))
+def bill(order):
+    warnings.warn("orders without a currency are deprecated")
+    if order["n"] == POISON:
+        raise ValueError("a poisoned order")
+    return order
+
+
+POISON = 99
+"""
+
+
+def start_shop(
+    tmp_path: Path, stderr: Path, *args: str, module: str = SHOP, **env: str
+) -> subprocess.Popen[bytes]:
     url = f"local://{tmp_path / 'broker'}"
     asyncio.run(create_topics(url, 2, "orders"))
     asyncio.run(produce(url, "orders", 0, 20))
-    (tmp_path / "shop.py").write_text(SHOP)
+    (tmp_path / "shop.py").write_text(module)
     with stderr.open("wb") as sink:
         return subprocess.Popen(
             [*SPATE, "run", "shop:app", "--broker", url, *args],
@@ -75,6 +98,55 @@ def test_every_line_of_a_json_run_is_an_object_with_the_fields(tmp_path: Path) -
     assert start["processors"] == "bill"
     assert isinstance(start["pid"], int)
     assert lines[-1]["event"] == "app_stop"
+
+
+def test_with_two_workers_every_line_is_json_up_to_their_last_error(tmp_path: Path) -> None:
+    """The supervisor's lines, each worker's, a Python warning, and the line each worker
+    ends with when a poisoned record stops it: all JSON objects."""
+    stderr = tmp_path / "stderr"
+    run = start_shop(
+        tmp_path, stderr, "--workers", "2", "--log-format", "json", module=POISONED_SHOP
+    )
+    url = f"local://{tmp_path / 'broker'}"
+    try:
+        wait_until(
+            lambda: sum(asyncio.run(positions(url, "billing", "orders")).values()) == 20,
+            30,
+            "the 20 orders committed",
+        )
+        asyncio.run(produce(url, "orders", 99, 100))  # stops whichever worker holds it
+        assert run.wait(timeout=60) == 1
+    finally:
+        if run.poll() is None:
+            stop(run)
+    lines = [orjson.loads(line) for line in stderr.read_text().splitlines()]
+    for line in lines:
+        assert {"time", "level", "logger"} <= line.keys(), line
+    events = [(line["logger"], line.get("event")) for line in lines]
+    assert events[0] == ("spate.supervisor", "workers_started")
+    assert events.count(("spate.supervisor", "worker_died")) == 2
+    workers = {line["pid"] for line in lines if line.get("event") == "app_start"}
+    assert len(workers) == 2
+    warned = [line for line in lines if line["logger"] == "py.warnings"]
+    assert warned
+    assert "UserWarning: orders without a currency" in warned[0]["message"]
+    stops = [line for line in lines if line.get("event") == "stop"]
+    assert [s["duplicates"] for s in stops] == [0, 0]
+    assert all(s["error"].startswith("ProcessingError: processor 'bill'") for s in stops)
+    errors = [line for line in lines if line.get("event") == "error"]
+    assert sorted(e["error"].split(":")[0] for e in errors) == sorted(
+        f"worker {p}" for p in workers
+    )
+    assert all("a poisoned order" in e["error"] and e["level"] == "ERROR" for e in errors)
+
+
+def test_a_json_run_that_cannot_start_says_why_in_json() -> None:
+    result = spate("run", "nowhere:app", "--workers", "2", "--log-format", "json", broker=None)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    error = orjson.loads(line)
+    assert (error["level"], error["event"]) == ("ERROR", "error")
+    assert error["error"].startswith("app 'nowhere:app': no module 'nowhere'")
 
 
 def test_the_watchdog_logs_a_blocked_partition_and_its_recovery(tmp_path: Path) -> None:

@@ -8,21 +8,9 @@ import time
 import urllib.error
 from pathlib import Path
 
-from cli_helpers import SPATE
+from cli_helpers import SHOP, SPATE
 from metrics_checks import get
 from spate.testing.nats_server import free_port
-
-SHOP = """
-from spate import App
-
-app = App("shop")
-orders = app.topic("orders", partitions=2)
-
-
-@app.handler(orders, group="billing", output=app.topic("invoices"))
-def bill(order):
-    return order
-"""
 
 
 def wait_for_metrics(port: int, deadline: float) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from metrics_checks import DESIGN_NAMES
 from spate.app import App
 from spate.brokers.base import PartitionLag
 from spate.observability.metrics import render
@@ -17,21 +18,6 @@ from spate.runtime.stats import Histogram
 from spate.testing.app import TestApp
 from spate.topic import Topic
 
-DESIGN_NAMES = (
-    "spate_records_consumed_total",
-    "spate_records_produced_total",
-    "spate_processing_errors_total",
-    "spate_dead_letters_total",
-    "spate_retries_total",
-    "spate_batch_duration_seconds",
-    "spate_batch_size_records",
-    "spate_consumer_lag_records",
-    "spate_assigned_partitions",
-    "spate_rebalances_total",
-    "spate_commit_duration_seconds",
-    "spate_end_to_end_latency_seconds",
-    "spate_state_restore_records_total",
-)
 SAMPLE = re.compile(r"^([a-z_]+)(?:\{(.*)\})? (\S+)$")
 
 

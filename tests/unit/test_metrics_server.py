@@ -109,11 +109,37 @@ async def test_readyz_says_why_not_and_status_shows_the_processors(
             "topic": "in",
             "partition": 0,
             "assigned": True,
+            "restoring": False,
             "committed": None,
             "end_offset": None,
             "lag": None,
         }
     ]
+
+
+async def test_while_state_restores_healthz_answers_and_status_and_metrics_say_which(
+    server: MetricsServer, context: ServiceContext
+) -> None:
+    stats = context.stats["copy"]
+    stats.running = True
+    stats.assigned = frozenset({TopicPartition("in", 0), TopicPartition("in", 1)})
+    stats.restoring = frozenset({TopicPartition("in", 1)})
+    stats.state_restored = 42
+    assert await ask(server, b"GET /healthz HTTP/1.1\r\n\r\n") == ("HTTP/1.1 200 OK", b"ok\n")
+    _, body = await ask(server, b"GET /status HTTP/1.1\r\n\r\n")
+    (processor,) = orjson.loads(body)["processors"]
+    assert (processor["restoring"], processor["state_restored"]) == (1, 42)
+    assert [(p["partition"], p["restoring"]) for p in processor["partitions"]] == [
+        (0, False),
+        (1, True),
+    ]
+    _, body = await ask(server, b"GET /metrics HTTP/1.1\r\n\r\n")
+    labels = b'{app="web",processor="copy"}'
+    assert b"spate_state_restoring_partitions" + labels + b" 1\n" in body
+    assert b"spate_state_restore_records_total" + labels + b" 42\n" in body
+    stats.restoring = frozenset()
+    _, body = await ask(server, b"GET /metrics HTTP/1.1\r\n\r\n")
+    assert b"spate_state_restoring_partitions" + labels + b" 0\n" in body
 
 
 async def test_a_port_in_use_is_a_config_error_naming_the_setting(

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from spate.cli.top import Snapshot, fetch, render
+from spate.cli.top import Snapshot, answering, fetch, fetch_all, render
 from spate.errors import ConnectError
 from spate.testing.nats_server import free_port
 
@@ -107,3 +107,26 @@ def test_an_unreachable_url_is_a_connect_error_naming_it() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ConnectError, match=f"{url}/status"):
         fetch(url, timeout_s=1)
+
+
+def test_a_worker_that_does_not_answer_is_a_row_saying_so_beside_the_others() -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    (snapshot,) = fetch_all([down])
+    assert snapshot.error is not None
+    assert f"{down}/status" in snapshot.error
+    up = Snapshot("http://a:9100", _status(0, consumed=150, errors=0, ready=True, lag=0))
+    rows = _rows(_text([up, snapshot]))
+    assert rows["?"] == [down, "?", "unreachable", "-", "-"]
+    assert rows["shop"][:3] == ["http://a:9100", "shop", "ready"]
+    assert rows["bill"][2] == "1/2"  # one of the two workers runs it
+    assert rows["orders[0]"][2] == "http://a:9100"
+    with pytest.raises(ConnectError, match=f"{down}/status"):
+        answering([snapshot])
+    assert answering([up, snapshot]) == [up, snapshot]
+
+
+def test_a_partition_restoring_its_state_says_so() -> None:
+    status = _status(0, consumed=0, errors=0, ready=False, lag=3)
+    status["processors"][0]["partitions"][0]["restoring"] = True
+    rows = _rows(_text([Snapshot("http://a:9100", status)]))
+    assert rows["orders[0]"][-1] == "restoring"

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from spate.errors import ConfigError, SpateError
+from spate.observability.logs import error_line
 
 BrokerOption = Annotated[
     str,
@@ -39,13 +40,17 @@ def exit_code_for(exc: SpateError) -> int:
     return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILURE
 
 
-def fail(exc: SpateError) -> NoReturn:
+def fail(exc: SpateError, log_format: str = "text") -> NoReturn:
     """Print ``exc`` as one line on stderr and exit: a user should never see a traceback
-    for a mistake they can fix."""
-    message = " ".join(str(exc).split()) or type(exc).__name__
-    sys.stderr.write(f"error: {message}\n")
+    for a mistake they can fix. A run that logs JSON (``log_format``) gets it as JSON."""
+    sys.stderr.write(error_line(one_line(exc), log_format))
     sys.stderr.flush()
     raise SystemExit(exit_code_for(exc))
+
+
+def one_line(exc: SpateError) -> str:
+    """``exc``'s message on one line (its name if it has none)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def parse_pairs(items: Sequence[str], option: str) -> list[tuple[str, str]]:

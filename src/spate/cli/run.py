@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from spate.app import App
+from spate.cli.common import fail
 from spate.cli.loader import load_app
 from spate.cli.worker import worker_commands
 from spate.errors import SpateError
@@ -108,19 +110,20 @@ def run_command(
         "instance_id": instance_id,
         "metrics_host": metrics_host,
     }
+    app: App | None = None
     try:
         app = load_app(target)
         app.configure(**overrides, workers=workers, metrics_port=metrics_port)
         if app.settings.workers == 1:
             app.run()
             return
+        configure_logging(app.settings.log_level, app.settings.log_format)
+        passed_on = {k: v for k, v in overrides.items() if v is not None}
+        commands = worker_commands(target, passed_on, app.settings)
     except SpateError as exc:
         if show_traceback:
             traceback.print_exception(exc)
-        raise
-    configure_logging(app.settings.log_level, app.settings.log_format)
-    passed_on = {k: v for k, v in overrides.items() if v is not None}
-    commands = worker_commands(target, passed_on, app.settings)
+        fail(exc, app.settings.log_format if app is not None else overrides["log_format"] or "text")
     code = run_workers(target, commands)
     if code:
         raise typer.Exit(code)

@@ -3,8 +3,10 @@
 Each worker of ``spate run --workers N`` serves its own ``/status`` (on port + i), so
 the view takes several URLs and merges them: processors are summed across workers,
 and each partition row names the worker that owns it (the partition distribution).
-Rendering is a pure function of the fetched documents, so it is tested without a
-terminal; the command only fetches, renders and repeats.
+A worker that does not answer (killed, or not started yet) is a row saying so, and
+the rest of the view stays; the command gives up only when no URL answers at the
+start. Rendering is a pure function of the fetched documents, so it is tested without
+a terminal; the command only fetches, renders and repeats.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class Snapshot:
 
     url: str
     status: dict[str, Any]
+    error: str | None = None
+    """Why the URL did not answer (its worker is down or unreachable; ``status`` is
+    then empty), or None."""
 
 
 def fetch(url: str, timeout_s: float = FETCH_TIMEOUT_S) -> Snapshot:
@@ -49,6 +54,26 @@ def fetch(url: str, timeout_s: float = FETCH_TIMEOUT_S) -> Snapshot:
         raise ConnectError(
             f"cannot read {target}: {reason} (is the app running with --metrics-port?)"
         ) from exc
+
+
+def fetch_all(urls: Sequence[str]) -> list[Snapshot]:
+    """A snapshot per URL; one that does not answer is a snapshot saying why, so a
+    dead worker shows as a row of its own while the others are still shown."""
+    snapshots = []
+    for url in urls:
+        try:
+            snapshots.append(fetch(url))
+        except ConnectError as exc:
+            snapshots.append(Snapshot(url, {}, str(exc)))
+    return snapshots
+
+
+def answering(snapshots: Sequence[Snapshot]) -> Sequence[Snapshot]:
+    """``snapshots``, unless none answered: then there is nothing to show, and the
+    ConnectError says which URLs were asked."""
+    if all(snap.error for snap in snapshots):
+        raise ConnectError("; ".join(snap.error or "" for snap in snapshots))
+    return snapshots
 
 
 def _rate(errors: int, consumed: int) -> str:
@@ -65,6 +90,9 @@ def _workers(snapshots: Sequence[Snapshot]) -> Table:
         table.add_column(column)
     for snap in snapshots:
         status = snap.status
+        if snap.error:
+            table.add_row(escape(snap.url), "?", "[red]unreachable[/]", "-", "-")
+            continue
         table.add_row(
             escape(snap.url),
             escape(str(status.get("app", "?"))),
@@ -110,8 +138,10 @@ def _processors(snapshots: Sequence[Snapshot]) -> Table:
 def _partitions(snapshots: Sequence[Snapshot]) -> Table:
     """One row per partition a worker owns or has lag for, and the worker it is on."""
     table = Table(title="partitions", title_justify="left")
-    for column in ("processor", "partition", "worker", "committed", "end", "lag"):
-        table.add_column(column, justify="left" if column in ("processor", "worker") else "right")
+    for column in ("processor", "partition", "worker", "committed", "end", "lag", "state"):
+        table.add_column(
+            column, justify="left" if column in ("processor", "worker", "state") else "right"
+        )
     rows: list[tuple[str, str, int, str, dict[str, Any]]] = []
     for snap in snapshots:
         for proc in snap.status.get("processors", []):
@@ -127,6 +157,7 @@ def _partitions(snapshots: Sequence[Snapshot]) -> Table:
             _value(part.get("committed")),
             _value(part.get("end_offset")),
             f"[yellow]{lag}[/]" if lag else _value(lag),
+            "[yellow]restoring[/]" if part.get("restoring") else "",
         )
     return table
 
@@ -154,13 +185,14 @@ def top(
 ) -> None:
     """Live view of running apps: throughput, errors, lag per partition, distribution."""
     targets = urls or [DEFAULT_URL]
+    first = render(answering(fetch_all(targets)))
     if once:
-        stdout.print(render([fetch(url) for url in targets]))
+        stdout.print(first)
         return
-    with Live(render([fetch(url) for url in targets]), console=stdout, screen=False) as live:
+    with Live(first, console=stdout, screen=False) as live:
         try:
             while True:
                 time.sleep(interval)
-                live.update(render([fetch(url) for url in targets]))
+                live.update(render(fetch_all(targets)))
         except KeyboardInterrupt:
             pass

@@ -15,9 +15,11 @@ from typing import Any
 
 import orjson
 
+from spate.cli.common import one_line
 from spate.cli.loader import load_app
 from spate.config import Settings
 from spate.errors import ConfigError, SpateError
+from spate.observability.logs import error_line
 from spate.runtime.lifecycle import Lifecycle
 from spate.runtime.supervisor import ParentWatch
 
@@ -52,12 +54,15 @@ def main(argv: list[str]) -> int:
     """Run one App in this process until signalled (or orphaned); the exit code."""
     parent = os.getppid()
     target, settings_json = argv
+    settings = orjson.loads(settings_json)
+    log_format: str = settings.get("log_format") or "text"
     try:
         app = load_app(target)
-        app.configure(**orjson.loads(settings_json))
+        app.configure(**settings)
+        log_format = app.settings.log_format
         Lifecycle(app, services=[ParentWatch(parent)]).run()
     except SpateError as exc:
-        sys.stderr.write(f"error: worker {os.getpid()}: {' '.join(str(exc).split())}\n")
+        sys.stderr.write(error_line(f"worker {os.getpid()}: {one_line(exc)}", log_format))
         return 1
     return 0
 

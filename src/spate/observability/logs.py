@@ -32,6 +32,19 @@ def formatter(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
 
 
+def error_line(message: str, log_format: str) -> str:
+    """The line a command ends with when it fails: ``error: message`` for a person to
+    read, or with ``log_format="json"`` one object like the run's log lines
+    (``event=error``), so that a pipeline reading every line as JSON meets none it
+    cannot parse. Written without logging, which may not be configured yet."""
+    if log_format != "json":
+        return f"error: {message}\n"
+    record = logging.LogRecord(
+        "spate.cli", logging.ERROR, __file__, 0, "event=error error=%s", (message,), None
+    )
+    return JsonFormatter().format(record) + "\n"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``time``, ``level``, ``logger``, then the message's
     ``key=value`` fields (``event`` first), and ``error``/``traceback`` for an exception.

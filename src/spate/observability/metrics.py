@@ -7,7 +7,9 @@ time costs the batch loop nothing and the install no dependency.
 
 Counters and histograms are per processor (labels ``app``, ``processor``): splitting
 them by topic would cost work per record. Partition counts are per topic, and lag per
-partition (labels ``topic``, ``partition``), where the numbers differ.
+partition (labels ``topic``, ``partition``), where the numbers differ. The count of
+partitions restoring state is per processor, present (0) even when none restores, so
+a dashboard or an alert finds the series before the first restore.
 """
 
 from __future__ import annotations
@@ -95,6 +97,13 @@ def _lines(app: str, stats: Mapping[str, ProcessorStats]) -> Iterator[str]:
         for topic, count in sorted(per_topic.items()):
             labels = _labels(app=app, processor=name, topic=topic)
             yield f"spate_assigned_partitions{{{labels}}} {count}\n"
+    yield from _header(
+        "spate_state_restoring_partitions",
+        "Assigned partitions whose state is still being restored from its changelog.",
+        "gauge",
+    )
+    for labels, s in processors:
+        yield f"spate_state_restoring_partitions{{{labels}}} {len(s.restoring)}\n"
     yield from _header(
         "spate_consumer_lag_records",
         "Records the processor's group has not committed yet, per partition.",

@@ -65,8 +65,8 @@ class StatusView:
             sample.consumed_per_s = (stats.consumed - sample.consumed) / elapsed
             sample.produced_per_s = (stats.produced - sample.produced) / elapsed
             sample.at, sample.consumed, sample.produced = now, stats.consumed, stats.produced
-        assigned = set(stats.assigned)
-        known = sorted(assigned | set(stats.lag))
+        assigned, restoring = set(stats.assigned), stats.restoring
+        known = sorted(assigned | restoring | set(stats.lag))
         return {
             "name": name,
             "group": group,
@@ -78,6 +78,8 @@ class StatusView:
             "rebalances": stats.rebalances,
             "commits": stats.commits,
             "commit_failures": stats.commit_failures,
+            "restoring": len(restoring),
+            "state_restored": stats.state_restored,
             "consumed_per_s": round(sample.consumed_per_s, 3),
             "produced_per_s": round(sample.produced_per_s, 3),
             "partitions": [
@@ -85,6 +87,7 @@ class StatusView:
                     "topic": tp.topic,
                     "partition": tp.partition,
                     "assigned": tp in assigned,
+                    "restoring": tp in restoring,
                     "committed": lag.committed if (lag := stats.lag.get(tp)) else None,
                     "end_offset": lag.end_offset if lag else None,
                     "lag": lag.lag if lag else None,

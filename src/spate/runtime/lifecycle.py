@@ -297,10 +297,13 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 
 def configure_logging(level: str, log_format: str = "text") -> None:
     """One line per event on stderr, as text or JSON (``log_format``), unless the
-    program configured logging itself."""
+    program configured logging itself. Python's warnings go through the same handler
+    (logger ``py.warnings``): printed on their own, they would be the lines of a JSON
+    run that are not JSON."""
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(formatter(log_format))
         logging.basicConfig(level=level, handlers=[handler])
+        logging.captureWarnings(True)
     logging.getLogger("spate").setLevel(level)

@@ -82,6 +82,7 @@ class ProcessorStats:
     batch_seconds_max: float = 0.0
     last_batch_seconds: float = 0.0
     assigned: frozenset[TopicPartition] = field(default_factory=frozenset)
+    restoring: frozenset[TopicPartition] = field(default_factory=frozenset)
     running: bool = False
     connected: bool = True
     """False from a transient broker failure of this processor until it fetched again

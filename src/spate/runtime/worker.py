@@ -256,17 +256,19 @@ class Worker:
             self._delivery = None
             self._consumer = None
             self.partitions.clear()
-            log.log(
-                logging.ERROR if error is not None else logging.INFO,
-                "event=stop app=%s processor=%s consumed=%d produced=%d errors=%d duplicates=%d%s",
+            line = "event=stop app=%s processor=%s consumed=%d produced=%d errors=%d duplicates=%d"
+            args: tuple[object, ...] = (
                 self.app_name,
                 self.stream.name,
                 self.stats.consumed,
                 self.stats.produced,
                 self.stats.errors,
                 self.stats.duplicates,
-                "" if error is None else f" error={type(error).__name__}: {error}",
             )
+            if error is None:
+                log.info(line, *args)
+            else:  # error= is a field of its own, so the JSON format splits it from the rest
+                log.error(line + " error=%s: %s", *args, type(error).__name__, error)
 
     async def _session(self, stop: asyncio.Event, producer: Producer, exactly_once: bool) -> None:
         """One consumer's life: join, process until ``stop``, drain and leave."""

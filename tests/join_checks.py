@@ -7,7 +7,6 @@ processor names carry a ``tag`` so runs on one shared broker never meet.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -129,29 +128,14 @@ def group_by_app(tag: str, **settings: Any) -> App:
     return app
 
 
-async def check_group_by(
-    tag: str, broker: str, timeout_s: float = 30, *, idle: bool = True, **settings: Any
-) -> None:
+async def check_group_by(tag: str, broker: str, timeout_s: float = 30, **settings: Any) -> None:
     """Orders keyed by order id come out keyed by user, every user's orders having
-    crossed one partition of the internal topic.
-
-    ``idle=False`` waits for the outputs instead of :meth:`TestApp.run_until_idle`,
-    which never sees a Kafka group idle behind a transactionally written topic (the
-    commit marker after the last record counts as lag 1), then reads again after a
-    pause so a duplicate would show."""
+    crossed one partition of the internal topic."""
     app = group_by_app(tag, **settings)
     async with TestApp(app, broker=broker, timeout_s=timeout_s) as t:
         for i in range(12):
             t.send(f"orders-{tag}", {"user": f"u{i % 3}", "amount": i}, key=f"order-{i}")
-        if idle:
-            await t.run_until_idle_async()
-        else:
-            await t.flush_async()
-            deadline = asyncio.get_running_loop().time() + timeout_s
-            while len(await t.records_async(f"amounts-{tag}")) < 11:
-                assert asyncio.get_running_loop().time() < deadline, "outputs missing"
-                await asyncio.sleep(0.2)
-            await asyncio.sleep(2)
+        await t.run_until_idle_async()
         hopped = await t.records_async(f"hops-{tag}-by-user-{tag}-repartition")
         amounts = await t.records_async(f"amounts-{tag}")
     partitions_of: dict[bytes, set[int]] = {}

@@ -204,11 +204,6 @@ class TestApp:
             timestamp_ms=timestamp_ms,
         )
 
-    async def flush_async(self) -> None:
-        """Wait until the broker acknowledged everything :meth:`send` buffered (for a
-        test that waits for outputs itself rather than with :meth:`run_until_idle`)."""
-        await self._started()[1].flush()
-
     # --- running ----------------------------------------------------------------------------
 
     async def run_until_idle_async(self) -> None:

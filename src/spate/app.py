@@ -52,10 +52,11 @@ from spate.errors import CapabilityError, ConfigError
 from spate.retry import Retry
 from spate.runtime.deadletters import resolve_on_error
 from spate.runtime.errors import OnError, error_policy
-from spate.runtime.lifecycle import Lifecycle, Processor
+from spate.runtime.lifecycle import Lifecycle, Processor, Service
 from spate.runtime.retryprocessors import with_retry_topics
 from spate.runtime.stats import ProcessorStats
 from spate.serde import Serde
+from spate.state.table import Table
 from spate.streams.dedup import Dedup
 from spate.streams.stream import Stream, is_async_callable
 from spate.topic import Topic
@@ -115,6 +116,9 @@ class App:
                 )
             self.broker_options["kafka_config"] = dict(kafka_config)
         self.topics: dict[str, Topic[Any]] = {}
+        self.tables: list[Table[Any]] = []
+        """Every ``app.table(...)``: restored before the processors start, followed
+        while they run (see :mod:`spate.state.table`)."""
         self.processors: list[Processor] = []
         self.stats: dict[str, ProcessorStats] = {}
         """Per-processor counters of every run in this process, by processor name."""
@@ -251,6 +255,7 @@ class App:
         stream: Stream[Any] = Stream(
             topics, group if group is not None else f"{self.name}.{name}", name
         )
+        stream.hops = self
         resolved, dead_letters = resolve_on_error(
             name, [t.name for t in topics], on_error, dead_letter
         )
@@ -329,6 +334,62 @@ class App:
 
         return register
 
+    def table(self, topic: Topic[T]) -> Table[T]:
+        """The latest value per key of ``topic``, for ``stream.join(table)``: a global
+        table, restored by every worker before its processors start and followed while
+        they run. A None (or empty) value deletes its key. Where the broker compacts
+        topics (Kafka), a topic spate creates for a table is created compacted."""
+        if not isinstance(topic, Topic):
+            raise ConfigError(f"app.table() needs a Topic from app.topic(), got {topic!r}")
+        for known in self.tables:
+            if known.name == topic.name:
+                raise ConfigError(
+                    f"app {self.name!r} has a table of topic {topic.name!r} already; "
+                    "reuse that Table object"
+                )
+        self.topics.setdefault(topic.name, topic)
+        table = Table(topic, self.name)
+        self.tables.append(table)
+        return table
+
+    def services(self) -> list[Service]:
+        """What runs beside this App's processors: its tables, which start (restored)
+        before the processors do."""
+        return list(self.tables)
+
+    # --- hops (spate.streams.hops): group_by and join_stream add processors -------------
+
+    def internal_topic(
+        self, stream: Stream[Any], kind: str, partitions: int, serde: Serde[Any]
+    ) -> Topic[Any]:
+        topic: Topic[Any] = Topic(
+            name=f"{self.name}-{stream.name}-{kind}", partitions=partitions, serde=serde
+        )
+        if topic.name in self.topics:
+            raise ConfigError(
+                f"stream {stream.name!r} needs the internal topic {topic.name!r}, which is "
+                "declared already; give the stream another name"
+            )
+        self.topics[topic.name] = topic
+        return topic
+
+    def continue_in(self, upstream: Stream[Any], suffix: str, topic: Topic[Any]) -> Stream[Any]:
+        before = next(p for p in self.processors if p.stream is upstream)
+        name = f"{upstream.name}.{suffix}"
+        stream: Stream[Any] = Stream([topic], f"{upstream.group}.{suffix}", name)
+        stream.hops = self
+        dead_letter = next(iter(before.dead_letters.values()), None)
+        self._register(
+            Processor(
+                stream,
+                before.on_error,
+                retry=before.retry,
+                timeout_s=before.timeout_s,
+                dead_letters={} if dead_letter is None else {topic.name: dead_letter},
+            )
+        )
+        return stream
+
     def _register(self, processor: Processor) -> None:
         if not processor.dead_letters:
             error_policy(processor.on_error, processor.name)  # validates on_error now
@@ -376,8 +437,12 @@ class App:
                 *processor.changelog_topics(self.name),
             ):
                 declared.setdefault(t.name, t)
+        compacted = {table.name for table in self.tables} if capabilities.compaction else set()
         for t in declared.values():
-            info = await broker.create_topic(t.name, t.partitions, t.config, exist_ok=True)
+            config = dict(t.config)
+            if t.name in compacted:
+                config.setdefault("cleanup.policy", "compact")
+            info = await broker.create_topic(t.name, t.partitions, config, exist_ok=True)
             if info.partitions != t.partitions:
                 log.warning(
                     "event=partitions_differ app=%s topic=%s declared=%d existing=%d",

@@ -64,6 +64,9 @@ class Capabilities:
     delete_records: bool = False
     """``Broker.delete_before`` deletes the oldest records of a topic by time (``spate
     dlq purge``). Defaults to False so an adapter written before it still builds."""
+    compaction: bool = False
+    """Topics created with ``cleanup.policy=compact`` keep the latest record per key
+    (Kafka): a table's topic (``app.table``) is created so where the broker has it."""
 
 
 CapabilityName = Literal["partitions", "seek", "admin", "lag", "reader", "delete_records"]

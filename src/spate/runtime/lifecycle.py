@@ -123,6 +123,10 @@ class Runnable(Protocol):
     def validate(self) -> None:
         """Raise ConfigError if there is nothing to run."""
 
+    def services(self) -> Sequence[Service]:
+        """What the App itself runs beside its processors (its tables), after the
+        services the run was given: started, in order, before the processors."""
+
     def connect(self) -> Broker:
         """A broker, not yet started."""
 
@@ -205,9 +209,10 @@ class Lifecycle:
         app.validate()
         executor = self.user_thread(broker)
         context = ServiceContext(app.name, broker, settings, app.processors, app.stats, stop)
+        services = (*self.services, *app.services())
         try:
             with young_threshold_at_least(settings.gc_threshold):
-                async with _services_running(self.services, context):
+                async with _services_running(services, context):
                     results = await self._run_workers(broker, stop, executor)
         finally:
             if executor is not None:

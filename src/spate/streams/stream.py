@@ -36,17 +36,22 @@ import textwrap
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cache
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from spate.errors import ConfigError
 from spate.partitions import PartitionContext
 from spate.record import Record, TopicPartition
-from spate.serde import encode_key, fast_encoder
+from spate.serde import Serde, encode_key, fast_encoder, serde_for
 from spate.state.view import State
 from spate.streams.dedup import Dedup, DedupCounts, dedup_stage
 from spate.streams.stateful import AsyncStatefulCall, StatefulCall
 from spate.topic import Topic
+
+if TYPE_CHECKING:
+    from spate.state.table import Table
+    from spate.streams.hops import Hops
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -247,7 +252,7 @@ def _to(topic: Topic[Any], fail: Fail) -> Callable[[Batch], list[Output]]:
             try:
                 append((name, encode(value), key, source))
             except Exception:
-                _append_checked(append, name, checked, value, key, source, fail)
+                append_checked(append, name, checked, value, key, source, fail)
         return outputs
 
     return run
@@ -258,7 +263,7 @@ def _sink(topic: Topic[Any]) -> tuple[str, Callable[[Any], bytes], Callable[[Any
     return topic.name, fast_encoder(topic.serde), topic.serde.encode
 
 
-def _append_checked(
+def append_checked(
     append: Callable[[Output], None],
     name: str,
     encode: Callable[[Any], bytes],
@@ -304,10 +309,17 @@ def _route(
             try:
                 append((name, encode(value), key, source))
             except Exception:
-                _append_checked(append, name, checked, value, key, source, fail)
+                append_checked(append, name, checked, value, key, source, fail)
         return outputs
 
     return run
+
+
+Wrap = Callable[[Callable[[Any], Any]], Callable[[Any], Any]]
+"""What the runtime puts around each operator's function once (retries, timeouts)."""
+
+StageBuilder = Callable[[Fail, Mapping[TopicPartition, PartitionContext]], Stage]
+"""Builds the stage of an operator defined in its own module (hops, joins), per worker."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +331,7 @@ class _Op:
     store: str = ""
     """The store of a stateful operator."""
     dedup: Dedup | None = None
+    build: StageBuilder | None = None
 
 
 class Stream(Generic[T]):
@@ -340,21 +353,42 @@ class Stream(Generic[T]):
         self.name = name
         self._ops: list[_Op] = []
         self._terminal: str | None = None
+        self.value_serde: Serde[Any] = self.topics[0].serde
+        """What encodes this stream's values on an internal topic by default: its first
+        source topic's serde (a processor after a hop: the serde of the values before
+        it, or JSON after a join, whose merged values have a type of their own)."""
+        self.hops: Hops | None = None
+        """What registers the processors a ``group_by`` or join splits this stream
+        into (the App that made it); None for a stream made by hand."""
+        self._next: Stream[Any] | None = None
+        """The processor this stream continues in after a ``group_by``: operators
+        added here from then on go there, so the user keeps writing one stream."""
 
     def __repr__(self) -> str:
         chain = ".".join(op.kind for op in self._ops)
         sources = ",".join(t.name for t in self.topics)
         return f"<Stream {self.name!r} {sources} group={self.group!r} {chain}>"
 
-    def _add(self, op: _Op) -> Stream[Any]:
+    def _last(self) -> Stream[Any]:
+        """The processor that operators added now go to (after a ``group_by``, the next)."""
+        return self if self._next is None else self._next._last()
+
+    def _check_open(self, kind: str) -> None:
         if self._terminal is not None:
             raise ConfigError(
                 f"stream {self.name!r} already ends in .{self._terminal}(); "
-                f"start a new app.stream(...) for the .{op.kind}() branch"
+                f"start a new app.stream(...) for the .{kind}() branch"
             )
+
+    def _add(self, op: _Op, terminal: str | None = None) -> Stream[Any]:
+        if self._next is not None:
+            return self._next._add(op, terminal)
+        self._check_open(op.kind)
         if op.fn is not None and not callable(op.fn):
             raise ConfigError(f"stream {self.name!r}: .{op.kind}() needs a function")
         self._ops.append(op)
+        if terminal is not None:
+            self._terminal = terminal
         return self
 
     # --- operators --------------------------------------------------------------
@@ -405,16 +439,12 @@ class Stream(Generic[T]):
 
     def foreach(self, fn: Callable[[T], object]) -> Stream[T]:
         """Terminal: call ``fn(value)`` for its side effect; publish nothing."""
-        self._add(_Op("foreach", fn))
-        self._terminal = "foreach"
-        return self
+        return self._add(_Op("foreach", fn), terminal="foreach")
 
     def to(self, topic: Topic[T]) -> Stream[T]:
         """Terminal: publish every value to ``topic``, encoded with its serde."""
         _check_topic(self.name, "to", topic)
-        self._add(_Op("to", topic=topic))
-        self._terminal = "to"
-        return self
+        return self._add(_Op("to", topic=topic), terminal="to")
 
     def route(
         self,
@@ -433,9 +463,156 @@ class Stream(Generic[T]):
             _check_topic(self.name, "route", pair[1])
         if default is not None:
             _check_topic(self.name, "route", default)
-        self._add(_Op("route", topic=default, routes=tuple(routes)))
-        self._terminal = "route"
-        return self
+        return self._add(_Op("route", topic=default, routes=tuple(routes)), terminal="route")
+
+    def group_by(
+        self,
+        fn: Callable[[T], object],
+        *,
+        partitions: int | None = None,
+        serde: Serde[T] | None = None,
+    ) -> Stream[T]:
+        """Re-key by ``fn(value)`` and re-partition, so each key's records meet in one
+        partition (for ``.window().aggregate()`` and other per-key state).
+
+        The stream is split in two processors: this one keys by ``fn(value)`` and
+        publishes to the internal topic ``<app>-<processor>-repartition`` (created on
+        start, with ``partitions`` partitions, default the most of the source topics);
+        ``<processor>.grouped`` (group ``<group>.grouped``) reads it and runs the
+        operators that follow. Values cross it encoded with ``serde``, by default the
+        first source topic's: pass one that round-trips the values at this point if
+        an operator before changed their type. Their event time crosses with them:
+        after the hop each record has its source record's timestamp again. Under
+        exactly-once the hop is exactly-once too: the second processor reads only
+        what the first committed.
+        """
+        if self._next is not None:
+            return self._next.group_by(fn, partitions=partitions, serde=serde)
+        from spate.streams.hops import TimedSerde, hop_sink, restore_time, timed
+
+        self._check_open("group_by")
+        if not callable(fn) or is_async_callable(fn):
+            raise ConfigError(
+                f"stream {self.name!r}: .group_by() needs a plain function (not async) "
+                "that returns the new key"
+            )
+        hops = self._hops("group_by")
+        inner = serde or self.value_serde
+        topic = hops.internal_topic(
+            self, "repartition", self._partitions_for("group_by", partitions), TimedSerde(inner)
+        )
+        self._add(
+            _Op("group_by", fn, topic=topic, build=hop_sink(topic, fn, timed)), terminal="group_by"
+        )
+        self._next = hops.continue_in(self, "grouped", topic)
+        self._next.value_serde = inner
+        self._next._add(_Op("event_time", build=restore_time))
+        return self._next
+
+    def join(
+        self,
+        table: Table[Any],
+        *,
+        how: str = "inner",
+        on: Callable[[T], object] | None = None,
+        merge: Callable[[T, Any], U] | None = None,
+    ) -> Stream[Any]:
+        """Enrich each value with ``table``'s current row for its key: ``on(value)``,
+        or the record's key without ``on``. The value becomes ``merge(value, row)``
+        (default ``(value, row)``). ``how="inner"`` drops values whose key has no row;
+        ``how="left"`` keeps them, with ``row`` None. See docs/joins.md."""
+        from spate.streams.joins import table_join
+
+        return self._add(_Op("join", build=table_join(self.name, table, how, on, merge)))
+
+    def join_stream(
+        self,
+        other: Stream[Any] | Topic[Any],
+        *,
+        within: float | timedelta,
+        how: str = "inner",
+        on_left: Callable[[T], object] | None = None,
+        on_right: Callable[[Any], object] | None = None,
+        merge: Callable[[T, Any], U] | None = None,
+        grace: float | timedelta = 0,
+        partitions: int | None = None,
+    ) -> Stream[Any]:
+        """Windowed join with ``other`` (a stream of this App, or a topic): pair each
+        value with every ``other`` value of the same join key whose event times are at
+        most ``within`` apart, as ``merge(left, right)`` (default ``(left, right)``).
+
+        Join keys: ``on_left(value)`` / ``on_right(value)``, or the records' keys.
+        ``how="left"`` also emits ``merge(left, None)`` for a left value that met no
+        right one once its window closed: when the partition's watermark (largest event
+        time seen minus ``grace``) passed its event time plus ``within``. Records
+        older than that are late and dropped. Both sides hop through the internal topic
+        ``<app>-<processor>-join`` (``partitions``, default the most of both sides'),
+        each encoded with its first source topic's serde; ``<processor>.joined`` pairs
+        them. See docs/joins.md.
+        """
+        if self._next is not None:
+            return self._next.join_stream(
+                other,
+                within=within,
+                how=how,
+                on_left=on_left,
+                on_right=on_right,
+                merge=merge,
+                grace=grace,
+                partitions=partitions,
+            )
+        from spate.streams import joins
+        from spate.streams.hops import hop_sink
+
+        self._check_open("join_stream")
+        spec = joins.WindowJoin.of(self.name, within, grace, how, merge, (on_left, on_right))
+        hops = self._hops("join_stream")
+        if isinstance(other, Topic):
+            right = hops.continue_in(self, "right", other)
+        elif isinstance(other, Stream) and other.hops is hops:
+            right = other._last()
+            right._check_open("join_stream")
+        else:
+            raise ConfigError(
+                f"stream {self.name!r}: .join_stream() needs a Topic or a stream of the "
+                f"same App (app.stream(...)), got {other!r}"
+            )
+        count = self._partitions_for("join_stream", partitions, right.topics)
+        serde = joins.JoinSerde(self.value_serde, right.value_serde)
+        topic = hops.internal_topic(self, "join", count, serde)
+        self._add(
+            _Op("join_stream", topic=topic, build=hop_sink(topic, on_left, joins.left_side)),
+            terminal="join_stream",
+        )
+        right._add(
+            _Op("join_stream", topic=topic, build=hop_sink(topic, on_right, joins.right_side)),
+            terminal="join_stream",
+        )
+        joined = hops.continue_in(self, "joined", topic)
+        joined.value_serde = serde_for()
+        joined._add(_Op("join_within", build=joins.window_join(spec, serde)))
+        self._next = joined
+        return joined
+
+    def _hops(self, operator: str) -> Hops:
+        if self.hops is None:
+            raise ConfigError(
+                f"stream {self.name!r}: .{operator}() adds a processor to the App; "
+                "make the stream with app.stream(...)"
+            )
+        return self.hops
+
+    def _partitions_for(
+        self, operator: str, partitions: object, others: Sequence[Topic[Any]] = ()
+    ) -> int:
+        if partitions is None:
+            return max(t.partitions for t in (*self.topics, *others))
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+            raise ConfigError(
+                f"stream {self.name!r}: .{operator}(partitions={partitions!r}) must be an "
+                "integer >= 1 (or None: as many as the source topics)"
+            )
+        return partitions
 
     def _retrying(self, topics: Sequence[Topic[Any]], group: str, name: str) -> Stream[Any]:
         """A stream of ``topics`` running this stream's operators, also those chained
@@ -483,7 +660,7 @@ class Stream(Generic[T]):
         self,
         fail: Fail,
         partitions: Mapping[TopicPartition, PartitionContext] | None = None,
-        wrap: Callable[[Callable[[Any], Any]], Callable[[Any], Any]] | None = None,
+        wrap: Wrap | None = None,
     ) -> Pipeline:
         """The pipeline for one worker; a user function that raises for a record calls
         ``fail(record, exc)``. It returns what to publish and publishes nothing itself.
@@ -496,7 +673,9 @@ class Stream(Generic[T]):
         counts = DedupCounts()
         dedups = 0
         for op in self._ops:
-            if op.dedup is not None:
+            if op.build is not None:
+                stages.append(op.build(fail, contexts))
+            elif op.dedup is not None:
                 dedups += 1  # a store name per dedup stage, stable across deployments
                 store = "dedup" if dedups == 1 else f"dedup-{dedups}"
                 run, fail = dedup_stage(op.dedup, store, fail, contexts, counts)
@@ -520,8 +699,9 @@ class Stream(Generic[T]):
         return Pipeline(tuple(stages), contexts, counts)
 
 
-_TERMINALS = frozenset({"to", "route", "foreach"})
-"""Operators that end a stream (always its last)."""
+_TERMINALS = frozenset({"to", "route", "foreach", "group_by", "join_stream"})
+"""Operators that end a stream (always its last; a hop's sink publishes to its
+internal topic)."""
 
 
 def _discard(batch: Batch) -> list[Output]:

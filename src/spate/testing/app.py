@@ -190,18 +190,26 @@ class TestApp:
         headers: Headers = (),
         *,
         partition: int | None = None,
+        timestamp_ms: int | None = None,
     ) -> None:
-        """Publish ``value`` (encoded with the topic's serde) with ``key`` (any key type)."""
+        """Publish ``value`` (encoded with the topic's serde) with ``key`` (any key type);
+        ``timestamp_ms`` sets the record's timestamp (its event time), else the broker's."""
         t = self._topic(topic)
         self._started()[1].send(
-            t.name, t.serde.encode(value), key=encode_key(key), headers=headers, partition=partition
+            t.name,
+            t.serde.encode(value),
+            key=encode_key(key),
+            headers=headers,
+            partition=partition,
+            timestamp_ms=timestamp_ms,
         )
 
     # --- running ----------------------------------------------------------------------------
 
     async def run_until_idle_async(self) -> None:
-        """Wait until every processor has committed everything in its topics, twice in a
-        row with no new record anywhere; raise a processor's error if one stopped."""
+        """Wait until every processor has committed everything in its topics and every
+        table has applied everything in its topic, twice in a row with no new record
+        anywhere; raise a processor's error if one stopped."""
         broker, producer = self._started()
         await producer.flush()
         loop = asyncio.get_running_loop()
@@ -220,6 +228,11 @@ class TestApp:
                         behind.append(
                             f"{processor.name}: {lag.topic}[{lag.partition}] lag {lag.lag}"
                         )
+            for table in self.app.tables:
+                if not table.restored:
+                    behind.append(f"table {table.name}: restoring")
+                elif missing := await table.behind():
+                    behind.append(f"table {table.name}: {missing} records to apply")
             signature = tuple(ends)
             if not behind and signature == previous:
                 return

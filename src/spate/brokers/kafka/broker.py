@@ -78,6 +78,7 @@ CAPABILITIES = Capabilities(
     lag=True,
     reader=True,
     delete_records=True,
+    compaction=True,
 )
 """The idempotent producer deduplicates retries within one producer session only, so
 Kafka does not drop a record re-published by a new process: dedup_on_publish=False."""

@@ -411,6 +411,23 @@ class KafkaConsumer(Consumer):
         """librdkafka's group metadata, for ``send_offsets_to_transaction``."""
         return self._consumer.consumer_group_metadata()
 
+    def resume_positions(self, through: Mapping[TopicPartition, int]) -> list[ck.TopicPartition]:
+        """Where the group resumes after ``through`` (each partition's last processed
+        offset): the next offset, or further where librdkafka already stands past the
+        transaction markers that follow it. Without that, a topic written in
+        transactions (an exactly-once hop's) would show lag 1 forever behind its last
+        commit marker, and the stall watchdog would warn about it.
+
+        Only between fetches (a transaction's commit at a batch's end): the position
+        is then exactly past what the last fetch returned, never past a record the
+        runtime has not processed."""
+        asked = [ck.TopicPartition(topic, partition) for topic, partition in through]
+        now = {(tp.topic, tp.partition): tp.offset for tp in self._consumer.position(asked)}
+        return [
+            ck.TopicPartition(topic, partition, max(offset + 1, now.get((topic, partition), -1)))
+            for (topic, partition), offset in through.items()
+        ]
+
 
 _FROM_START = ("earliest", "smallest", "beginning")
 """librdkafka's spellings of auto.offset.reset=earliest."""

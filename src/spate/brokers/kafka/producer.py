@@ -288,7 +288,7 @@ class KafkaTransactionalProducer(KafkaProducer, TransactionalProducer):
         self, consumer: KafkaConsumer, offsets: Mapping[TopicPartition, int]
     ) -> None:
         consumer.require_owned(offsets)
-        positions = [ck.TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()]
+        positions = consumer.resume_positions(offsets)
         await asyncio.to_thread(
             self._producer.send_offsets_to_transaction,
             positions,

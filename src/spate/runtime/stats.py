@@ -69,6 +69,11 @@ class ProcessorStats:
     sends them, so a batch that then fails to commit counted its dead letters too)."""
     retries: int = 0
     """Calls of a user function made again after it failed (``retry=Retry(...)``)."""
+    late_records: int = 0
+    """Records whose windows had closed when they came (counted, then dropped or
+    dead-lettered: ``.window(late=...)``)."""
+    ticked_s: float | None = None
+    """Monotonic time of the pipeline's last tick (windows closing with the clock)."""
     state_restored: int = 0
     """Records replayed to restore state (none yet: spate keeps no state)."""
     batch_duration: Histogram = field(default_factory=lambda: Histogram(SECONDS_BUCKETS))

@@ -1,8 +1,11 @@
 """Every benchmark on every broker available here, in one run.
 
-W1 (decode, filter, enrich, publish, commit: ``w1.py``) and W2 (publish only:
-``w2.py``), each beside its baseline on the same broker in the same run: the raw
-client loop (on the embedded brokers, W1's plain Python loop; W2 has none there).
+W1 (decode, filter, enrich, publish, commit: ``w1.py``), P1 (publish only:
+``p1.py``) and W2 (per user count and sum in tumbling 10-second event-time windows:
+``w2.py``), each beside its baseline on the same broker in the same run: for W1 the
+raw client loop (on the embedded brokers, a plain Python loop), for P1 the client's
+own producer loop (none on the embedded brokers), for W2 on every broker a plain
+Python loop doing the same dict-based aggregation.
 Every run is its own process, so its CPU time and peak RSS are its own. The figures
 go to ``benchmarks/results/<date>.json`` and to the table in ``benchmarks/README.md``
 between the markers. Usage::
@@ -57,22 +60,35 @@ def _w1(broker: str, side: str, url: str, orders: list[tuple[bytes, bytes]]) -> 
     return asyncio.run(redis_loop(url, orders))
 
 
+def _p1(broker: str, side: str, url: str, orders: list[tuple[bytes, bytes]]) -> Result:
+    import p1
+
+    if side == "spate":
+        return asyncio.run(p1.spate_publish(url, orders))
+    if broker == "nats":
+        return asyncio.run(p1.nats_raw(url, orders))
+    if broker == "redis":
+        return asyncio.run(p1.redis_raw(url, orders))
+    return p1.kafka_raw(url, orders)
+
+
 def _w2(broker: str, side: str, url: str, orders: list[tuple[bytes, bytes]]) -> Result:
     import w2
 
-    if side == "spate":
-        return asyncio.run(w2.spate_publish(url, orders))
-    if broker == "nats":
-        return asyncio.run(w2.nats_raw(url, orders))
-    if broker == "redis":
-        return asyncio.run(w2.redis_raw(url, orders))
-    return w2.kafka_raw(url, orders)
+    return w2.spate_windows(url, orders) if side == "spate" else w2.plain_loop(orders)
+
+
+WORKLOADS: dict[str, Callable[[str, str, str, list[tuple[bytes, bytes]]], Result]] = {
+    "W1": _w1,
+    "P1": _p1,
+    "W2": _w2,
+}
 
 
 def one(workload: str, broker: str, side: str, url: str, records: int) -> Row:
     """Child process: one side of one workload, its figures."""
     orders = make_orders(records)
-    result = (_w1 if workload == "W1" else _w2)(broker, side, url, orders)
+    result = WORKLOADS[workload](broker, side, url, orders)
     return {
         "name": result.name,
         "records_per_s": result.rate,
@@ -118,7 +134,7 @@ def _with_ratios(workload: str, broker: str, rows: list[Row]) -> list[Row]:
 
 
 def run_broker(broker: str, url: Callable[[], str], records: int, smoke: bool) -> list[Row]:
-    """W1 and W2 on one broker: the baseline first, then spate, each in a process."""
+    """W1, P1 and W2 on one broker: the baseline first, then spate, each in a process."""
     rows: list[Row] = []
     if broker in ("kafka", "tansu"):
         address = url()
@@ -130,7 +146,9 @@ def run_broker(broker: str, url: Callable[[], str], records: int, smoke: bool) -
         w1_rows = [_child("W1", broker, side, url(), records) for side in ("raw", "spate")]
         rows += _with_ratios("W1", broker, w1_rows)
     sides = ("spate",) if broker in EMBEDDED else ("raw", "spate")
-    rows += _with_ratios("W2", broker, [_child("W2", broker, s, url(), records) for s in sides])
+    rows += _with_ratios("P1", broker, [_child("P1", broker, s, url(), records) for s in sides])
+    w2_rows = [_child("W2", broker, side, url(), records) for side in ("plain", "spate")]
+    rows += _with_ratios("W2", broker, w2_rows)
     return rows
 
 

@@ -136,11 +136,18 @@ def reference(window: Window, grace: int, rows: list[Row]) -> tuple[list[dict[st
 
 
 def run_operator(
-    window: Window, grace: int, rows: list[Row], cuts: list[int], emit: str, restarts: int = 0
+    window: Window,
+    grace: int,
+    rows: list[Row],
+    cuts: list[int],
+    emit: str,
+    restarts: int = 0,
+    by_value: bool = False,
 ) -> tuple[list[dict[str, Any]], int]:
     """The operator on ``rows`` cut into batches at ``cuts``; after each of the first
     ``restarts`` batches the partitions are assigned anew with the same stores (what
-    the cache held must come back from the store)."""
+    the cache held must come back from the store); ``by_value``: event times come from
+    an extractor, not the record timestamps."""
     clock = ManualClock(start_ms=0)
     contexts = {}
     for partition in (0, 1):
@@ -148,7 +155,11 @@ def run_operator(
         contexts[tp] = PartitionContext(tp, clock, stores={"window-0": MemoryStore("window-0")})
     spec = WindowSpec(
         window=window,
-        event_time=EventTime(grace_s=grace / 1000, idle_timeout_s=1),
+        event_time=EventTime(
+            grace_s=grace / 1000,
+            idle_timeout_s=1,
+            extract=(lambda o: o["t"]) if by_value else None,
+        ),
         emit=emit,  # type: ignore[arg-type]
         names=tuple(AGGREGATIONS),
         aggregators=tuple(AGGREGATIONS.values()),
@@ -159,7 +170,11 @@ def run_operator(
 
     operator = WindowOperator(spec, "window-0", contexts, fail)
     items: list[tuple[Record, bytes | None, Any]] = [
-        (Record("orders", p, offset, key.encode(), b"", (), ts), key.encode(), {"v": value})
+        (
+            Record("orders", p, offset, key.encode(), b"", (), 0 if by_value else ts),
+            key.encode(),
+            {"v": value, "t": ts},
+        )
         for offset, (p, key, ts, value) in enumerate(rows)
     ]
     out = []
@@ -226,12 +241,19 @@ windows_strategy = st.one_of(
     cuts=st.lists(st.integers(0, 60), max_size=8),
     emit=st.sampled_from(["final", "update"]),
     restarts=st.integers(0, 3),
+    by_value=st.booleans(),
 )
 def test_every_window_shape_matches_the_reference(
-    window: Window, grace: int, rows: list[Row], cuts: list[int], emit: str, restarts: int
+    window: Window,
+    grace: int,
+    rows: list[Row],
+    cuts: list[int],
+    emit: str,
+    restarts: int,
+    by_value: bool,
 ) -> None:
     cuts = [cut for cut in cuts if cut <= len(rows)]
     expected, expected_late = reference(window, grace, rows)
-    got, late = run_operator(window, grace, rows, cuts, emit, restarts)
+    got, late = run_operator(window, grace, rows, cuts, emit, restarts, by_value)
     assert ordered(got) == ordered(expected)
     assert late == expected_late

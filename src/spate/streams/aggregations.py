@@ -23,7 +23,6 @@ Usage::
 
 from __future__ import annotations
 
-import copy
 import linecache
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -53,8 +52,8 @@ class Aggregator:
     """The add as a statement on ``{acc}`` and ``{x}`` (the value read), for the compiled
     updater; None: a call to ``add``."""
     mutable: bool = False
-    """The accumulator is changed in place (copied when read from the store, so a batch
-    that fails leaves the stored one as it was)."""
+    """The accumulator is changed in place: each window needs its own from
+    ``initializer()`` (the others share one fresh value)."""
 
 
 def _field(kind: str, fn: Field | None) -> Field | None:
@@ -251,18 +250,14 @@ def updater(aggregators: tuple[Aggregator, ...]) -> Update:
     return update
 
 
-def initial(aggregators: tuple[Aggregator, ...], end: int) -> list[Any]:
-    """A new window's state: its end, then each aggregator's fresh accumulator."""
-    return [end, *(a.initializer() for a in aggregators)]
-
-
-def loaded(aggregators: tuple[Aggregator, ...], stored: list[Any]) -> list[Any]:
-    """A state read from the store, safe to change in place."""
-    state = list(stored)
-    for i, aggregator in enumerate(aggregators, 1):
-        if aggregator.mutable:
-            state[i] = copy.deepcopy(state[i])
-    return state
+def initial(aggregators: tuple[Aggregator, ...]) -> Callable[[int], list[Any]]:
+    """``fresh(end)``: a new window's state — its end, then each aggregator's fresh
+    accumulator (built once and copied when none of them is changed in place)."""
+    if any(a.mutable for a in aggregators):
+        initializers = [a.initializer for a in aggregators]
+        return lambda end: [end, *(make() for make in initializers)]
+    template = [a.initializer() for a in aggregators]
+    return lambda end: [end, *template]
 
 
 def merged(aggregators: tuple[Aggregator, ...], a: list[Any], b: list[Any]) -> list[Any]:
@@ -274,11 +269,22 @@ def merged(aggregators: tuple[Aggregator, ...], a: list[Any], b: list[Any]) -> l
     return state
 
 
-def results(
-    names: tuple[str, ...], aggregators: tuple[Aggregator, ...], state: list[Any]
-) -> dict[str, Any]:
-    """The output fields of a window's state."""
-    out: dict[str, Any] = {}
-    for i, (name, aggregator) in enumerate(zip(names, aggregators, strict=True), 1):
-        out[name] = state[i] if aggregator.result is None else aggregator.result(state[i])
-    return out
+Output = Callable[[Any, int, int, list[Any]], dict[str, Any]]
+"""``output(key, start, end, state)``: a window's output dict."""
+
+
+def output(names: tuple[str, ...], aggregators: tuple[Aggregator, ...]) -> Output:
+    """The function that builds a window's output, compiled once per stream (a dict
+    display, no loop per window)."""
+    namespace: dict[str, Any] = {}
+    fields = ['"key": key', '"start": start', '"end": end']
+    for i, (name, aggregator) in enumerate(zip(names, aggregators, strict=True)):
+        value = f"state[{i + 1}]"
+        if aggregator.result is not None:
+            namespace[f"result{i}"] = aggregator.result
+            value = f"result{i}({value})"
+        fields.append(f"{name!r}: {value}")
+    source = f"def output(key, start, end, state):\n    return {{{', '.join(fields)}}}\n"
+    exec(compile(source, "<spate window output>", "exec"), namespace)
+    built: Output = namespace["output"]
+    return built

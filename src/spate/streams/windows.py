@@ -27,12 +27,14 @@ All window state lives in the partition's store: a window's accumulators under
 ``(key, start)`` (sliding windows: a key's recent records under ``(key,)``), and the
 watermark. What is in memory (which windows close when) is a cache rebuilt from the
 store on first use after an assignment, so a restored store resumes exactly. Work is
-per batch: each window a batch touches is read from the store once and written once.
+per batch: each window a batch touches is read from the store once, changed in place
+and written back once.
 """
 
 from __future__ import annotations
 
 import heapq
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -41,14 +43,7 @@ from spate.errors import ConfigError, LateRecordError
 from spate.partitions import PartitionContext
 from spate.record import Record, TopicPartition
 from spate.state.store import Store
-from spate.streams.aggregations import (
-    Aggregator,
-    initial,
-    loaded,
-    merged,
-    results,
-    updater,
-)
+from spate.streams.aggregations import Aggregator, initial, merged, output, updater
 from spate.streams.eventtime import EventTime, Watermark, seconds_to_ms, watermark
 
 WindowKind = Literal["tumbling", "hopping", "sliding", "session"]
@@ -153,23 +148,35 @@ class _Partition:
     """Session windows: per key, each open session's start and end."""
 
     def opens(self, close_at: int, window: tuple[Any, int]) -> None:
+        self.closing_at(close_at).add(window)
+
+    def closing_at(self, close_at: int) -> set[tuple[Any, int]]:
+        """The windows that close at ``close_at`` (a new, empty set at first)."""
         found = self.closing.get(close_at)
         if found is None:
-            self.closing[close_at] = {window}
+            found = self.closing[close_at] = set()
             heapq.heappush(self.times, close_at)
-        else:
-            found.add(window)
+        return found
 
-    def due(self, watermark: int) -> list[tuple[int, tuple[Any, int]]]:
-        """Every window whose close time the watermark reached, by close time then key,
+    def due(self, watermark: int) -> list[tuple[Any, int]]:
+        """Every window whose close time the watermark reached, by close time then key
+        (the same order on every run, so replayed outputs get the same dedup ids),
         forgotten here (the caller emits and deletes them)."""
-        due: list[tuple[int, tuple[Any, int]]] = []
+        due: list[tuple[Any, int]] = []
         times = self.times
         while times and times[0] <= watermark:
             at = heapq.heappop(times)
             windows = self.closing.pop(at, ())
-            due.extend((at, w) for w in sorted(windows, key=_window_order))
+            # Windows that close together differ by key (same key, same close: the same
+            # window), so the key orders them.
+            try:
+                due.extend(sorted(windows, key=_first))
+            except TypeError:  # a None key among bytes ones
+                due.extend(sorted(windows, key=_window_order))
         return due
+
+
+_first = operator.itemgetter(0)
 
 
 def _window_order(window: tuple[Any, int]) -> tuple[bytes, int]:
@@ -203,11 +210,13 @@ class WindowOperator:
         self.late = 0
         """Late records so far (the worker copies it into the processor's stats)."""
         self._update = updater(spec.aggregators)
+        self._fresh = initial(spec.aggregators)
+        self._output = output(spec.names, spec.aggregators)
         self._grace = spec.event_time.grace_ms
         self._extract = spec.event_time.extract
         self._cache_key = f"spate.window:{store_name}"
         self._add = {
-            "tumbling": self._add_fixed,
+            "tumbling": self._add_tumbling,
             "hopping": self._add_fixed,
             "sliding": self._add_sliding,
             "session": self._add_session,
@@ -251,9 +260,12 @@ class WindowOperator:
             self._late(late)
 
     def _event_times(self, items: list[Item]) -> tuple[list[Item], list[int]]:
-        """The items' event times; an extractor that raises fails its record only."""
+        """The items' event times; an extractor that raises fails its record only.
+        (Tumbling windows read record timestamps themselves: W2's hot loop.)"""
         extract = self._extract
         if extract is None:
+            if self.spec.window.kind == "tumbling":
+                return items, []
             return items, [source.timestamp_ms for source, _, _ in items]
         try:
             return items, [int(extract(value)) for _, _, value in items]
@@ -286,10 +298,54 @@ class WindowOperator:
         stored = part.store.get(window)
         if stored is None:
             part.opens(close_at, window)
-            return initial(self.spec.aggregators, end)
-        return loaded(self.spec.aggregators, stored)
+            return self._fresh(end)
+        return stored
 
     # --- adding records, per window shape: each returns the partition's new top -------
+
+    def _add_tumbling(
+        self,
+        part: _Partition,
+        items: list[Item],
+        times: list[int],
+        touched: dict[Any, Any],
+        late: list[Record],
+    ) -> int | None:
+        """Tumbling windows: one per record, the loop W2 runs (no loop over windows, no
+        call but the aggregators' per record; a new window's bookkeeping inline). The
+        index of open windows is complete, so a window not in it is not in the store."""
+        size, grace = self.spec.window.size_ms, self._grace
+        update, fail, fresh, get = self._update, self.fail, self._fresh, part.store.get
+        closing_at = part.closing_at
+        stamps = None if self._extract is None else iter(times)
+        top = part.watermark.top
+        low = -(2**63) if top is None else top
+        bucket_end, bucket = None, set()
+        for source, key, value in items:
+            ts = source.timestamp_ms if stamps is None else next(stamps)
+            if ts > low:
+                low = ts
+            start = ts - ts % size
+            end = start + size
+            if end <= low - grace:
+                late.append(source)
+                continue
+            window = (key, start)
+            state = touched.get(window)
+            if state is None:
+                if end != bucket_end:
+                    bucket_end, bucket = end, closing_at(end)
+                if window in bucket:
+                    state = get(window)
+                else:
+                    state = fresh(end)
+                    bucket.add(window)
+                touched[window] = state
+            try:
+                update(state, value, ts)
+            except Exception as exc:
+                fail(source, exc)
+        return None if top is None and not items else low
 
     def _add_fixed(
         self,
@@ -299,7 +355,7 @@ class WindowOperator:
         touched: dict[Any, Any],
         late: list[Record],
     ) -> int | None:
-        """Tumbling and hopping windows (tumbling: one window per record)."""
+        """Hopping windows: each record in every window that covers it and is open."""
         size, advance, grace = self.spec.window.size_ms, self.spec.window.advance_ms, self._grace
         update, fail, load = self._update, self.fail, self._load
         top = part.watermark.top
@@ -377,6 +433,7 @@ class WindowOperator:
         gap, grace = self.spec.window.size_ms, self._grace
         aggregators, update, fail = self.spec.aggregators, self._update, self.fail
         store = part.store
+        fresh, get = self._fresh, store.get
         top = part.watermark.top
         low = -(2**63) if top is None else top
         for (source, key, value), ts in zip(items, times, strict=True):
@@ -389,7 +446,7 @@ class WindowOperator:
                 late.append(source)
                 continue
             try:
-                state = initial(aggregators, ts + gap)
+                state = fresh(ts + gap)
                 update(state, value, ts)
             except Exception as exc:
                 fail(source, exc)
@@ -400,7 +457,7 @@ class WindowOperator:
                 window = (key, start)
                 found = touched.get(window)
                 if found is None:
-                    found = touched[window] = loaded(aggregators, store.get(window))
+                    found = touched[window] = get(window)
                 self._forget_session(part, key, start, found[0])
                 found[:] = merged(aggregators, found, state)
                 state = found
@@ -410,7 +467,7 @@ class WindowOperator:
                     window = (key, s)
                     found = touched.get(window)
                     if found is None:
-                        found = loaded(aggregators, store.get(window))
+                        found = get(window)
                     touched[window] = None
                     self._forget_session(part, key, s, found[0])
                     pieces.append((s, found))
@@ -433,17 +490,9 @@ class WindowOperator:
 
     # --- emitting -------------------------------------------------------------------
 
-    def _result(self, key: bytes | None, start: int, end: int, state: list[Any]) -> dict[str, Any]:
-        return {
-            "key": _text(key),
-            "start": start,
-            "end": end,
-            **results(self.spec.names, self.spec.aggregators, state),
-        }
-
     def _fold(self, entries: list[list[Any]], start: int, end: int) -> list[Any]:
         """A sliding window's state from a key's records in ``(start, end]``."""
-        state = initial(self.spec.aggregators, end)
+        state = self._fresh(end)
         update = self._update
         for ts, value in entries:
             if start < ts <= end:
@@ -467,8 +516,9 @@ class WindowOperator:
                 key, start = window
                 rows.append((state[0], key, start, state))
         rows.sort(key=lambda row: (row[0], b"" if row[1] is None else row[1], row[2]))
+        emit = self._output
         for end, key, start, state in rows:
-            out.append((_source(tp, end), key, self._result(key, start, end, state)))
+            out.append((_source(tp, end), key, emit(_text(key), start, end, state)))
 
     def _close(self, tp: TopicPartition, part: _Partition, out: list[Item]) -> None:
         """Emit (``emit="final"``) and delete every window the watermark passed."""
@@ -483,36 +533,45 @@ class WindowOperator:
         if self.spec.window.kind == "sliding":
             self._close_sliding(tp, part, due, out, watermark_now)
             return
-        for _, window in due:
-            key, start = window
-            state = store.get(window)
+        sessions = part.sessions if self.spec.window.kind == "session" else None
+        emit, get, delete, append = self._output, store.get, store.delete, out.append
+        source = _source(tp, 0)
+        for window in due:
+            state = get(window)
             if state is None:
                 continue  # merged into another session meanwhile
-            store.delete(window)
-            if self.spec.window.kind == "session":
-                part.sessions.get(key, {}).pop(start, None)
+            delete(window)
+            key, start = window
+            if sessions is not None:
+                sessions.get(key, {}).pop(start, None)
             if final:
-                out.append((_source(tp, state[0]), key, self._result(key, start, state[0], state)))
+                end = state[0]
+                if source.timestamp_ms != end:
+                    source = _source(tp, end)
+                text = None if key is None else key.decode("utf-8", "replace")
+                append((source, key, emit(text, start, end, state)))
 
     def _close_sliding(
         self,
         tp: TopicPartition,
         part: _Partition,
-        due: list[tuple[int, tuple[Any, int]]],
+        due: list[tuple[Any, int]],
         out: list[Item],
         watermark_now: int,
     ) -> None:
         size = self.spec.window.size_ms
         store = part.store
         keys: dict[Any, list[Any]] = {}
-        for _, (key, end) in due:
+        for key, end in due:
             state = keys.get(key)
             if state is None:
                 state = keys[key] = loaded_sliding(store.get((key,)))
             state[0].remove(end)
             if self.spec.emit == "final":
                 window = self._fold(state[1], end - size, end)
-                out.append((_source(tp, end), key, self._result(key, end - size, end, window)))
+                out.append(
+                    (_source(tp, end), key, self._output(_text(key), end - size, end, window))
+                )
         for key, (ends, entries) in keys.items():
             kept = [entry for entry in entries if entry[0] > watermark_now - size]
             if ends or kept:

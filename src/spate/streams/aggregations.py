@@ -226,9 +226,10 @@ def check(aggregations: Mapping[str, Any]) -> dict[str, Aggregator]:
     return dict(aggregations)
 
 
-def updater(aggregators: tuple[Aggregator, ...]) -> Update:
-    """The per-record function for ``aggregators``, built once per stream."""
-    lines = ["def update(state, value, ts):"]
+def update_code(aggregators: tuple[Aggregator, ...]) -> tuple[list[str], dict[str, Any]]:
+    """The statements that add ``value`` (event time ``ts``) to ``state``, and the names
+    they use: the body of :func:`updater`, and of window loops that inline it."""
+    lines: list[str] = []
     namespace: dict[str, Any] = {}
     for i, aggregator in enumerate(aggregators):
         acc = f"state[{i + 1}]"
@@ -241,12 +242,23 @@ def updater(aggregators: tuple[Aggregator, ...]) -> Update:
                 namespace[f"get{i}"] = aggregator.fn
                 x = f"get{i}(value)"
             body = aggregator.inline.format(acc=acc, x=x)
-        lines.extend("    " + line for line in body.splitlines())
-    source = "\n".join(lines) + "\n"
-    filename = f"<spate aggregate {','.join(a.kind for a in aggregators)}>"
+        lines.extend(body.splitlines())
+    return lines, namespace
+
+
+def compiled(name: str, source: str, namespace: dict[str, Any]) -> Any:
+    """``name`` defined by ``source`` in ``namespace`` (its lines kept for tracebacks)."""
+    filename = f"<spate {name}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(compile(source, filename, "exec"), namespace)
-    update: Update = namespace["update"]
+    return namespace[name]
+
+
+def updater(aggregators: tuple[Aggregator, ...]) -> Update:
+    """The per-record function for ``aggregators``, built once per stream."""
+    lines, namespace = update_code(aggregators)
+    body = "".join(f"    {line}\n" for line in lines)
+    update: Update = compiled("update", f"def update(state, value, ts):\n{body}", namespace)
     return update
 
 
@@ -285,6 +297,5 @@ def output(names: tuple[str, ...], aggregators: tuple[Aggregator, ...]) -> Outpu
             value = f"result{i}({value})"
         fields.append(f"{name!r}: {value}")
     source = f"def output(key, start, end, state):\n    return {{{', '.join(fields)}}}\n"
-    exec(compile(source, "<spate window output>", "exec"), namespace)
-    built: Output = namespace["output"]
+    built: Output = compiled("output", source, namespace)
     return built

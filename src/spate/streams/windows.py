@@ -43,7 +43,15 @@ from spate.errors import ConfigError, LateRecordError
 from spate.partitions import PartitionContext
 from spate.record import Record, TopicPartition
 from spate.state.store import Store
-from spate.streams.aggregations import Aggregator, initial, merged, output, updater
+from spate.streams.aggregations import (
+    Aggregator,
+    compiled,
+    initial,
+    merged,
+    output,
+    update_code,
+    updater,
+)
 from spate.streams.eventtime import EventTime, Watermark, seconds_to_ms, watermark
 
 WindowKind = Literal["tumbling", "hopping", "sliding", "session"]
@@ -212,6 +220,7 @@ class WindowOperator:
         self._update = updater(spec.aggregators)
         self._fresh = initial(spec.aggregators)
         self._output = output(spec.names, spec.aggregators)
+        self._tumbling = _tumbling_loop(spec)
         self._grace = spec.event_time.grace_ms
         self._extract = spec.event_time.extract
         self._cache_key = f"spate.window:{store_name}"
@@ -311,40 +320,21 @@ class WindowOperator:
         touched: dict[Any, Any],
         late: list[Record],
     ) -> int | None:
-        """Tumbling windows: one per record, the loop W2 runs (no loop over windows, no
-        call but the aggregators' per record; a new window's bookkeeping inline). The
-        index of open windows is complete, so a window not in it is not in the store."""
-        size, grace = self.spec.window.size_ms, self._grace
-        update, fail, fresh, get = self._update, self.fail, self._fresh, part.store.get
-        closing_at = part.closing_at
-        stamps = None if self._extract is None else iter(times)
+        """Tumbling windows: one per record, in the loop compiled for this operator."""
         top = part.watermark.top
-        low = -(2**63) if top is None else top
-        bucket_end, bucket = None, set()
-        for source, key, value in items:
-            ts = source.timestamp_ms if stamps is None else next(stamps)
-            if ts > low:
-                low = ts
-            start = ts - ts % size
-            end = start + size
-            if end <= low - grace:
-                late.append(source)
-                continue
-            window = (key, start)
-            state = touched.get(window)
-            if state is None:
-                if end != bucket_end:
-                    bucket_end, bucket = end, closing_at(end)
-                if window in bucket:
-                    state = get(window)
-                else:
-                    state = fresh(end)
-                    bucket.add(window)
-                touched[window] = state
-            try:
-                update(state, value, ts)
-            except Exception as exc:
-                fail(source, exc)
+        low = self._tumbling(
+            items,
+            None if self._extract is None else iter(times),
+            touched,
+            late,
+            part.store.get,
+            part.closing_at,
+            -(2**63) if top is None else top,
+            self._grace,
+            self.spec.window.size_ms,
+            self._fresh,
+            self.fail,
+        )
         return None if top is None and not items else low
 
     def _add_fixed(
@@ -612,6 +602,60 @@ class WindowOperator:
                 part.sessions.setdefault(key, {})[start] = value[0]
         context.state[self._cache_key] = part
         return part
+
+
+_TUMBLING = """\
+def tumbling(items, stamps, touched, late, get, closing_at, low, grace, size, fresh, fail):
+    bucket_end = None
+    bucket = None
+    for source, key, value in items:
+        ts = {ts}
+        if ts > low:
+            low = ts
+        start = ts - ts % size
+        end = start + size
+        if end <= low - grace:
+            late.append(source)
+            continue
+        window = (key, start)
+        state = touched.get(window)
+        if state is None:
+            if end != bucket_end:
+                bucket_end = end
+                bucket = closing_at(end)
+            if window in bucket:
+                state = get(window)
+            else:
+                state = {fresh}
+                bucket.add(window)
+            touched[window] = state
+        try:
+{update}
+        except Exception as exc:
+            fail(source, exc)
+    return low
+"""
+
+
+def _tumbling_loop(spec: WindowSpec) -> Callable[..., int]:
+    """The tumbling window's batch loop with the aggregators' statements inlined (W2's
+    hot path: no call per record but what the user's functions cost). The index of open
+    windows is complete, so a window that is not in it is not in the store either.
+
+    ``tumbling(items, stamps, touched, late, get, closing_at, low, grace, size, fresh,
+    fail)`` returns the largest event time seen (``low`` is the one before)."""
+    lines, namespace = update_code(spec.aggregators)
+    fresh = "fresh(end)"
+    if not any(a.mutable for a in spec.aggregators):
+        namespace["template"] = [a.initializer() for a in spec.aggregators]
+        fresh = "[end, *template]"
+    source = _TUMBLING.format(
+        ts="source.timestamp_ms" if spec.event_time.extract is None else "next(stamps)",
+        fresh=fresh,
+        update="".join(f"            {line}\n" for line in lines).rstrip("\n"),
+    )
+    loop: Callable[..., int] = compiled("tumbling", source, namespace)
+    return loop
 
 
 def loaded_sliding(stored: Any) -> list[Any]:

@@ -13,6 +13,7 @@ between the markers. Usage::
     python benchmarks/run.py                        # 200,000 records, every broker found
     python benchmarks/run.py --broker redis --broker nats --records 50000
     python benchmarks/run.py --smoke                # 2,000 records, memory:// and local://
+    python benchmarks/run.py --workload W2 --broker memory --broker kafka
 
 Brokers: ``memory``, ``local``, ``redis`` (a redis-server on PATH), ``nats``
 (nats-server), ``kafka`` (Apache Kafka from the cached jars, needs Java) and ``tansu``.
@@ -133,22 +134,34 @@ def _with_ratios(workload: str, broker: str, rows: list[Row]) -> list[Row]:
     return rows
 
 
-def run_broker(broker: str, url: Callable[[], str], records: int, smoke: bool) -> list[Row]:
-    """W1, P1 and W2 on one broker: the baseline first, then spate, each in a process."""
-    rows: list[Row] = []
+def _w1_rows(broker: str, url: Callable[[], str], records: int, smoke: bool) -> list[Row]:
     if broker in ("kafka", "tansu"):
         address = url()
         if not smoke:
             _kafka_w1("raw", address, records)  # warm-up: a new JVM compiles at first
-        w1_rows = [_kafka_w1(kind, address, records) for kind in ("raw", "at-least-once")]
-        rows += _with_ratios("W1", broker, w1_rows)
-    else:
-        w1_rows = [_child("W1", broker, side, url(), records) for side in ("raw", "spate")]
-        rows += _with_ratios("W1", broker, w1_rows)
-    sides = ("spate",) if broker in EMBEDDED else ("raw", "spate")
-    rows += _with_ratios("P1", broker, [_child("P1", broker, s, url(), records) for s in sides])
-    w2_rows = [_child("W2", broker, side, url(), records) for side in ("plain", "spate")]
-    rows += _with_ratios("W2", broker, w2_rows)
+        return [_kafka_w1(kind, address, records) for kind in ("raw", "at-least-once")]
+    return [_child("W1", broker, side, url(), records) for side in ("raw", "spate")]
+
+
+def run_broker(
+    broker: str,
+    url: Callable[[], str],
+    records: int,
+    smoke: bool,
+    workloads: tuple[str, ...] = tuple(WORKLOADS),
+) -> list[Row]:
+    """W1, P1 and W2 (or those of ``workloads``) on one broker: the baseline first,
+    then spate, each in a process."""
+    rows: list[Row] = []
+    if "W1" in workloads:
+        rows += _with_ratios("W1", broker, _w1_rows(broker, url, records, smoke))
+    if "P1" in workloads:
+        sides = ("spate",) if broker in EMBEDDED else ("raw", "spate")
+        p1_rows = [_child("P1", broker, side, url(), records) for side in sides]
+        rows += _with_ratios("P1", broker, p1_rows)
+    if "W2" in workloads:
+        w2_rows = [_child("W2", broker, side, url(), records) for side in ("plain", "spate")]
+        rows += _with_ratios("W2", broker, w2_rows)
     return rows
 
 
@@ -221,6 +234,13 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=None, help="default 200,000")
     parser.add_argument("--broker", action="append", choices=BROKERS, default=None)
     parser.add_argument("--smoke", action="store_true", help="2,000 records, embedded only")
+    parser.add_argument(
+        "--workload",
+        action="append",
+        choices=tuple(WORKLOADS),
+        default=None,
+        help="only these (the README table is then left alone unless --readme is given)",
+    )
     parser.add_argument("--results-dir", type=Path, default=HERE / "results")
     parser.add_argument("--readme", type=Path, default=None, help="default: README.md here")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
@@ -232,14 +252,16 @@ def main() -> None:
         print(json.dumps(one(workload, broker, side, args.url, records)))
         return
     brokers = args.broker or (EMBEDDED if args.smoke else BROKERS)
-    readme = args.readme or (None if args.smoke else HERE / "README.md")
+    workloads = tuple(args.workload or WORKLOADS)
+    partial = args.smoke or args.workload is not None
+    readme = args.readme or (None if partial else HERE / "README.md")
     rows: list[Row] = []
     skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="spate-benchmarks-") as tmp:
         for broker in brokers:
             try:
                 with serving(broker, Path(tmp) / broker) as url:
-                    rows += run_broker(broker, url, records, args.smoke)
+                    rows += run_broker(broker, url, records, args.smoke, workloads)
             except (RuntimeError, OSError, ImportError) as exc:
                 if broker in EMBEDDED:
                     raise

@@ -38,3 +38,17 @@ def test_readme_failure_example_runs_and_dead_letters_the_failing_record(
     assert lines[0] == "[20, 25]"
     assert "'spate-error-type': 'ZeroDivisionError'" in lines[1]
     assert "'spate-attempts': '3'" in lines[1]
+
+
+def test_readme_windows_example_prints_the_closed_windows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Windows", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S)
+    assert block is not None
+    exec(compile(block.group(1), "README.md", "exec"), {"__name__": "readme_example"})
+    lines = capsys.readouterr().out.splitlines()
+    printed = section.split("It prints `", 1)[1]
+    assert lines[0] == printed.split("`", 1)[0]
+    assert lines[1] == printed.split("then\n`", 1)[1].split("`", 1)[0]

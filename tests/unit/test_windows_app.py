@@ -154,3 +154,14 @@ def test_late_dead_letters_need_a_dead_letter_topic() -> None:
     )
     with pytest.raises(ConfigError, match="dead_letter=True"):
         app.validate()
+
+
+def test_unkeyed_records_share_one_window_per_span() -> None:
+    app, orders, out = shop()
+    app.stream(orders, group="g").window(tumbling(seconds=10)).aggregate(n=agg.count()).to(out)
+    with TestApp(app, clock=ManualClock(start_ms=0)) as t:
+        for at_s, key in [(1, None), (2, "k"), (3, None), (11, None)]:
+            t.send(orders, {}, key=key, timestamp_ms=at_s * 1000)
+        t.run_until_idle()
+        outputs = t.outputs(out)
+    assert [(o["key"], o["start"], o["n"]) for o in outputs] == [(None, 0, 2), ("k", 0, 1)]

@@ -165,3 +165,12 @@ def test_unkeyed_records_share_one_window_per_span() -> None:
         t.run_until_idle()
         outputs = t.outputs(out)
     assert [(o["key"], o["start"], o["n"]) for o in outputs] == [(None, 0, 2), ("k", 0, 1)]
+
+
+def test_a_new_session_acts_on_time_at_once() -> None:
+    """A worker that (re)joins acts on the clock at its first fetch, so a test's (or an
+    idle partition's) time is seen even if the clock moved just before it started."""
+    app, orders, out = shop()
+    app.stream(orders, group="g").window(tumbling(seconds=1)).aggregate(n=agg.count()).to(out)
+    with TestApp(app, clock=ManualClock(start_ms=0), timeout_s=3) as t:
+        t.advance(0)

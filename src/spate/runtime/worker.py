@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -295,7 +296,7 @@ class Worker:
         process = traced(self._process, settings, self.app_name, self.stream)
         outage = self._outage
         ticking, clock = pipeline.ticks, self.clock
-        ticked_s = clock.monotonic()
+        ticked_s = -math.inf  # a session acts on time once at its start
         try:
             await consumer.start()
             while not stop.is_set():

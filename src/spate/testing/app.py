@@ -281,12 +281,16 @@ class TestApp:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         ticking = [p.name for p in self.app.processors if p.stream.ticks]
-        while any((self.app.stats[name].ticked_s or -1.0) < now_s for name in ticking):
+        while any(self._ticked_before(name, now_s) for name in ticking):
             self._raise_if_failed()
             if loop.time() > deadline:
                 raise TimeoutError(f"processors did not act on the clock after {self.timeout_s}s")
             await asyncio.sleep(IDLE_POLL_S)
         await self.run_until_idle_async()
+
+    def _ticked_before(self, processor: str, now_s: float) -> bool:
+        ticked_s = self.app.stats[processor].ticked_s
+        return ticked_s is None or ticked_s < now_s
 
     def advance(self, seconds: float) -> None:
         """Synchronous :meth:`advance_async`."""

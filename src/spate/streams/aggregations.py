@@ -124,32 +124,31 @@ def mean(fn: Field | None = None) -> Aggregator:
     )
 
 
-def first(fn: Field | None = None) -> Aggregator:
-    """``fn(value)`` of the record with the earliest event time (the first to arrive
-    among equal ones)."""
-    get = _pick(_field("first", fn))
+def _at_time(kind: str, fn: Field | None, wins: Callable[[int, int], bool]) -> Aggregator:
+    """``fn(value)`` of one record, kept as (event time, value): a record replaces the
+    kept one when ``wins(its time, kept time)``; merging keeps the later window's
+    when it wins against the earlier one's."""
+    get = _pick(_field(kind, fn))
     return Aggregator(
-        "first",
+        kind,
         lambda: None,
-        lambda acc, value, ts: (ts, get(value)) if acc is None or ts < acc[0] else acc,
-        lambda a, b: b if a is None or (b is not None and b[0] < a[0]) else a,
+        lambda acc, value, ts: (ts, get(value)) if acc is None or wins(ts, acc[0]) else acc,
+        lambda a, b: b if a is None or (b is not None and wins(b[0], a[0])) else a,
         lambda acc: None if acc is None else acc[1],
         fn=fn,
     )
+
+
+def first(fn: Field | None = None) -> Aggregator:
+    """``fn(value)`` of the record with the earliest event time (the first to arrive
+    among equal ones)."""
+    return _at_time("first", fn, lambda ts, kept: ts < kept)
 
 
 def last(fn: Field | None = None) -> Aggregator:
     """``fn(value)`` of the record with the latest event time (the last to arrive
     among equal ones)."""
-    get = _pick(_field("last", fn))
-    return Aggregator(
-        "last",
-        lambda: None,
-        lambda acc, value, ts: (ts, get(value)) if acc is None or ts >= acc[0] else acc,
-        lambda a, b: a if b is None or (a is not None and a[0] > b[0]) else b,
-        lambda acc: None if acc is None else acc[1],
-        fn=fn,
-    )
+    return _at_time("last", fn, lambda ts, kept: ts >= kept)
 
 
 def collect(fn: Field | None = None) -> Aggregator:

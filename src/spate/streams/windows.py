@@ -187,6 +187,22 @@ class _Partition:
 _first = operator.itemgetter(0)
 
 
+@dataclass(slots=True)
+class _Run:
+    """One partition's share of a batch, as the functions that add records see it."""
+
+    part: _Partition
+    items: list[Item]
+    times: list[int]
+    """The items' event times (none for tumbling windows on record timestamps)."""
+    touched: dict[Any, Any] = field(default_factory=dict)
+    """Each window the records changed, its state (None: delete it), written back once."""
+    late: list[Record] = field(default_factory=list)
+    early: list[tuple[Any, int, list[Any]]] = field(default_factory=list)
+    """Sessions closed before a record whose merged session took their start: (key,
+    start, state), emitted at the batch's end before the windows it closes."""
+
+
 def _window_order(window: tuple[Any, int]) -> tuple[bytes, int]:
     key, n = window
     return (b"" if key is None else key, n)
@@ -251,9 +267,12 @@ class WindowOperator:
         context = self.partitions[tp]
         part = self._partition(context)
         items, times = self._event_times(items)
-        touched: dict[Any, Any] = {}
-        late: list[Record] = []
-        top = self._add(part, items, times, touched, late)
+        run = _Run(part, items, times)
+        touched, late = run.touched, run.late
+        top = part.watermark.top
+        low = self._add(run, -(2**63) if top is None else top)
+        if items:
+            top = low
         store = part.store
         for window, state in touched.items():
             if state is None:
@@ -262,6 +281,9 @@ class WindowOperator:
                 store.set(window, state)
         part.watermark.seen(top, context.clock.monotonic())
         part.watermark.save(store)
+        for key, start, state in run.early:
+            end = state[0]
+            out.append((_source(tp, end), key, self._output(_text(key), start, end, state)))
         if self.spec.emit == "update":
             self._emit_updates(tp, part, touched, out)
         self._close(tp, part, out)
@@ -310,47 +332,30 @@ class WindowOperator:
             return self._fresh(end)
         return stored
 
-    # --- adding records, per window shape: each returns the partition's new top -------
+    # --- adding records, per window shape: each returns the largest event time seen --
 
-    def _add_tumbling(
-        self,
-        part: _Partition,
-        items: list[Item],
-        times: list[int],
-        touched: dict[Any, Any],
-        late: list[Record],
-    ) -> int | None:
+    def _add_tumbling(self, run: _Run, low: int) -> int:
         """Tumbling windows: one per record, in the loop compiled for this operator."""
-        top = part.watermark.top
-        low = self._tumbling(
-            items,
-            None if self._extract is None else iter(times),
-            touched,
-            late,
-            part.store.get,
-            part.closing_at,
-            -(2**63) if top is None else top,
+        return self._tumbling(
+            run.items,
+            None if self._extract is None else iter(run.times),
+            run.touched,
+            run.late,
+            run.part.store.get,
+            run.part.closing_at,
+            low,
             self._grace,
             self.spec.window.size_ms,
             self._fresh,
             self.fail,
         )
-        return None if top is None and not items else low
 
-    def _add_fixed(
-        self,
-        part: _Partition,
-        items: list[Item],
-        times: list[int],
-        touched: dict[Any, Any],
-        late: list[Record],
-    ) -> int | None:
+    def _add_fixed(self, run: _Run, low: int) -> int:
         """Hopping windows: each record in every window that covers it and is open."""
         size, advance, grace = self.spec.window.size_ms, self.spec.window.advance_ms, self._grace
         update, fail, load = self._update, self.fail, self._load
-        top = part.watermark.top
-        low = -(2**63) if top is None else top
-        for (source, key, value), ts in zip(items, times, strict=True):
+        part, touched, late = run.part, run.touched, run.late
+        for (source, key, value), ts in zip(run.items, run.times, strict=True):
             if ts > low:
                 low = ts
             closed = low - grace
@@ -371,22 +376,14 @@ class WindowOperator:
                     start -= advance
             except Exception as exc:
                 fail(source, exc)
-        return None if top is None and not times else low
+        return low
 
-    def _add_sliding(
-        self,
-        part: _Partition,
-        items: list[Item],
-        times: list[int],
-        touched: dict[Any, Any],
-        late: list[Record],
-    ) -> int | None:
+    def _add_sliding(self, run: _Run, low: int) -> int:
         """A key's recent records, and the ends of its windows still open, under ``(key,)``."""
         grace = self._grace
+        part, touched, late = run.part, run.touched, run.late
         store = part.store
-        top = part.watermark.top
-        low = -(2**63) if top is None else top
-        for (source, key, value), ts in zip(items, times, strict=True):
+        for (source, key, value), ts in zip(run.items, run.times, strict=True):
             if ts < low - grace:
                 late.append(source)
                 continue
@@ -409,24 +406,16 @@ class WindowOperator:
             if ts not in ends:
                 ends.append(ts)
                 part.opens(ts + 1, (key, ts))
-        return None if top is None and not times else low
+        return low
 
-    def _add_session(
-        self,
-        part: _Partition,
-        items: list[Item],
-        times: list[int],
-        touched: dict[Any, Any],
-        late: list[Record],
-    ) -> int | None:
+    def _add_session(self, run: _Run, low: int) -> int:
         """Each record's session ``[ts, ts + gap)``, merged with the open ones it meets."""
         gap, grace = self.spec.window.size_ms, self._grace
         aggregators, update, fail = self.spec.aggregators, self._update, self.fail
+        part, touched, late = run.part, run.touched, run.late
         store = part.store
         fresh, get = self._fresh, store.get
-        top = part.watermark.top
-        low = -(2**63) if top is None else top
-        for (source, key, value), ts in zip(items, times, strict=True):
+        for (source, key, value), ts in zip(run.items, run.times, strict=True):
             closed = low - grace
             if ts > low:
                 low = ts
@@ -467,10 +456,17 @@ class WindowOperator:
                 state = pieces[0][1]
                 for _, piece in pieces[1:]:
                     state = merged(aggregators, state, piece)
+            if start in sessions:
+                # A session that closed before this record (not emitted yet: that is at
+                # the batch's end) starts where the merged one does: emit it now.
+                window = (key, start)
+                done = touched.get(window) or get(window)
+                self._forget_session(part, key, start, done[0])
+                run.early.append((key, start, done))
             touched[(key, start)] = state
             sessions[start] = state[0]
             part.opens(state[0], (key, start))
-        return None if top is None and not times else low
+        return low
 
     def _forget_session(self, part: _Partition, key: Any, start: int, end: int) -> None:
         part.sessions[key].pop(start, None)

@@ -160,6 +160,9 @@ def run_broker(
         p1_rows = [_child("P1", broker, side, url(), records) for side in sides]
         rows += _with_ratios("P1", broker, p1_rows)
     if "W2" in workloads:
+        if broker in ("kafka", "tansu") and not smoke:
+            # Warm-up: a new broker loads its group and transaction coordinators first.
+            _child("W2", broker, "spate", url(), min(records, 20_000))
         w2_rows = [_child("W2", broker, side, url(), records) for side in ("plain", "spate")]
         rows += _with_ratios("W2", broker, w2_rows)
     return rows

@@ -1,8 +1,11 @@
 """Every benchmark on every broker available here, in one run.
 
-W1 (decode, filter, enrich, publish, commit: ``w1.py``) and W2 (publish only:
-``w2.py``), each beside its baseline on the same broker in the same run: the raw
-client loop (on the embedded brokers, W1's plain Python loop; W2 has none there).
+W1 (decode, filter, enrich, publish, commit: ``w1.py``), P1 (publish only:
+``p1.py``) and W2 (per user count and sum in tumbling 10-second event-time windows:
+``w2.py``), each beside its baseline on the same broker in the same run: for W1 the
+raw client loop (on the embedded brokers, a plain Python loop), for P1 the client's
+own producer loop (none on the embedded brokers), for W2 on every broker a plain
+Python loop doing the same dict-based aggregation.
 Every run is its own process, so its CPU time and peak RSS are its own. The figures
 go to ``benchmarks/results/<date>.json`` and to the table in ``benchmarks/README.md``
 between the markers. Usage::
@@ -10,6 +13,7 @@ between the markers. Usage::
     python benchmarks/run.py                        # 200,000 records, every broker found
     python benchmarks/run.py --broker redis --broker nats --records 50000
     python benchmarks/run.py --smoke                # 2,000 records, memory:// and local://
+    python benchmarks/run.py --workload W2 --broker memory --broker kafka
 
 Brokers: ``memory``, ``local``, ``redis`` (a redis-server on PATH), ``nats``
 (nats-server), ``kafka`` (Apache Kafka from the cached jars, needs Java) and ``tansu``.
@@ -57,22 +61,35 @@ def _w1(broker: str, side: str, url: str, orders: list[tuple[bytes, bytes]]) -> 
     return asyncio.run(redis_loop(url, orders))
 
 
+def _p1(broker: str, side: str, url: str, orders: list[tuple[bytes, bytes]]) -> Result:
+    import p1
+
+    if side == "spate":
+        return asyncio.run(p1.spate_publish(url, orders))
+    if broker == "nats":
+        return asyncio.run(p1.nats_raw(url, orders))
+    if broker == "redis":
+        return asyncio.run(p1.redis_raw(url, orders))
+    return p1.kafka_raw(url, orders)
+
+
 def _w2(broker: str, side: str, url: str, orders: list[tuple[bytes, bytes]]) -> Result:
     import w2
 
-    if side == "spate":
-        return asyncio.run(w2.spate_publish(url, orders))
-    if broker == "nats":
-        return asyncio.run(w2.nats_raw(url, orders))
-    if broker == "redis":
-        return asyncio.run(w2.redis_raw(url, orders))
-    return w2.kafka_raw(url, orders)
+    return w2.spate_windows(url, orders) if side == "spate" else w2.plain_loop(orders)
+
+
+WORKLOADS: dict[str, Callable[[str, str, str, list[tuple[bytes, bytes]]], Result]] = {
+    "W1": _w1,
+    "P1": _p1,
+    "W2": _w2,
+}
 
 
 def one(workload: str, broker: str, side: str, url: str, records: int) -> Row:
     """Child process: one side of one workload, its figures."""
     orders = make_orders(records)
-    result = (_w1 if workload == "W1" else _w2)(broker, side, url, orders)
+    result = WORKLOADS[workload](broker, side, url, orders)
     return {
         "name": result.name,
         "records_per_s": result.rate,
@@ -117,20 +134,37 @@ def _with_ratios(workload: str, broker: str, rows: list[Row]) -> list[Row]:
     return rows
 
 
-def run_broker(broker: str, url: Callable[[], str], records: int, smoke: bool) -> list[Row]:
-    """W1 and W2 on one broker: the baseline first, then spate, each in a process."""
-    rows: list[Row] = []
+def _w1_rows(broker: str, url: Callable[[], str], records: int, smoke: bool) -> list[Row]:
     if broker in ("kafka", "tansu"):
         address = url()
         if not smoke:
             _kafka_w1("raw", address, records)  # warm-up: a new JVM compiles at first
-        w1_rows = [_kafka_w1(kind, address, records) for kind in ("raw", "at-least-once")]
-        rows += _with_ratios("W1", broker, w1_rows)
-    else:
-        w1_rows = [_child("W1", broker, side, url(), records) for side in ("raw", "spate")]
-        rows += _with_ratios("W1", broker, w1_rows)
-    sides = ("spate",) if broker in EMBEDDED else ("raw", "spate")
-    rows += _with_ratios("W2", broker, [_child("W2", broker, s, url(), records) for s in sides])
+        return [_kafka_w1(kind, address, records) for kind in ("raw", "at-least-once")]
+    return [_child("W1", broker, side, url(), records) for side in ("raw", "spate")]
+
+
+def run_broker(
+    broker: str,
+    url: Callable[[], str],
+    records: int,
+    smoke: bool,
+    workloads: tuple[str, ...] = tuple(WORKLOADS),
+) -> list[Row]:
+    """W1, P1 and W2 (or those of ``workloads``) on one broker: the baseline first,
+    then spate, each in a process."""
+    rows: list[Row] = []
+    if "W1" in workloads:
+        rows += _with_ratios("W1", broker, _w1_rows(broker, url, records, smoke))
+    if "P1" in workloads:
+        sides = ("spate",) if broker in EMBEDDED else ("raw", "spate")
+        p1_rows = [_child("P1", broker, side, url(), records) for side in sides]
+        rows += _with_ratios("P1", broker, p1_rows)
+    if "W2" in workloads:
+        if broker in ("kafka", "tansu") and not smoke:
+            # Warm-up: a new broker loads its group and transaction coordinators first.
+            _child("W2", broker, "spate", url(), min(records, 20_000))
+        w2_rows = [_child("W2", broker, side, url(), records) for side in ("plain", "spate")]
+        rows += _with_ratios("W2", broker, w2_rows)
     return rows
 
 
@@ -203,6 +237,13 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=None, help="default 200,000")
     parser.add_argument("--broker", action="append", choices=BROKERS, default=None)
     parser.add_argument("--smoke", action="store_true", help="2,000 records, embedded only")
+    parser.add_argument(
+        "--workload",
+        action="append",
+        choices=tuple(WORKLOADS),
+        default=None,
+        help="only these (the README table is then left alone unless --readme is given)",
+    )
     parser.add_argument("--results-dir", type=Path, default=HERE / "results")
     parser.add_argument("--readme", type=Path, default=None, help="default: README.md here")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
@@ -214,14 +255,16 @@ def main() -> None:
         print(json.dumps(one(workload, broker, side, args.url, records)))
         return
     brokers = args.broker or (EMBEDDED if args.smoke else BROKERS)
-    readme = args.readme or (None if args.smoke else HERE / "README.md")
+    workloads = tuple(args.workload or WORKLOADS)
+    partial = args.smoke or args.workload is not None
+    readme = args.readme or (None if partial else HERE / "README.md")
     rows: list[Row] = []
     skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="spate-benchmarks-") as tmp:
         for broker in brokers:
             try:
                 with serving(broker, Path(tmp) / broker) as url:
-                    rows += run_broker(broker, url, records, args.smoke)
+                    rows += run_broker(broker, url, records, args.smoke, workloads)
             except (RuntimeError, OSError, ImportError) as exc:
                 if broker in EMBEDDED:
                     raise

@@ -140,11 +140,17 @@ async def prepare_topics(
         await produce_orders(broker, source, orders)
 
 
-async def _wait_until_committed(
-    broker: spate.Broker, total: int, runner: asyncio.Task[None]
+async def wait_until_committed(
+    broker: spate.Broker,
+    total: int,
+    runner: asyncio.Task[None],
+    group: str = "w1",
+    topic: str = "orders",
 ) -> None:
+    """Return once ``group`` committed ``total`` records of ``topic``; raise if the
+    processors stopped first."""
     while True:
-        lag = await broker.lag("w1", ["orders"])
+        lag = await broker.lag(group, [topic])
         if sum(p.committed or 0 for p in lag) >= total:
             return
         if runner.done():
@@ -175,7 +181,7 @@ async def spate_pipeline_async(
         stop = asyncio.Event()
         wall, cpu = time.perf_counter(), time.process_time()
         runner = asyncio.create_task(app.run_processors(broker, stop))
-        await _wait_until_committed(broker, len(orders), runner)
+        await wait_until_committed(broker, len(orders), runner)
         # The clock stops when every record is committed; the drain after it is not W1.
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         stop.set()

@@ -1,121 +1,182 @@
-"""W2: publish only. The W1 orders (about 200 bytes, keyed by user, 4 partitions)
-handed to the broker in batches of 1,000, waiting for each batch's acknowledgement
-before the next, as a producing service does (and ``spate bench produce --batch``).
-No decoding: W2 measures what each side pays per record to publish it.
+"""W2: per user, count and sum ``amount`` in tumbling 10-second event-time windows;
+emit each closed window.
 
-spate: ``Producer.send_many`` of the batch and ``flush``. Beside it, the client's own
-way, the same per-key partitioning (CRC32 of the key modulo 4, as spate lays out every
-topic), the same topics created through spate:
+The W1 orders (200,000 JSON orders of about 200 bytes, keyed by user, 4 partitions),
+each with an event time (its record timestamp): 1,000 orders per second of event time
+(``--rate``), so 200 s, twenty windows of 10,000 orders by about 6,300 of the 10,000
+users each — most users order once per window, so a window's outputs are 60% of its
+inputs, the pessimistic end for spate (every output goes through the broker; the
+plain loop only encodes it). Through spate::
 
-* Kafka: confluent-kafka ``produce`` per record (``linger.ms`` 1, ``consistent_random``,
-  as spate configures librdkafka), ``flush`` per batch;
-* NATS: nats-py ``publish_async`` per record to the partition's subject, the PubAcks of
-  the batch gathered;
-* Redis: one redis-py pipeline of ``XADD`` per batch into the partition's stream.
+    app.stream(orders, group=...).window(tumbling(seconds=10))
+        .aggregate(n=agg.count(), revenue=agg.sum(amount)).to(windows)
 
-The embedded brokers have no client of their own; there W2 has no baseline. Run it
-through ``benchmarks/run.py``, which starts the servers and runs every side in its
-own process.
+and beside it, in the same run, a plain Python loop doing the same by hand: decode
+with orjson, a dict of windows of dicts of ``[count, sum]`` per user, and each window
+encoded with orjson when the event time passes its end. Both leave the last window
+open (nothing closes it). spate is timed from its first processed batch (after the
+group joined) until every input offset is committed; CPU is the whole process's.
+Both sides run ``gc.collect()`` before their clock starts, so the collector has
+examined the harness's 200,000 input tuples once (and stopped tracking them) instead
+of walking them during a timed collection.
+Usage::
+
+    python benchmarks/w2.py --records 200000 --broker memory:// --broker local://
+    python benchmarks/w2.py --rate 4000    # 40,000 orders a window: outputs 20% of inputs
+
+or through ``benchmarks/run.py`` (every broker, Kafka included).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import gc
 import time
 import uuid
-import zlib
+from typing import Any
 
-from w1 import PARTITIONS, Result
+import orjson
+from w1 import (
+    PARTITIONS,
+    Result,
+    in_workdir,
+    make_orders,
+    measure,
+    print_table,
+    wait_until_committed,
+)
 
 import spate
+from spate.app import App
+from spate.streams import agg, tumbling
 
-BATCH = 1000
+T0 = 1_700_000_000_000
+"""The first event time (Kafka reads a timestamp of 0 as "now")."""
+RATE = 1_000
+"""Orders per second of event time."""
+WINDOW_MS = 10_000
 Orders = list[tuple[bytes, bytes]]
 
 
-async def fresh_topic(url: str) -> str:
-    """A new W2 topic with 4 partitions (created through spate, not timed)."""
-    topic = f"w2-{uuid.uuid4().hex[:8]}"
-    async with spate.connect(url) as broker:
-        await broker.create_topic(topic, PARTITIONS)
-    return topic
+def amount(order: dict[str, Any]) -> Any:
+    return order["amount"]
 
 
-async def spate_publish(url: str, orders: Orders) -> Result:
-    topic = f"w2-{uuid.uuid4().hex[:8]}"
-    async with spate.connect(url) as broker:
-        await broker.create_topic(topic, PARTITIONS)
-        outgoing = [(topic, value, key, None) for key, value in orders]
-        async with broker.producer() as producer:
-            wall, cpu = time.perf_counter(), time.process_time()
-            for start in range(0, len(outgoing), BATCH):
-                producer.send_many(outgoing[start : start + BATCH])
-                await producer.flush()
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return Result("spate", len(orders), wall, cpu)
+def event_time(index: int, rate: int) -> int:
+    """The event time of order ``index`` at ``rate`` orders per second."""
+    return T0 + index * 1000 // rate
 
 
-def kafka_raw(url: str, orders: Orders) -> Result:
-    from confluent_kafka import Producer
+def plain_loop(orders: Orders, rate: int = RATE) -> Result:
+    """The baseline: the same windows, aggregated and emitted by hand."""
+    timed = [(key, value, event_time(i, rate)) for i, (key, value) in enumerate(orders)]
+    gc.collect()  # the input's tuples: examined (and untracked) once, before the clock
 
-    topic = asyncio.run(fresh_topic(url))
-    producer = Producer(
-        {
-            "bootstrap.servers": url.removeprefix("kafka://"),
-            "linger.ms": 1,
-            "partitioner": "consistent_random",
-        }
+    def work() -> None:
+        out = []
+        loads, dumps = orjson.loads, orjson.dumps
+        windows: dict[int, dict[bytes, list[Any]]] = {}
+        closes_at = None
+        for key, value, ts in timed:
+            order = loads(value)
+            start = ts - ts % WINDOW_MS
+            users = windows.get(start)
+            if users is None:
+                users = windows[start] = {}
+                if closes_at is None or start + WINDOW_MS < closes_at:
+                    closes_at = start + WINDOW_MS
+            acc = users.get(key)
+            if acc is None:
+                users[key] = [1, order["amount"]]
+            else:
+                acc[0] += 1
+                acc[1] += order["amount"]
+            if closes_at is not None and ts >= closes_at:
+                for done in sorted(s for s in windows if s + WINDOW_MS <= ts):
+                    for user, (n, revenue) in windows.pop(done).items():
+                        out.append(
+                            dumps(
+                                {
+                                    "key": user.decode(),
+                                    "start": done,
+                                    "end": done + WINDOW_MS,
+                                    "n": n,
+                                    "revenue": revenue,
+                                }
+                            )
+                        )
+                closes_at = min((s + WINDOW_MS for s in windows), default=None)
+
+    return measure("plain loop", len(orders), work)
+
+
+def w2_app(url: str, source: str, sink: str, group: str) -> App:
+    """The W2 App, with no side service (no metrics server, lag poller or watchdog)."""
+    app = App("w2", broker=url, stall_timeout_s=0)
+    orders = app.topic(source, partitions=PARTITIONS)
+    windows = app.topic(sink, partitions=PARTITIONS)
+    (
+        app.stream(orders, group=group)
+        .window(tumbling(seconds=WINDOW_MS / 1000))
+        .aggregate(n=agg.count(), revenue=agg.sum(amount))
+        .to(windows)
     )
-    produce = producer.produce
-    wall, cpu = time.perf_counter(), time.process_time()
-    for start in range(0, len(orders), BATCH):
-        for key, value in orders[start : start + BATCH]:
-            produce(topic, value, key)
-        if producer.flush(30):
-            raise RuntimeError("raw Kafka producer: records left unacknowledged")
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return Result("raw confluent-kafka", len(orders), wall, cpu)
+    return app
 
 
-async def nats_raw(url: str, orders: Orders) -> Result:
-    import nats
-
-    from spate.brokers.nats.admin import subject
-
-    topic = await fresh_topic(url)
-    subjects = [subject(topic, p) for p in range(PARTITIONS)]
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    crc32 = zlib.crc32
-    wall, cpu = time.perf_counter(), time.process_time()
-    for start in range(0, len(orders), BATCH):
-        futures = [
-            await js.publish_async(
-                subjects[crc32(key) % PARTITIONS], value, headers={"Spate-Key": key.decode()}
-            )
-            for key, value in orders[start : start + BATCH]
-        ]
-        await asyncio.gather(*futures)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    await nc.close()
-    return Result("raw nats-py", len(orders), wall, cpu)
+async def produce_timed(broker: spate.Broker, topic: str, orders: Orders, rate: int) -> None:
+    """Publish ``orders`` with their event times as timestamps, in flushed chunks."""
+    async with broker.producer() as producer:
+        for start in range(0, len(orders), 10_000):
+            for i in range(start, min(start + 10_000, len(orders))):
+                key, value = orders[i]
+                producer.send(topic, value, key=key, timestamp_ms=event_time(i, rate))
+            await producer.flush()
 
 
-async def redis_raw(url: str, orders: Orders) -> Result:
-    import redis.asyncio as aioredis
+async def spate_windows_async(url: str, orders: Orders, rate: int = RATE) -> Result:
+    suffix = uuid.uuid4().hex[:8]
+    source, group = f"w2-orders-{suffix}", f"w2-{suffix}"
+    app = w2_app(url, source, f"w2-windows-{suffix}", group)
+    async with app.connect() as broker:
+        await app.prepare(broker)
+        await produce_timed(broker, source, orders, rate)
+        gc.collect()  # the harness's input, as for the plain loop: not W2's work
+        stop = asyncio.Event()
+        runner = asyncio.create_task(app.run_processors(broker, stop))
+        stats = app.stats[group]
+        while stats.consumed == 0:  # the group joins: not W2's work
+            if runner.done():
+                runner.result()
+            await asyncio.sleep(0.002)
+        before = stats.consumed
+        wall, cpu = time.perf_counter(), time.process_time()
+        await wait_until_committed(broker, len(orders), runner, group, source)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        stop.set()
+        await runner
+    return Result(f"spate {url.split('://')[0]}://", len(orders) - before, wall, cpu)
 
-    from spate.brokers.redis.keys import stream
 
-    topic = await fresh_topic(url)
-    streams = [stream(topic, p) for p in range(PARTITIONS)]
-    client = aioredis.Redis.from_url(url)
-    crc32 = zlib.crc32
-    wall, cpu = time.perf_counter(), time.process_time()
-    for start in range(0, len(orders), BATCH):
-        pipe = client.pipeline(transaction=False)
-        for key, value in orders[start : start + BATCH]:
-            pipe.xadd(streams[crc32(key) % PARTITIONS], {b"v": value, b"k": key})
-        await pipe.execute()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    await client.aclose()
-    return Result("raw redis-py", len(orders), wall, cpu)
+def spate_windows(url: str, orders: Orders, rate: int = RATE) -> Result:
+    """Through spate: fetch, decode, window, aggregate, emit, publish, commit."""
+    return asyncio.run(spate_windows_async(url, orders, rate))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--broker", action="append", default=None)
+    parser.add_argument("--rate", type=int, default=RATE, help="orders per second of event time")
+    args = parser.parse_args()
+    orders = make_orders(args.records)
+    results = [plain_loop(orders, args.rate)]
+    for url in args.broker or ["memory://", "local://"]:
+        results.append(in_workdir(url, lambda u: spate_windows(u, orders, args.rate)))
+    title = f"W2, {args.records} records, {args.rate} orders/s, {PARTITIONS} partitions"
+    print_table(title, results)
+
+
+if __name__ == "__main__":
+    main()

@@ -470,11 +470,18 @@ class App:
         await Lifecycle(self, settings=settings).run_processors(broker, stop)
 
     def validate(self) -> None:
-        """Raise ConfigError if this App cannot run (it has no processors)."""
+        """Raise ConfigError if this App cannot run (no processors, or a window that
+        dead-letters late records in a processor without a dead-letter topic)."""
         if not self.processors:
             raise ConfigError(
                 f"app {self.name!r} has no processors; add @app.handler(...) or app.stream(...)"
             )
+        for processor in self.processors:
+            if processor.stream.late_dead_letters and not processor.dead_letters:
+                raise ConfigError(
+                    f"processor {processor.name!r}: .window(late='dead_letter') needs a "
+                    "dead-letter topic; pass dead_letter=True to app.stream(...)"
+                )
 
     def run(self) -> None:
         """Run until SIGINT/SIGTERM, then drain and return. A second signal exits at once.

@@ -17,8 +17,9 @@ these, so user code can handle broker trouble without importing any client libra
     │   ├── LeaseLost             this member no longer owns a partition
     │   └── FencedError           a write carried a stale epoch: a newer owner exists
     ├── ProcessingError           a record could not be processed
-    │   └── SerdeError            a value could not be encoded or decoded
-    │       └── DeserializationError  a stored record did not decode; names its location
+    │   ├── SerdeError            a value could not be encoded or decoded
+    │   │   └── DeserializationError  a stored record did not decode; names its location
+    │   └── LateRecordError       a record came for a window that had closed (late="dead_letter")
     └── StateError                a store was used wrongly, or its state cannot be kept
         └── RecoveryError         a store could not be restored from its changelog
 
@@ -97,6 +98,11 @@ class FencedError(CoordinationError):
 
 class ProcessingError(SpateError):
     """A record could not be processed."""
+
+
+class LateRecordError(ProcessingError):
+    """A record's event time is behind its partition's watermark: the windows it belongs
+    to were emitted already. Only dead letters carry it (``late="dead_letter"``)."""
 
 
 class SerdeError(ProcessingError):

@@ -43,16 +43,20 @@ def test_smoke_run_writes_results_and_the_readme_table(tmp_path: Path) -> None:
     assert runs == {
         ("W1", "memory", "plain loop"),
         ("W1", "memory", "spate memory://"),
-        ("W2", "memory", "spate"),
+        ("P1", "memory", "spate"),
+        ("W2", "memory", "plain loop"),
+        ("W2", "memory", "spate memory://"),
         ("W1", "local", "plain loop"),
         ("W1", "local", "spate local://"),
-        ("W2", "local", "spate"),
+        ("P1", "local", "spate"),
+        ("W2", "local", "plain loop"),
+        ("W2", "local", "spate local://"),
     }
     for row in data["rows"]:
         assert row["records_per_s"] > 0
         assert row["cpu_us_per_record"] > 0
         assert row["peak_rss_mib"] > 0
-        if row["workload"] == "W1":
+        if row["workload"] in ("W1", "W2"):
             assert row["cpu_vs_raw"] > 0
         else:
             assert row["cpu_vs_raw"] is None
@@ -64,4 +68,5 @@ def test_smoke_run_writes_results_and_the_readme_table(tmp_path: Path) -> None:
     assert "old table" not in table
     assert "2,000 records" in table
     assert "| W1 | local | spate local:// |" in table
-    assert table.count("\n| W") == 6
+    assert "| W2 | memory | spate memory:// |" in table
+    assert table.count("\n| W") + table.count("\n| P") == 10

@@ -26,19 +26,21 @@ def test_readme_quickstart_commands() -> None:
     assert 'python -m pip install -e ".[all,test]" && python -m pytest' in readme
 
 
-def run_example(section: str, capsys: pytest.CaptureFixture[str]) -> list[str]:
-    """Run the first Python block of the README's ``section``; the lines it printed."""
+def run_example(heading: str, capsys: pytest.CaptureFixture[str]) -> tuple[str, list[str]]:
+    """Run the first Python block under README heading ``heading``: the section's text
+    and the lines the block printed."""
     readme = (ROOT / "README.md").read_text()
-    block = re.search(r"```python\n(.*?)```", readme.split(f"## {section}", 1)[1], re.S)
+    section = readme.split(heading, 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S)
     assert block is not None
     exec(compile(block.group(1), "README.md", "exec"), {"__name__": "readme_example"})
-    return capsys.readouterr().out.splitlines()
+    return section, capsys.readouterr().out.splitlines()
 
 
 def test_readme_failure_example_runs_and_dead_letters_the_failing_record(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    lines = run_example("When a record fails", capsys)
+    _, lines = run_example("## When a record fails", capsys)
     assert lines[0] == "[20, 25]"
     assert "'spate-error-type': 'ZeroDivisionError'" in lines[1]
     assert "'spate-attempts': '9'" in lines[1]
@@ -49,6 +51,15 @@ def test_readme_failure_example_runs_and_dead_letters_the_failing_record(
 def test_readme_state_example_runs_and_keeps_a_total_per_key(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert run_example("State", capsys) == [
+    assert run_example("## State", capsys)[1] == [
         "[{'user': 'ann', 'total': 5}, {'user': 'bob', 'total': 7}, {'user': 'ann', 'total': 15}]"
     ]
+
+
+def test_readme_windows_example_prints_the_closed_windows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    section, lines = run_example("## Windows", capsys)
+    printed = section.split("It prints `", 1)[1]
+    assert lines[0] == printed.split("`", 1)[0]
+    assert lines[1] == printed.split("then\n`", 1)[1].split("`", 1)[0]

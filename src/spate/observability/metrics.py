@@ -58,6 +58,11 @@ _COUNTERS: tuple[tuple[str, str, Callable[[ProcessorStats], int]], ...] = (
         lambda s: s.partitions_lost,
     ),
     (
+        "spate_late_records_total",
+        "Records that came for windows already closed (dropped or dead-lettered).",
+        lambda s: s.late_records,
+    ),
+    (
         "spate_state_restore_records_total",
         "Records replayed to restore state.",
         lambda s: s.state_restored,

@@ -316,10 +316,12 @@ class EffectivelyOnce(AtLeastOnce):
         self, outputs: Sequence[Output], through: Offsets, records: Sequence[Record]
     ) -> None:
         heads = self._heads
-        for tp in through:
-            if tp.topic not in heads:
-                info = await self._describe(tp.topic)
-                heads[tp.topic] = f"{self.prefix}/{tp.topic}@{info.incarnation}/"
+        # A tick's outputs (windows closing with the clock) come with no offsets.
+        topics = {tp.topic for tp in through} or {source.topic for *_, source in outputs}
+        for topic in topics:
+            if topic not in heads:
+                info = await self._describe(topic)
+                heads[topic] = f"{self.prefix}/{topic}@{info.incarnation}/"
         await super().end_batch(outputs, through, records)
 
     def _send(self, outputs: Sequence[Output]) -> None:

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from spate.brokers.base import Broker
 from spate.brokers.url import parse_broker_url
+from spate.clock import SYSTEM_CLOCK, Clock
 from spate.config import Settings
 from spate.observability.logs import formatter
 from spate.observability.server import observability_services
@@ -167,7 +168,8 @@ class Lifecycle:
 
     ``settings`` replaces the App's once the broker is connected (TestApp shortens
     idle fetches); ``services`` run beside the processors, after the metrics server
-    and lag poller that ``settings.metrics_port`` asks for."""
+    and lag poller that ``settings.metrics_port`` asks for; ``clock`` is the workers'
+    (TestApp's manual one drives windows)."""
 
     def __init__(
         self,
@@ -175,9 +177,11 @@ class Lifecycle:
         *,
         settings: Settings | None = None,
         services: Sequence[Service] = (),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.app = app
         self.settings = settings or app.settings
+        self.clock = clock
         self.services = (*observability_services(self.settings), *services)
 
     def run(self) -> None:
@@ -241,6 +245,7 @@ class Lifecycle:
                 delayed=p.delayed,
                 stats=app.stats[p.name],
                 executor=executor,
+                clock=self.clock,
             )
             for p in app.processors
         ]

@@ -76,6 +76,11 @@ class ProcessorStats:
     partition (``Dedup`` / ``Stream.dedup``)."""
     retries: int = 0
     """Calls of a user function made again after it failed (``retry=Retry(...)``)."""
+    late_records: int = 0
+    """Records whose windows had closed when they came (counted, then dropped or
+    dead-lettered: ``.window(late=...)``)."""
+    ticked_s: float | None = None
+    """Monotonic time of the pipeline's last tick (windows closing with the clock)."""
     state_restored: int = 0
     """Changelog records replayed to restore stores (``spate_state_restore_records_total``)."""
     batch_duration: Histogram = field(default_factory=lambda: Histogram(SECONDS_BUCKETS))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -58,6 +59,10 @@ from spate.state.manager import StateConfig, StateManager, state_root
 from spate.streams.stream import Batch, Pipeline, Stream
 
 log = logging.getLogger("spate.runtime")
+
+TICK_INTERVAL_S = 1.0
+"""How often a pipeline that acts on time (windows) is ticked while batches keep
+coming; an idle one is ticked at every empty fetch the clock moved since."""
 
 CLOSE_AFTER_ERROR_S = 5.0
 """How long closing a consumer may take after its loop failed (leaving during an
@@ -132,6 +137,8 @@ class Worker:
         self.state: StateManager | None = None
         """The stores the compiled pipeline's stages keep per partition (None: the
         pipeline keeps none, and the stateless path pays nothing for them)."""
+        self._late_seen = 0
+        """The session pipeline's late records already added to the stats."""
 
     # --- rebalance listener -----------------------------------------------------------
 
@@ -328,8 +335,11 @@ class Worker:
             self.policy.record_failed, self.partitions, self.retrier.wrap
         )
         self._use_stores(pipeline.stores)
+        self._late_seen = 0
         process = traced(self._process, settings, self.app_name, self.stream)
         outage = self._outage
+        ticking, clock = pipeline.ticks, self.clock
+        ticked_s = -math.inf  # a session acts on time once at its start
         try:
             await consumer.start()
             while not stop.is_set():
@@ -343,6 +353,11 @@ class Worker:
                     await process(records, pipeline, delivery)
                 else:
                     await delivery.settle()
+                if ticking:
+                    now_s = clock.monotonic()
+                    if now_s >= ticked_s + TICK_INTERVAL_S or (not records and now_s > ticked_s):
+                        ticked_s = now_s
+                        await self._tick(pipeline, delivery, now_s)
             await delivery.settle()
         except BaseException as exc:
             transient = isinstance(exc, SpateError) and exc.transient
@@ -442,6 +457,10 @@ class Worker:
         last = {(r.topic, r.partition): r.offset for r in records}
         through = {TopicPartition(topic, part): offset for (topic, part), offset in last.items()}
         await delivery.end_batch(outputs, through, records)
+        if pipeline.ticks:
+            late = pipeline.late_records()
+            self.stats.late_records += late - self._late_seen
+            self._late_seen = late
         self.stats.record_batch(
             len(records),
             len(outputs),
@@ -449,6 +468,21 @@ class Worker:
             time.perf_counter() - started,
             records[-1].timestamp_ms,
         )
+
+    async def _tick(self, pipeline: Pipeline, delivery: Delivery, now_s: float) -> None:
+        """Let the stages that act on time act: what they emit is published and what they
+        changed in the stores committed as a batch's would be, with no offsets."""
+        await delivery.begin_batch()
+        try:
+            outputs = await pipeline.tick(now_s)
+        except BaseException:
+            self.policy.discard()
+            await delivery.abort_batch(())
+            raise
+        await delivery.end_batch(outputs, {}, ())
+        await delivery.settle()  # at most once a second: no batch to overlap with
+        self.stats.produced += len(outputs)
+        self.stats.ticked_s = now_s
 
     def _decode(self, records: list[Record]) -> Batch:
         """The batch as pipeline items; a record that does not decode goes to the policy."""

@@ -45,8 +45,11 @@ from spate.partitions import PartitionContext
 from spate.record import Record, TopicPartition
 from spate.serde import Serde, encode_key, fast_encoder, serde_for
 from spate.state.view import State
+from spate.streams.aggregations import Aggregator, check
 from spate.streams.dedup import Dedup, DedupCounts, dedup_stage
+from spate.streams.eventtime import DEFAULT_IDLE_TIMEOUT_S, EventTime, EventTimeFn
 from spate.streams.stateful import AsyncStatefulCall, StatefulCall
+from spate.streams.windows import Emit, Late, Window, WindowOperator, WindowSpec
 from spate.topic import Topic
 
 if TYPE_CHECKING:
@@ -86,6 +89,11 @@ class Stage:
     stores: tuple[str, ...] = ()
     """The stores the stage keeps per partition (opened by the worker on assignment,
     found in ``pipeline.partitions[tp].store(name)``)."""
+    tick: Callable[[float], Batch] | None = None
+    """For stages that act on time (windows closing on an idle partition):
+    ``tick(monotonic_s)`` returns items for the next stages, as ``run`` does."""
+    late: Callable[[], int] | None = None
+    """For event-time stages: how many late records they saw so far."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +115,31 @@ class Pipeline:
     def stores(self) -> tuple[str, ...]:
         """Every store name the stages declare, in stage order."""
         return tuple(name for stage in self.stages for name in stage.stores)
+
+    @property
+    def ticks(self) -> bool:
+        """Some stage acts on time: the worker calls :meth:`tick` (never otherwise, so
+        a stateless pipeline pays nothing for it)."""
+        return any(stage.tick is not None for stage in self.stages)
+
+    async def tick(self, now_s: float) -> list[Output]:
+        """What the stages that act on time emit at ``now_s`` (monotonic seconds), run
+        through the stages after them: what to publish."""
+        outputs: list[Output] = []
+        for index, stage in enumerate(self.stages):
+            if stage.tick is None:
+                continue
+            result: Any = stage.tick(now_s)
+            if not result:
+                continue
+            for later in self.stages[index + 1 :]:
+                result = await later.run(result) if later.is_async else later.run(result)
+            outputs.extend(result)
+        return outputs
+
+    def late_records(self) -> int:
+        """Late records the event-time stages saw so far."""
+        return sum(stage.late() for stage in self.stages if stage.late is not None)
 
     def run_sync(self, batch: Batch) -> list[Output]:
         """Run a pipeline with no async stage; returns what to publish."""
@@ -332,6 +365,7 @@ class _Op:
     """The store of a stateful operator."""
     dedup: Dedup | None = None
     build: StageBuilder | None = None
+    window: WindowSpec | None = None
 
 
 class Stream(Generic[T]):
@@ -621,6 +655,29 @@ class Stream(Generic[T]):
         twin._ops = self._ops
         return twin
 
+    def window(
+        self,
+        window: Window,
+        *,
+        grace: float = 0.0,
+        event_time: EventTimeFn | None = None,
+        idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
+        emit: Emit = "final",
+        late: Late = "drop",
+    ) -> Windowed[T]:
+        """Group values by key and event-time ``window``; ``.aggregate(...)`` says what
+        each window computes (see :mod:`spate.streams.windows`).
+
+        ``grace`` (seconds) is how long a window waits for out-of-order records;
+        ``event_time(value)`` gives a value's event time in ms (default: the record
+        timestamp); after ``idle_timeout_s`` without records a partition's windows
+        close with the clock (None: never); ``emit="update"`` publishes each changed
+        window per batch instead of each closed one; ``late="dead_letter"`` sends late
+        records to the processor's dead-letter topic instead of dropping them.
+        """
+        timing = EventTime(grace_s=grace, extract=event_time, idle_timeout_s=idle_timeout_s)
+        return Windowed(self, window, timing, emit, late)
+
     def _emit(self, fn: Callable[[T], object]) -> Stream[Any]:
         """A handler's function: None -> nothing, list -> each element, else the value."""
         return self._add(_Op("emit", fn))
@@ -645,6 +702,16 @@ class Stream(Generic[T]):
         return self._add(_Op("stateful_emit", fn, store=DEFAULT_STORE))
 
     # --- compiling ----------------------------------------------------------------
+
+    @property
+    def ticks(self) -> bool:
+        """Some operator acts on time (a window): the worker ticks its pipeline."""
+        return any(op.window is not None for op in self._ops)
+
+    @property
+    def late_dead_letters(self) -> bool:
+        """Some window sends late records to the dead-letter topic."""
+        return any(op.window is not None and op.window.late == "dead_letter" for op in self._ops)
 
     @property
     def output_topics(self) -> tuple[Topic[Any], ...]:
@@ -673,7 +740,9 @@ class Stream(Generic[T]):
         counts = DedupCounts()
         dedups = 0
         for op in self._ops:
-            if op.build is not None:
+            if op.window is not None:
+                stages.append(_window_stage(op.window, len(stages), contexts, fail))
+            elif op.build is not None:
                 stages.append(op.build(fail, contexts))
             elif op.dedup is not None:
                 dedups += 1  # a store name per dedup stage, stable across deployments
@@ -697,6 +766,51 @@ class Stream(Generic[T]):
         if not self._ops or self._ops[-1].kind not in _TERMINALS:
             stages.append(Stage("end", _discard, False))
         return Pipeline(tuple(stages), contexts, counts)
+
+
+class Windowed(Generic[T]):
+    """A stream with a window chosen, waiting for :meth:`aggregate`."""
+
+    def __init__(
+        self, stream: Stream[T], window: Window, timing: EventTime, emit: Emit, late: Late
+    ) -> None:
+        self._stream = stream
+        self._window = window
+        self._timing = timing
+        self._emit = emit
+        self._late = late
+
+    def aggregate(self, **aggregations: Aggregator) -> Stream[dict[str, Any]]:
+        """Compute ``name=agg.xxx(...)`` per key and window; each window's output is a
+        dict ``{"key", "start", "end", name: result, ...}`` keyed like its records."""
+        checked = check(aggregations)
+        spec = WindowSpec(
+            window=self._window,
+            event_time=self._timing,
+            emit=self._emit,
+            late=self._late,
+            names=tuple(checked),
+            aggregators=tuple(checked.values()),
+        )
+        return self._stream._add(_Op("window", window=spec))
+
+
+def _window_stage(
+    spec: WindowSpec,
+    index: int,
+    partitions: Mapping[TopicPartition, PartitionContext],
+    fail: Fail,
+) -> Stage:
+    """A window operator's stage: its state in the store ``window-<stage index>``."""
+    operator = WindowOperator(spec, f"window-{index}", partitions, fail)
+    return Stage(
+        f"window {spec.window}",
+        operator.run,
+        False,
+        stores=(operator.store_name,),
+        tick=operator.tick,
+        late=lambda: operator.late,
+    )
 
 
 _TERMINALS = frozenset({"to", "route", "foreach", "group_by", "join_stream"})

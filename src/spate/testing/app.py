@@ -17,6 +17,17 @@ Synchronous tests::
 
 Async tests use ``async with TestApp(app) as t`` and the ``*_async`` methods;
 :meth:`TestApp.send` only buffers, so it is the same in both.
+
+Windows are driven by event time and a manual clock: send records with their event
+times (``timestamp_ms=``), :meth:`TestApp.advance` the clock (an idle partition's
+windows close after their ``idle_timeout_s``), and read the closed windows::
+
+    with TestApp(app, clock=ManualClock(start_ms=0)) as t:
+        t.send(orders, {"amount": 5}, key="ann", timestamp_ms=1_000)
+        t.send(orders, {"amount": 7}, key="ann", timestamp_ms=12_000)  # closes [0 s, 10 s)
+        t.run_until_idle()
+        assert t.outputs(totals) == [{"key": "ann", "start": 0, "end": 10_000, "n": 1}]
+        t.advance(60)  # idle: [10 s, 20 s) closes too
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from typing import Any, Self
 from spate.app import App
 from spate.brokers.base import Broker, CapabilityName, Producer, Reader, require
 from spate.brokers.registry import connect
+from spate.clock import SYSTEM_CLOCK, Clock, ManualClock
 from spate.errors import ConfigError
 from spate.record import Headers, Record
 from spate.runtime.lifecycle import Lifecycle, Service
@@ -51,6 +63,8 @@ class TestApp:
     The App's own settings apply (guarantee, batch size, …) except the broker and a
     short idle fetch, so stopping and idling are quick. ``services`` run beside the
     processors as they would in production (started before them, stopped after).
+    ``clock`` is the processors' clock: a :class:`~spate.clock.ManualClock` lets the
+    test :meth:`advance` time (retry backoffs then wait for it too).
     """
 
     __test__ = False  # not a pytest test class
@@ -62,12 +76,14 @@ class TestApp:
         broker: str | None = None,
         timeout_s: float = 10.0,
         services: Sequence[Service] = (),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         broker = broker or f"memory://testapp-{secrets.token_hex(4)}"
         self.app = app
         self.timeout_s = timeout_s
+        self.clock = clock
         self.settings = dataclasses.replace(app.settings, broker=broker, fetch_timeout_s=0.02)
-        self._lifecycle = Lifecycle(app, settings=self.settings, services=services)
+        self._lifecycle = Lifecycle(app, settings=self.settings, services=services, clock=clock)
         self._broker_url = broker
         self._broker: Broker | None = None
         self._producer: Producer | None = None
@@ -193,7 +209,8 @@ class TestApp:
         timestamp_ms: int | None = None,
     ) -> None:
         """Publish ``value`` (encoded with the topic's serde) with ``key`` (any key type);
-        ``timestamp_ms`` sets the record's timestamp (its event time), else the broker's."""
+        ``timestamp_ms`` is the record's timestamp (its event time, for windows), the
+        clock's time when omitted."""
         t = self._topic(topic)
         self._started()[1].send(
             t.name,
@@ -201,7 +218,7 @@ class TestApp:
             key=encode_key(key),
             headers=headers,
             partition=partition,
-            timestamp_ms=timestamp_ms,
+            timestamp_ms=self.clock.time_ms() if timestamp_ms is None else timestamp_ms,
         )
 
     # --- running ----------------------------------------------------------------------------
@@ -255,6 +272,35 @@ class TestApp:
     def run_until_idle(self) -> None:
         """Synchronous :meth:`run_until_idle_async`."""
         self._sync(self.run_until_idle_async())
+
+    async def advance_async(self, seconds: float) -> None:
+        """Move the manual clock ``seconds`` on, wait until every processor that acts on
+        time (windows) has seen it, then until everything is idle."""
+        clock = self.clock
+        if not isinstance(clock, ManualClock):
+            raise ConfigError(
+                "TestApp.advance needs a manual clock: TestApp(app, clock=ManualClock())"
+            )
+        await self.run_until_idle_async()
+        clock.advance(seconds)
+        now_s = clock.monotonic()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        ticking = [p.name for p in self.app.processors if p.stream.ticks]
+        while any(self._ticked_before(name, now_s) for name in ticking):
+            self._raise_if_failed()
+            if loop.time() > deadline:
+                raise TimeoutError(f"processors did not act on the clock after {self.timeout_s}s")
+            await asyncio.sleep(IDLE_POLL_S)
+        await self.run_until_idle_async()
+
+    def _ticked_before(self, processor: str, now_s: float) -> bool:
+        ticked_s = self.app.stats[processor].ticked_s
+        return ticked_s is None or ticked_s < now_s
+
+    def advance(self, seconds: float) -> None:
+        """Synchronous :meth:`advance_async`."""
+        self._sync(self.advance_async(seconds))
 
     # --- output -----------------------------------------------------------------------------
 

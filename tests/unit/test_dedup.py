@@ -4,40 +4,15 @@ dropped, and keep the seen keys in the partition's store."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
+from dedup_checks import Payment, check_the_same_keys_twice_across_a_restart, payments_app, send
 from spate import App, ConfigError, Dedup
 from spate.observability.metrics import render
 from spate.testing import TestApp
-
-
-class Payment(msgspec.Struct):
-    id: int
-    amount: int
-
-
-def payments_app(
-    broker: str = "memory://", key: Callable[[Payment], object] = lambda p: p.id, **dedup: Any
-) -> tuple[App, list[int]]:
-    app = App("pay", broker=broker, batch_size=100)
-    payments = app.topic("payments", partitions=4, value_type=Payment)
-    handled: list[int] = []
-
-    @app.handler(payments, group="ledger", dedup=Dedup(key=key, **dedup), dead_letter=True)
-    def book(payment: Payment) -> None:
-        handled.append(payment.id)
-
-    return app, handled
-
-
-def send(t: TestApp, ids: range) -> None:
-    for i in ids:
-        t.send("payments", Payment(id=i, amount=i), key=str(i))  # keyed by the business key
 
 
 def test_a_handler_with_dedup_handles_each_key_once_and_counts_the_rest() -> None:
@@ -155,16 +130,5 @@ def test_each_dedup_stage_declares_a_store_of_its_own() -> None:
 
 
 def test_the_same_keys_twice_across_a_restart_are_processed_once(tmp_path: Path) -> None:
-    """Issue 11: 1,000 business keys, sent twice, with a worker restart in between, on
-    a durable broker: each is handled once. The seen-set lives in the partition's
-    store, so it survives the restart only where stores are durable."""
-    broker = f"local://{tmp_path / 'broker'}"
-    app, handled = payments_app(broker, ttl_s=3600)
-    with TestApp(app, broker=broker) as t:
-        send(t, range(1000))
-        t.run_until_idle()
-    with TestApp(app, broker=broker) as t:  # a new worker: the old one's memory is gone
-        send(t, range(1000))
-        t.run_until_idle()
-    assert sorted(handled) == list(range(1000))
-    assert app.stats["book"].deduplicated == 1000
+    """Issue 11 on local:// (the other brokers run the same check in tests/integration)."""
+    check_the_same_keys_twice_across_a_restart(f"local://{tmp_path / 'broker'}", tmp_path)

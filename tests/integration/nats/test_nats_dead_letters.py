@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dead_letter_checks import check_poison_and_failures, check_transient_failure
+from dedup_checks import check_the_same_keys_twice_across_a_restart
 from retry_topic_checks import check_retry_topics
 
 
@@ -24,3 +27,9 @@ def test_a_transient_failure_succeeds_on_the_third_attempt_without_a_dead_letter
     nats_url: str,
 ) -> None:
     check_transient_failure(nats_url)
+
+
+def test_the_same_keys_twice_across_a_restart_are_processed_once(
+    nats_url: str, tmp_path: Path
+) -> None:
+    check_the_same_keys_twice_across_a_restart(nats_url, tmp_path)

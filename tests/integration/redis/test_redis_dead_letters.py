@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import pytest
 
 import spate
 from dead_letter_checks import check_poison_and_failures, check_transient_failure
+from dedup_checks import check_the_same_keys_twice_across_a_restart
 from retry_topic_checks import check_retry_topics
 from spate.config import Settings
 from spate.runtime.worker import Worker
@@ -86,3 +88,9 @@ async def test_a_replayed_batch_sets_its_records_aside_once_under_effectively_on
     assert [r.value for r in written] == [b"boom"]
     assert first.stats.dead_letters + first.stats.delayed_retries == 0  # never durable
     assert second.stats.dead_letters + second.stats.delayed_retries == 1
+
+
+def test_the_same_keys_twice_across_a_restart_are_processed_once(
+    redis_url: str, tmp_path: Path
+) -> None:
+    check_the_same_keys_twice_across_a_restart(redis_url, tmp_path)

@@ -56,4 +56,3 @@ def test_a_transient_failure_succeeds_on_the_third_attempt_on_apache_kafka(
     kafka_server: ServerProcess,
 ) -> None:
     check_transient_failure(kafka_server.url, "exactly-once")
-

@@ -83,6 +83,8 @@ class KafkaConsumer(Consumer):
         self._topic_gone = False
         """librdkafka said a topic or partition is unknown: fetch checks our topics."""
         self._inflight: concurrent.futures.Future[list[Record]] | None = None
+        self._last_fetched: list[Record] = []
+        """What the last fetch returned (exactly-once commits ask where it ended)."""
         self._callback_thread: threading.Thread | None = None
         self._callback_work: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._started = False
@@ -336,6 +338,7 @@ class KafkaConsumer(Consumer):
             raise to_spate_error(self._fatal, f"Kafka consumer of group {self.group!r}")
         if self._topic_gone:
             await self._check_topics_still_exist()
+        self._last_fetched = records
         return records
 
     def _consume(self, max_records: int, timeout_s: float) -> list[Record]:
@@ -413,16 +416,23 @@ class KafkaConsumer(Consumer):
 
     def resume_positions(self, through: Mapping[TopicPartition, int]) -> list[ck.TopicPartition]:
         """Where the group resumes after ``through`` (each partition's last processed
-        offset): the next offset, or further where librdkafka already stands past the
-        transaction markers that follow it. Without that, a topic written in
-        transactions (an exactly-once hop's) would show lag 1 forever behind its last
-        commit marker, and the stall watchdog would warn about it.
+        offset): the next offset, or further where the last fetch ended at exactly that
+        offset and librdkafka already stands past the transaction markers that follow
+        it. Without that, a topic written in transactions (an exactly-once hop's) would
+        show lag 1 forever behind its last commit marker, and the stall watchdog would
+        warn about it.
 
-        Only between fetches (a transaction's commit at a batch's end): the position
-        is then exactly past what the last fetch returned, never past a record the
-        runtime has not processed."""
-        asked = [ck.TopicPartition(topic, partition) for topic, partition in through]
-        now = {(tp.topic, tp.partition): tp.offset for tp in self._consumer.position(asked)}
+        A partition whose last fetched record is not ``through``'s (a caller committing
+        part of what it fetched) resumes at the next offset: the position would skip
+        records never processed. Only the exactly-once commit asks, once a batch."""
+        fetched_last = {(r.topic, r.partition): r.offset for r in self._last_fetched}
+        asked = [
+            ck.TopicPartition(topic, partition)
+            for (topic, partition), offset in through.items()
+            if fetched_last.get((topic, partition)) == offset
+        ]
+        positions = self._consumer.position(asked) if asked else []
+        now = {(tp.topic, tp.partition): tp.offset for tp in positions}
         return [
             ck.TopicPartition(topic, partition, max(offset + 1, now.get((topic, partition), -1)))
             for (topic, partition), offset in through.items()

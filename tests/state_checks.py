@@ -7,13 +7,17 @@ on every broker, so the right answer to each input is known in advance, whatever
 crashed, replayed or moved meanwhile: an answer with another sum means the state was
 wrong (lost, counted twice, or holding a batch that was never committed).
 
-The window tests of issue 13 plug in here: when the tumbling-window operator is on
-main, :data:`STATE_APP_MODULE` grows a second processor counting per tumbling window
-and :func:`wrong_answers` a check of its final counts.
+With ``W_WINDOWS=1`` the App has a second processor in the same worker, on the same
+inputs under a group of its own (``<group>-windows``): per key, it counts inputs in
+tumbling 10-second windows of event time ``T0 + 50 ms * n`` and publishes each closed
+window to ``<outputs>-windows``. Its right counts are known in advance too
+(:func:`expected_windows`), so a window that lost or double-counted an input after a
+crash shows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import signal
 from collections import Counter
@@ -23,7 +27,13 @@ from pathlib import Path
 import orjson
 
 from spate.record import Record
-from worker_processes import KEYS, Workers, wait_until
+from worker_processes import KEYS, Workers, positions, read_all, wait_until
+
+T0 = 1_700_000_000_000
+"""The event time of input 0 in the window processor (each next input 50 ms later):
+as written in :data:`STATE_APP_MODULE`."""
+STEP_MS = 50
+WINDOW_MS = 10_000
 
 STATE_APP_MODULE = """
 import os
@@ -31,10 +41,12 @@ import signal
 import time
 
 from spate import App
+from spate.streams import agg, tumbling
 
 app = App(os.environ["W_APP"], batch_size=int(os.environ["W_BATCH"]))
-numbers = app.topic(os.environ["W_IN"], partitions=int(os.environ["W_PARTITIONS"]))
-results = app.topic(os.environ["W_OUT"], partitions=int(os.environ["W_PARTITIONS"]))
+PARTITIONS = int(os.environ["W_PARTITIONS"])
+numbers = app.topic(os.environ["W_IN"], partitions=PARTITIONS)
+results = app.topic(os.environ["W_OUT"], partitions=PARTITIONS)
 DELAY_S = float(os.environ["W_DELAY_S"])
 SUICIDE_AT_CALL = int(os.environ.get("W_SUICIDE_AT_CALL", "-1"))
 calls = 0
@@ -53,6 +65,15 @@ def running_sum(value, state):
     if DELAY_S:
         time.sleep(DELAY_S)
     return {"n": value["n"], "sum": total}
+
+
+if os.environ.get("W_WINDOWS") == "1":
+    (
+        app.stream(numbers, name="window_counts", group=os.environ["W_GROUP"] + "-windows")
+        .window(tumbling(seconds=10), event_time=lambda v: 1_700_000_000_000 + 50 * v["n"])
+        .aggregate(n=agg.count())
+        .to(app.topic(os.environ["W_OUT"] + "-windows", partitions=PARTITIONS))
+    )
 """
 
 
@@ -80,6 +101,52 @@ def check_answers(records: list[Record], count: int, *, exactly_once: bool) -> N
         assert not {n: c for n, c in seen.items() if c > 1}
 
 
+def expected_windows(count: int) -> dict[tuple[str, int], int]:
+    """(key, window start) -> how many of inputs 0 … count - 1 it counts."""
+    windows: Counter[tuple[str, int]] = Counter()
+    for n in range(count):
+        at = T0 + STEP_MS * n
+        windows[f"k{n % KEYS}", at - at % WINDOW_MS] += 1
+    return dict(windows)
+
+
+def check_windows(records: list[Record], count: int, *, exactly_once: bool) -> None:
+    """Every window the inputs closed is published with its right count (and no other);
+    once each if ``exactly_once`` (at-least-once may publish one again, never wrongly).
+
+    A window closes when its partition's watermark passes its end; every partition has
+    some of the last ``KEYS`` inputs, so each window that ends by the event time of
+    input ``count - KEYS`` is closed, whatever partition its key is on."""
+    expected = expected_windows(count)
+    published = [orjson.loads(r.value) for r in records]
+    wrong = [
+        (w["key"], w["start"], w["n"], expected.get((w["key"], w["start"])))
+        for w in published
+        if w["n"] != expected.get((w["key"], w["start"])) or w["end"] != w["start"] + WINDOW_MS
+    ]
+    assert not wrong, wrong[:10]
+    seen = Counter((w["key"], w["start"]) for w in published)
+    closed_by = T0 + STEP_MS * (count - KEYS)
+    missing = [w for w in expected if w[1] + WINDOW_MS <= closed_by and w not in seen]
+    assert not missing, missing[:10]
+    if exactly_once:
+        assert not {w: c for w, c in seen.items() if c > 1}
+
+
+def window_group(workers: Workers) -> str:
+    return f"{workers.group}-windows"
+
+
+def all_committed(workers: Workers, count: int) -> bool:
+    """Both processors (the window one where ``W_WINDOWS=1``) committed every input."""
+    if workers.committed() < count:
+        return False
+    if workers.env.get("W_WINDOWS") != "1":
+        return True
+    done = asyncio.run(positions(workers.url, window_group(workers), workers.inputs))
+    return sum(done.values()) >= count
+
+
 def run_through_kills(
     workers: Workers, count: int, *, kills: int = 3, timeout_s: float = 60
 ) -> None:
@@ -102,7 +169,7 @@ def run_through_kills(
     del workers.env["W_SUICIDE_AT_CALL"]
     assert workers.committed() < count, "the kills came after the end"
     workers.start()
-    wait_until(lambda: workers.committed() >= count, timeout_s, "every input committed", 0.5)
+    wait_until(lambda: all_committed(workers, count), timeout_s, "every input committed", 0.5)
     for proc in workers.live():
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, workers.log_of(proc)[-3000:]
@@ -119,6 +186,9 @@ def recovers_through_kills(
     finally:
         workers.stop_all()
     check_answers(workers.answers(), count, exactly_once=exactly_once)
+    if workers.env.get("W_WINDOWS") == "1":
+        windows = asyncio.run(read_all(workers.url, f"{workers.outputs}-windows", 4))
+        check_windows(windows, count, exactly_once=exactly_once)
     assert "event=state_restored" in workers.logs()
 
 
@@ -130,9 +200,11 @@ def state_workers(
     guarantee: str = "exactly-once",
     delay_s: float = 0.001,
     batch: int = 50,
+    windows: bool = True,
 ) -> Workers:
-    """Worker processes of :data:`STATE_APP_MODULE` on ``url``, 4 partitions."""
-    return Workers(
+    """Worker processes of :data:`STATE_APP_MODULE` on ``url``, 4 partitions; with the
+    window processor too unless ``windows`` is False."""
+    workers = Workers(
         folder,
         url,
         app=app,
@@ -142,3 +214,6 @@ def state_workers(
         batch=batch,
         module=STATE_APP_MODULE,
     )
+    if windows:
+        workers.env["W_WINDOWS"] = "1"
+    return workers

@@ -21,14 +21,18 @@ from worker_processes import Workers, produce, wait_until
 pytestmark = pytest.mark.slow
 
 
-def workers_on_local(folder: Path, guarantee: str, *, delay_s: float = 0.002) -> Workers:
+def workers_on_local(
+    folder: Path, guarantee: str, *, delay_s: float = 0.002, windows: bool = False
+) -> Workers:
     url = f"local://{folder / 'broker'}?lease_ttl_s=1.0"
-    return state_workers(folder, url, app="sums", guarantee=guarantee, delay_s=delay_s, batch=25)
+    return state_workers(
+        folder, url, app="sums", guarantee=guarantee, delay_s=delay_s, batch=25, windows=windows
+    )
 
 
 @pytest.mark.parametrize("guarantee", ["exactly-once", "at-least-once"])
 def test_running_sums_are_right_after_three_sigkills(tmp_path: Path, guarantee: str) -> None:
-    workers = workers_on_local(tmp_path, guarantee)
+    workers = workers_on_local(tmp_path, guarantee, windows=True)
     recovers_through_kills(workers, 4000, exactly_once=guarantee == "exactly-once")
 
 

@@ -438,6 +438,19 @@ class Broker(AsyncResource):
     async def lag(self, group: str, topics: Sequence[str] | None = None) -> list[PartitionLag]:
         """Per-partition lag of ``group`` (all topics it committed on when None)."""
 
+    async def committed(
+        self, group: str, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Where a new member of ``group`` resumes each of ``partitions`` (0 where the
+        group committed nothing): the offsets a store is restored up to. A broker whose
+        commits can be in flight (a transaction completing) overrides it to wait for
+        them, as its consumers do."""
+        topics = sorted({tp.topic for tp in partitions})
+        known = {
+            TopicPartition(p.topic, p.partition): p.committed for p in await self.lag(group, topics)
+        }
+        return {tp: known.get(tp) or 0 for tp in partitions}
+
     @abc.abstractmethod
     async def groups(self) -> list[str]:
         """Every group the broker knows, sorted."""

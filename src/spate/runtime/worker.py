@@ -171,13 +171,17 @@ class Worker:
         return epochs
 
     async def _open_stores(self, partitions: Sequence[TopicPartition]) -> None:
-        """Open and restore the stores of ``partitions`` (again, after a rewind)."""
+        """Open and restore the stores of ``partitions`` (again, after a rewind). What
+        operators built in memory from the replaced stores (window indexes, watermarks,
+        join buffers) goes with them: it holds the rewound batch's changes, and is
+        rebuilt from the restored stores on first use."""
         assert self.state is not None
         opened = await self.state.reopen(partitions)
         for tp, stores in opened.items():
             context = self.partitions.get(tp)
             if context is not None:
                 context.stores = stores
+                context.state.clear()
 
     async def _rewound(self, partitions: Sequence[TopicPartition]) -> None:
         """A batch was not committed and will be read again: its changes must go."""

@@ -103,7 +103,7 @@ class StateManager:
             return {}
         self.stats.restoring = self.stats.restoring | frozenset(partitions)
         try:
-            committed = await self._committed(partitions)
+            committed = await self.broker.committed(self.config.group, partitions)
             for tp in partitions:
                 self._open[tp] = {
                     name: await self._restore(tp, name, committed[tp]) for name in self.config.names
@@ -120,13 +120,6 @@ class StateManager:
         that was not committed (an aborted transaction) and will be processed again."""
         self.close([tp for tp in partitions if tp in self._open])
         return await self.open(partitions)
-
-    async def _committed(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        """The group's next offset per partition (0 where it committed nothing)."""
-        topics = sorted({tp.topic for tp in partitions})
-        lags = await self.broker.lag(self.config.group, topics)
-        known = {TopicPartition(p.topic, p.partition): p.committed for p in lags}
-        return {tp: known.get(tp) or 0 for tp in partitions}
 
     async def _restore(self, tp: TopicPartition, name: str, committed: int) -> _Open:
         config = self.config

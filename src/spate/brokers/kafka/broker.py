@@ -319,16 +319,7 @@ class KafkaBroker(OwningBroker):
         """Committed offset vs the last stable offset (read_committed high watermark),
         for every partition of ``topics`` (default: the topics the group committed on).
         A partition without a commit lags by all its retained records."""
-        result = await self._retrying(
-            lambda: self._client().list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group)], request_timeout=self._settings.timeout_s
-            )[group],
-            f"offsets of group {group!r}",
-        )
-        committed: dict[TopicPartition, int | None] = {
-            TopicPartition(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None
-            for tp in result.topic_partitions
-        }
+        committed = await self._group_offsets(group, stable=False)
         if topics is None:
             topics = sorted({tp.topic for tp in committed})
         if topics:
@@ -355,6 +346,42 @@ class KafkaBroker(OwningBroker):
             )
             for tp, offset in sorted(committed.items())
         ]
+
+    async def committed(
+        self, group: str, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Waits until no transaction that commits offsets of ``group`` is in flight
+        (``require_stable``, KIP-447), as the group's read_committed consumers do before
+        they resume. Without that, a transaction whose commit is being completed (its
+        worker killed mid-commit) still shows the offsets before it while the new
+        owner's consumer resumes after it, and a store restored up to the older offsets
+        would miss that batch's changes for good."""
+        offsets = await self._group_offsets(group, stable=True)
+        return {tp: offsets.get(tp) or 0 for tp in partitions}
+
+    async def _group_offsets(self, group: str, *, stable: bool) -> dict[TopicPartition, int | None]:
+        """The group's committed offsets; ``stable``: once none is in flight (retrying
+        while the broker says some are, until the timeout)."""
+        clock = self._settings.clock
+        deadline = clock.monotonic() + self._settings.timeout_s
+        while True:
+            result = await self._retrying(
+                lambda: self._client().list_consumer_group_offsets(
+                    [ConsumerGroupTopicPartitions(group)],
+                    require_stable=stable,
+                    request_timeout=self._settings.timeout_s,
+                )[group],
+                f"offsets of group {group!r}",
+            )
+            unstable = next((tp.error for tp in result.topic_partitions if tp.error), None)
+            if unstable is None:
+                return {
+                    TopicPartition(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None
+                    for tp in result.topic_partitions
+                }
+            if not unstable.retriable() or clock.monotonic() > deadline:
+                raise to_spate_error(unstable, f"offsets of group {group!r} on {self.url}")
+            await clock.sleep(0.1)
 
     async def _offsets(
         self, tps: Mapping[TopicPartition, Any], spec: Any

@@ -15,6 +15,7 @@ from spate.partitions import PartitionContext
 from spate.record import Record, TopicPartition
 from spate.serde import serde_for
 from spate.state.store import MemoryStore
+from spate.streams.eventtime import WATERMARK_KEY
 from spate.streams.joins import LEFT, RIGHT, JoinSerde, WindowJoin, window_join
 from spate.streams.stream import Item
 from spate.testing.app import TestApp
@@ -90,7 +91,7 @@ def test_join_buffers_are_rebuilt_from_the_store_after_a_new_assignment() -> Non
     """What a durable store restores (encoded values, matched flags) is enough to go on
     joining: the in-memory buffers are rebuilt from it on the first batch."""
     serde = JoinSerde(serde_for(), serde_for())
-    stage = window_join(WindowJoin.of("s", 10, 0, "left", None), serde)
+    stage = window_join(WindowJoin.of("s", 10, "left", None), serde)
     tp = TopicPartition("join", 0)
     context = PartitionContext(tp, ManualClock())
     context.stores = {"join": MemoryStore("join")}
@@ -110,4 +111,7 @@ def test_join_buffers_are_rebuilt_from_the_store_after_a_new_assignment() -> Non
     context.state.clear()
     # far later: the window closes; the click met a view, so a left join adds nothing
     assert run(item(2, RIGHT, 100_000, {"view": 2})) == []
-    assert [key for key, _ in context.store("join").items()] == [(b"k", RIGHT, 100_000, 2)]
+    assert dict(context.store("join").items()) == {
+        (b"k", RIGHT, 100_000, 2): [b'{"view":2}', False],
+        WATERMARK_KEY: 100_000,  # kept with the buffers: a new owner closes what was closed
+    }

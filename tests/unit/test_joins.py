@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from join_checks import check_table_join, check_window_join, table_join_app, window_join_app
+from join_checks import (
+    check_table_join,
+    check_window_join,
+    check_window_join_time,
+    table_join_app,
+    window_join_app,
+)
 from spate import App, ManualClock, deadletter
 from spate.errors import ConfigError
 from spate.observability.metrics import render
@@ -39,6 +45,11 @@ async def test_windowed_stream_stream_join_against_expected_outputs(
     how: str, guarantee: str
 ) -> None:
     await check_window_join("m", how, memory(), processing_guarantee=guarantee)
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+async def test_window_join_event_time_against_expected_outputs(guarantee: str) -> None:
+    await check_window_join_time("m", memory(), processing_guarantee=guarantee)
 
 
 def test_a_table_is_restored_before_the_processors_start(tmp_path: Path) -> None:

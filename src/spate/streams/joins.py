@@ -24,6 +24,8 @@ watermark, is in the stage's store (``join``) too, so the buffers are rebuilt fr
 from __future__ import annotations
 
 import heapq
+import itertools
+import operator
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -201,6 +203,7 @@ class WindowJoin:
 Entry = list[Any]
 """A buffered value: [event time ms, offset, value, matched]."""
 
+_offset = operator.itemgetter(1)
 _NEVER = -(2**63)
 """A watermark below every event time: before the first record nothing is closed."""
 
@@ -261,6 +264,8 @@ class JoinOperator(EventTimeOperator[_Partition]):
             key, side, time_ms, offset = stored_key
             data, matched = stored
             part.add(key, side, [time_ms, offset, sides[side].decode(data), matched])
+        for entries in itertools.chain.from_iterable(part.by_key.values()):
+            entries.sort(key=_offset)  # arrival order, as before: a replay pairs alike
         context.state[STORE] = part
         return part
 

@@ -25,7 +25,7 @@ from spate.partitions import PartitionContext
 from spate.record import Record, TopicPartition
 from spate.serde import serde_for
 from spate.state.store import MemoryStore
-from spate.streams.eventtime import EventTime
+from spate.streams.eventtime import EventTime, Item
 from spate.streams.joins import LEFT, RIGHT, JoinOperator, JoinSerde, WindowJoin
 
 Row = tuple[int, int, str, int]
@@ -95,7 +95,7 @@ def run_operator(
         raise exc
 
     operator = JoinOperator(spec, serde, contexts, fail)
-    items = []
+    items: list[Item] = []
     for n, (p, side, key, ts) in enumerate(rows):
         value = {"id": n, "t": ts}
         # the hop frames each value with its event time (the timestamp, or the extractor's)

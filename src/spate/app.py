@@ -470,8 +470,9 @@ class App:
         await Lifecycle(self, settings=settings).run_processors(broker, stop)
 
     def validate(self) -> None:
-        """Raise ConfigError if this App cannot run (no processors, or a window that
-        dead-letters late records in a processor without a dead-letter topic)."""
+        """Raise ConfigError if this App cannot run (no processors, or a window or
+        windowed join that dead-letters late records in a processor without a
+        dead-letter topic)."""
         if not self.processors:
             raise ConfigError(
                 f"app {self.name!r} has no processors; add @app.handler(...) or app.stream(...)"
@@ -479,8 +480,9 @@ class App:
         for processor in self.processors:
             if processor.stream.late_dead_letters and not processor.dead_letters:
                 raise ConfigError(
-                    f"processor {processor.name!r}: .window(late='dead_letter') needs a "
-                    "dead-letter topic; pass dead_letter=True to app.stream(...)"
+                    f"processor {processor.name!r}: late='dead_letter' (of a window or a "
+                    "join_stream) needs a dead-letter topic; pass dead_letter=True to "
+                    "app.stream(...)"
                 )
 
     def run(self) -> None:

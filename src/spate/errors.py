@@ -19,7 +19,7 @@ these, so user code can handle broker trouble without importing any client libra
     ├── ProcessingError           a record could not be processed
     │   ├── SerdeError            a value could not be encoded or decoded
     │   │   └── DeserializationError  a stored record did not decode; names its location
-    │   └── LateRecordError       a record came for a window that had closed (late="dead_letter")
+    │   └── LateRecordError       a record came for a window (or join window) that had closed
     └── StateError                a store was used wrongly, or its state cannot be kept
         └── RecoveryError         a store could not be restored from its changelog
 
@@ -102,7 +102,8 @@ class ProcessingError(SpateError):
 
 class LateRecordError(ProcessingError):
     """A record's event time is behind its partition's watermark: the windows it belongs
-    to were emitted already. Only dead letters carry it (``late="dead_letter"``)."""
+    to were emitted already, or its join window closed (``join_stream``). Only dead
+    letters carry it (``late="dead_letter"``)."""
 
 
 class SerdeError(ProcessingError):

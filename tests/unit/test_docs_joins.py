@@ -1,4 +1,4 @@
-"""docs/joins.md's example runs and prints what the page says it prints."""
+"""docs/joins.md's examples run and print what the page says they print."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import pytest
 DOC = Path(__file__).resolve().parents[2] / "docs" / "joins.md"
 
 
-def test_the_joins_page_example_prints_what_the_page_shows(
+EXAMPLE = re.compile(r"```python\n(.*?)```\n\nprints\n\n```\n(.*?)```", re.S)
+
+
+def test_the_joins_page_examples_print_what_the_page_shows(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    page = DOC.read_text()
-    example = re.search(r"```python\n(.*?)```", page, re.S)
-    shown = re.search(r"prints\n\n```\n(.*?)```", page, re.S)
-    assert example is not None
-    assert shown is not None
-    exec(compile(example.group(1), str(DOC), "exec"), {"__name__": "joins_example"})
-    assert capsys.readouterr().out == shown.group(1)
+    examples = EXAMPLE.findall(DOC.read_text())
+    assert len(examples) == 2
+    for index, (code, shown) in enumerate(examples):
+        exec(compile(code, str(DOC), "exec"), {"__name__": f"joins_example_{index}"})
+        assert capsys.readouterr().out == shown

@@ -328,17 +328,20 @@ class EffectivelyOnce(AtLeastOnce):
         send = self.producer.send
         heads = self._heads
         headers = OUTPUT_HEADERS.get()
-        previous: Record | None = None
+        previous: tuple[int, int, str] | None = None
         topic: str | None = None
         head = ""
         index = 0
         for out_topic, value, key, source in outputs:
-            # A record's outputs are contiguous: every stage keeps the batch's order.
-            if source is previous:
+            # A record's outputs are contiguous: every stage keeps the batch's order. They
+            # are told by place, not identity: a join's pairs are copies of their record
+            # (each with the pair's event time), and so are a window's outputs.
+            place = (source.offset, source.partition, source.topic)
+            if place == previous:
                 index += 1
             else:
                 index = 0
-                previous = source
+                previous = place
                 if source.topic is not topic:  # a batch's records share the string
                     topic = source.topic
                     head = heads[topic]

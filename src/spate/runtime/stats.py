@@ -77,8 +77,8 @@ class ProcessorStats:
     retries: int = 0
     """Calls of a user function made again after it failed (``retry=Retry(...)``)."""
     late_records: int = 0
-    """Records whose windows had closed when they came (counted, then dropped or
-    dead-lettered: ``.window(late=...)``)."""
+    """Records whose windows (or join windows) had closed when they came (counted, then
+    dropped or dead-lettered: ``.window(late=...)``, ``.join_stream(late=...)``)."""
     ticked_s: float | None = None
     """Monotonic time of the pipeline's last tick (windows closing with the clock)."""
     state_restored: int = 0

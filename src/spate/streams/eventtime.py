@@ -15,20 +15,32 @@ each second of silence advances it a second — so its windows close.
 The watermark is kept in the partition's store (:data:`WATERMARK_KEY`), written with
 the state it guards, so a restarted or taken-over partition never reopens a window
 that was already emitted. In memory it is cached in ``PartitionContext.state``.
+
+:class:`EventTimeOperator` is what every event-time operator (windows, windowed
+joins) shares: its batches split per partition, late records counted and dropped or
+dead-lettered, and idle partitions' watermarks moved on by ``tick``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from spate.errors import ConfigError
+from spate.errors import ConfigError, LateRecordError
 from spate.partitions import PartitionContext
+from spate.record import Record, TopicPartition
 from spate.state.store import Store
 
 EventTimeFn = Callable[[Any], int | float]
 """Reads a value's event time, in milliseconds since the epoch."""
+Late = Literal["drop", "dead_letter"]
+"""What becomes of a late record: dropped, or sent to the dead-letter topic."""
+Item = tuple[Record, bytes | None, Any]
+"""A batch item: (source record, key, value)."""
+Fail = Callable[[Record, Exception], None]
+"""Called when a record fails: raise to stop, return to skip it."""
 
 WATERMARK_KEY = "spate.watermark"
 """The store key of the partition's largest event time seen (a str: window and join
@@ -48,6 +60,8 @@ class EventTime:
     idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S
     """Wall-clock seconds without a record after which a partition's watermark moves
     with the clock; None: never (an idle partition keeps its windows open)."""
+    late: Late = "drop"
+    """A late record is counted, then dropped or dead-lettered (``LateRecordError``)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.grace_s, int | float) or self.grace_s < 0:
@@ -63,6 +77,8 @@ class EventTime:
                 f"idle_timeout_s={timeout!r} must be seconds > 0, or None to never close "
                 "the windows of an idle partition"
             )
+        if self.late not in ("drop", "dead_letter"):
+            raise ConfigError(f"late={self.late!r} must be 'drop' or 'dead_letter'")
 
     @property
     def grace_ms(self) -> int:
@@ -127,6 +143,92 @@ def watermark(context: PartitionContext, store: Store, event_time: EventTime) ->
         )
         context.state[cache_key] = found
     return found
+
+
+class Timed(Protocol):
+    """An operator's bookkeeping of one partition: at least its watermark and store."""
+
+    watermark: Watermark
+    store: Store
+
+
+P = TypeVar("P", bound=Timed)
+
+
+class EventTimeOperator(ABC, Generic[P]):
+    """An operator over event time, as a stage sees it: ``run(batch)``, ``tick(now_s)``
+    and ``late`` (how many late records so far; the worker copies it into the
+    processor's stats).
+
+    ``run`` hands each partition's run of the batch to :meth:`_run_partition`, which
+    adds the records, raises the watermark, calls :meth:`_close` and reports what was
+    late to :meth:`_late`. ``tick`` moves idle partitions' watermarks on with the clock
+    and closes what that passed. :meth:`_partition` keeps a partition's bookkeeping
+    (``P``: its watermark, its store and what the operator caches), rebuilt from the
+    store on first use after an assignment.
+    """
+
+    def __init__(
+        self,
+        timing: EventTime,
+        store_name: str,
+        partitions: Mapping[TopicPartition, PartitionContext],
+        fail: Fail,
+        closed: str,
+    ) -> None:
+        self.timing = timing
+        self.store_name = store_name
+        self.partitions = partitions
+        self.fail = fail
+        self.late = 0
+        """Late records so far."""
+        self._late_message = (
+            f"record for {closed} (grace {timing.grace_ms} ms): its event time is behind "
+            "the watermark"
+        )
+
+    def run(self, batch: list[Item]) -> list[Item]:
+        out: list[Item] = []
+        start = 0
+        n = len(batch)
+        while start < n:
+            first = batch[start][0]
+            topic, number = first.topic, first.partition
+            end = start + 1
+            while end < n and batch[end][0].partition == number and batch[end][0].topic == topic:
+                end += 1
+            self._run_partition(TopicPartition(topic, number), batch[start:end], out)
+            start = end
+        return out
+
+    def tick(self, now_s: float) -> list[Item]:
+        """Idle partitions' watermarks move with the clock: emit what that closed."""
+        out: list[Item] = []
+        for tp, context in self.partitions.items():
+            part = self._partition(context)
+            if part.watermark.idle(now_s):
+                part.watermark.save(part.store)
+                self._close(tp, part, out)
+        return out
+
+    def _late(self, records: list[Record]) -> None:
+        """Count late records; dead-letter them with ``late="dead_letter"``."""
+        self.late += len(records)
+        if self.timing.late == "dead_letter":
+            for record in records:
+                self.fail(record, LateRecordError(self._late_message))
+
+    @abstractmethod
+    def _run_partition(self, tp: TopicPartition, items: list[Item], out: list[Item]) -> None:
+        """Add one partition's records of a batch (in order); append what they emit."""
+
+    @abstractmethod
+    def _close(self, tp: TopicPartition, part: P, out: list[Item]) -> None:
+        """Emit and forget what the partition's watermark has passed."""
+
+    @abstractmethod
+    def _partition(self, context: PartitionContext) -> P:
+        """The partition's bookkeeping, rebuilt from its store on first use."""
 
 
 def seconds_to_ms(field: str, seconds: float) -> int:

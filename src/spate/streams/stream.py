@@ -47,9 +47,15 @@ from spate.serde import Serde, encode_key, fast_encoder, serde_for
 from spate.state.view import State
 from spate.streams.aggregations import Aggregator, check
 from spate.streams.dedup import Dedup, DedupCounts, dedup_stage
-from spate.streams.eventtime import DEFAULT_IDLE_TIMEOUT_S, EventTime, EventTimeFn
+from spate.streams.eventtime import (
+    DEFAULT_IDLE_TIMEOUT_S,
+    EventTime,
+    EventTimeFn,
+    EventTimeOperator,
+    Late,
+)
 from spate.streams.stateful import AsyncStatefulCall, StatefulCall
-from spate.streams.windows import Emit, Late, Window, WindowOperator, WindowSpec
+from spate.streams.windows import Emit, Window, WindowOperator, WindowSpec
 from spate.topic import Topic
 
 if TYPE_CHECKING:
@@ -366,6 +372,8 @@ class _Op:
     dedup: Dedup | None = None
     build: StageBuilder | None = None
     window: WindowSpec | None = None
+    event_time: EventTime | None = None
+    """Of an operator over event time (a window, a windowed join): it ticks."""
 
 
 class Stream(Generic[T]):
@@ -568,7 +576,10 @@ class Stream(Generic[T]):
         on_left: Callable[[T], object] | None = None,
         on_right: Callable[[Any], object] | None = None,
         merge: Callable[[T, Any], U] | None = None,
-        grace: float | timedelta = 0,
+        grace: float | timedelta = 0.0,
+        event_time: EventTimeFn | None = None,
+        idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
+        late: Late = "drop",
         partitions: int | None = None,
     ) -> Stream[Any]:
         """Windowed join with ``other`` (a stream of this App, or a topic): pair each
@@ -576,13 +587,17 @@ class Stream(Generic[T]):
         most ``within`` apart, as ``merge(left, right)`` (default ``(left, right)``).
 
         Join keys: ``on_left(value)`` / ``on_right(value)``, or the records' keys.
-        ``how="left"`` also emits ``merge(left, None)`` for a left value that met no
-        right one once its window closed: when the partition's watermark (largest event
-        time seen minus ``grace``) passed its event time plus ``within``. Records
-        older than that are late and dropped. Both sides hop through the internal topic
-        ``<app>-<processor>-join`` (``partitions``, default the most of both sides'),
-        each encoded with its first source topic's serde; ``<processor>.joined`` pairs
-        them. See docs/joins.md.
+        Event time, as for windows (:mod:`spate.streams.eventtime`): the record
+        timestamp, or ``event_time(value)`` in ms, applied to the values of both sides
+        as they reach the join. A value's window closes when the partition's watermark
+        (largest event time seen minus ``grace`` seconds; after ``idle_timeout_s``
+        without records, moving with the clock; None: never) passes its event time plus
+        ``within``; ``how="left"`` then emits ``merge(left, None)`` for a left value
+        that met no right one. A record whose window had closed when it came is late:
+        counted, and dropped or, with ``late="dead_letter"``, dead-lettered. Both sides
+        hop through the internal topic ``<app>-<processor>-join`` (``partitions``,
+        default the most of both sides'), each encoded with its first source topic's
+        serde; ``<processor>.joined`` pairs them. See docs/joins.md.
         """
         if self._next is not None:
             return self._next.join_stream(
@@ -593,13 +608,22 @@ class Stream(Generic[T]):
                 on_right=on_right,
                 merge=merge,
                 grace=grace,
+                event_time=event_time,
+                idle_timeout_s=idle_timeout_s,
+                late=late,
                 partitions=partitions,
             )
         from spate.streams import joins
         from spate.streams.hops import hop_sink
 
         self._check_open("join_stream")
-        spec = joins.WindowJoin.of(self.name, within, grace, how, merge, (on_left, on_right))
+        timing = EventTime(
+            grace_s=joins.seconds(self.name, "grace", grace),
+            extract=event_time,
+            idle_timeout_s=idle_timeout_s,
+            late=late,
+        )
+        spec = joins.WindowJoin.of(self.name, within, how, merge, (on_left, on_right), timing)
         hops = self._hops("join_stream")
         if isinstance(other, Topic):
             right = hops.continue_in(self, "right", other)
@@ -615,16 +639,18 @@ class Stream(Generic[T]):
         serde = joins.JoinSerde(self.value_serde, right.value_serde)
         topic = hops.internal_topic(self, "join", count, serde)
         self._add(
-            _Op("join_stream", topic=topic, build=hop_sink(topic, on_left, joins.left_side)),
+            _Op("join_stream", topic=topic, build=hop_sink(topic, on_left, spec.frame(joins.LEFT))),
             terminal="join_stream",
         )
         right._add(
-            _Op("join_stream", topic=topic, build=hop_sink(topic, on_right, joins.right_side)),
+            _Op(
+                "join_stream", topic=topic, build=hop_sink(topic, on_right, spec.frame(joins.RIGHT))
+            ),
             terminal="join_stream",
         )
         joined = hops.continue_in(self, "joined", topic)
         joined.value_serde = serde_for()
-        joined._add(_Op("join_within", build=joins.window_join(spec, serde)))
+        joined._add(_Op("join_within", build=joins.window_join(spec, serde), event_time=timing))
         self._next = joined
         return joined
 
@@ -675,8 +701,10 @@ class Stream(Generic[T]):
         window per batch instead of each closed one; ``late="dead_letter"`` sends late
         records to the processor's dead-letter topic instead of dropping them.
         """
-        timing = EventTime(grace_s=grace, extract=event_time, idle_timeout_s=idle_timeout_s)
-        return Windowed(self, window, timing, emit, late)
+        timing = EventTime(
+            grace_s=grace, extract=event_time, idle_timeout_s=idle_timeout_s, late=late
+        )
+        return Windowed(self, window, timing, emit)
 
     def _emit(self, fn: Callable[[T], object]) -> Stream[Any]:
         """A handler's function: None -> nothing, list -> each element, else the value."""
@@ -705,13 +733,16 @@ class Stream(Generic[T]):
 
     @property
     def ticks(self) -> bool:
-        """Some operator acts on time (a window): the worker ticks its pipeline."""
-        return any(op.window is not None for op in self._ops)
+        """Some operator acts on time (a window, a windowed join): the worker ticks its
+        pipeline."""
+        return any(op.event_time is not None for op in self._ops)
 
     @property
     def late_dead_letters(self) -> bool:
-        """Some window sends late records to the dead-letter topic."""
-        return any(op.window is not None and op.window.late == "dead_letter" for op in self._ops)
+        """Some window or windowed join sends late records to the dead-letter topic."""
+        return any(
+            op.event_time is not None and op.event_time.late == "dead_letter" for op in self._ops
+        )
 
     @property
     def output_topics(self) -> tuple[Topic[Any], ...]:
@@ -741,7 +772,9 @@ class Stream(Generic[T]):
         dedups = 0
         for op in self._ops:
             if op.window is not None:
-                stages.append(_window_stage(op.window, len(stages), contexts, fail))
+                # its store: window-<stage index>
+                operator = WindowOperator(op.window, f"window-{len(stages)}", contexts, fail)
+                stages.append(event_time_stage(f"window {op.window.window}", operator))
             elif op.build is not None:
                 stages.append(op.build(fail, contexts))
             elif op.dedup is not None:
@@ -771,14 +804,11 @@ class Stream(Generic[T]):
 class Windowed(Generic[T]):
     """A stream with a window chosen, waiting for :meth:`aggregate`."""
 
-    def __init__(
-        self, stream: Stream[T], window: Window, timing: EventTime, emit: Emit, late: Late
-    ) -> None:
+    def __init__(self, stream: Stream[T], window: Window, timing: EventTime, emit: Emit) -> None:
         self._stream = stream
         self._window = window
         self._timing = timing
         self._emit = emit
-        self._late = late
 
     def aggregate(self, **aggregations: Aggregator) -> Stream[dict[str, Any]]:
         """Compute ``name=agg.xxx(...)`` per key and window; each window's output is a
@@ -788,23 +818,17 @@ class Windowed(Generic[T]):
             window=self._window,
             event_time=self._timing,
             emit=self._emit,
-            late=self._late,
             names=tuple(checked),
             aggregators=tuple(checked.values()),
         )
-        return self._stream._add(_Op("window", window=spec))
+        return self._stream._add(_Op("window", window=spec, event_time=spec.event_time))
 
 
-def _window_stage(
-    spec: WindowSpec,
-    index: int,
-    partitions: Mapping[TopicPartition, PartitionContext],
-    fail: Fail,
-) -> Stage:
-    """A window operator's stage: its state in the store ``window-<stage index>``."""
-    operator = WindowOperator(spec, f"window-{index}", partitions, fail)
+def event_time_stage(name: str, operator: EventTimeOperator[Any]) -> Stage:
+    """The stage of an operator over event time: its state in its store, its ``tick``
+    and its count of late records."""
     return Stage(
-        f"window {spec.window}",
+        name,
         operator.run,
         False,
         stores=(operator.store_name,),

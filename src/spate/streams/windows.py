@@ -21,7 +21,8 @@ more: every window that covers it has closed (tumbling, hopping), its own slidin
 window has (its event time is below the watermark), or its session would end at or
 before the watermark. A hopping record whose older windows closed still counts in its
 open ones. Late records are counted (``ProcessorStats.late_records``) and dropped, or
-sent to the dead-letter topic with ``late="dead_letter"``.
+sent to the dead-letter topic with ``late="dead_letter"`` (the shared machinery of
+:class:`~spate.streams.eventtime.EventTimeOperator`).
 
 All window state lives in the partition's store: a window's accumulators under
 ``(key, start)`` (sliding windows: a key's recent records under ``(key,)``), and the
@@ -39,7 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from spate.errors import ConfigError, LateRecordError
+from spate.errors import ConfigError
 from spate.partitions import PartitionContext
 from spate.record import Record, TopicPartition
 from spate.state.store import Store
@@ -52,13 +53,18 @@ from spate.streams.aggregations import (
     update_code,
     updater,
 )
-from spate.streams.eventtime import EventTime, Watermark, seconds_to_ms, watermark
+from spate.streams.eventtime import (
+    EventTime,
+    EventTimeOperator,
+    Fail,
+    Item,
+    Watermark,
+    seconds_to_ms,
+    watermark,
+)
 
 WindowKind = Literal["tumbling", "hopping", "sliding", "session"]
 Emit = Literal["final", "update"]
-Late = Literal["drop", "dead_letter"]
-Item = tuple[Record, bytes | None, Any]
-Fail = Callable[[Record, Exception], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +119,6 @@ class WindowSpec:
     window: Window
     event_time: EventTime
     emit: Emit = "final"
-    late: Late = "drop"
     names: tuple[str, ...]
     aggregators: tuple[Aggregator, ...]
 
@@ -125,8 +130,6 @@ class WindowSpec:
             )
         if self.emit not in ("final", "update"):
             raise ConfigError(f".window(emit={self.emit!r}) must be 'final' or 'update'")
-        if self.late not in ("drop", "dead_letter"):
-            raise ConfigError(f".window(late={self.late!r}) must be 'drop' or 'dead_letter'")
         if self.window.kind == "session":
             unmergeable = [
                 name
@@ -212,7 +215,7 @@ def _text(key: bytes | None) -> str | None:
     return None if key is None else key.decode("utf-8", "replace")
 
 
-class WindowOperator:
+class WindowOperator(EventTimeOperator[_Partition]):
     """A compiled ``.window(...).aggregate(...)``: a stage's ``run`` and ``tick``.
 
     ``run(batch)`` adds the batch's records to their windows and returns the items of
@@ -227,12 +230,10 @@ class WindowOperator:
         partitions: Mapping[TopicPartition, PartitionContext],
         fail: Fail,
     ) -> None:
+        super().__init__(
+            spec.event_time, store_name, partitions, fail, f"a closed {spec.window} window"
+        )
         self.spec = spec
-        self.store_name = store_name
-        self.partitions = partitions
-        self.fail = fail
-        self.late = 0
-        """Late records so far (the worker copies it into the processor's stats)."""
         self._update = updater(spec.aggregators)
         self._fresh = initial(spec.aggregators)
         self._output = output(spec.names, spec.aggregators)
@@ -248,20 +249,6 @@ class WindowOperator:
         }[spec.window.kind]
 
     # --- per batch ------------------------------------------------------------------
-
-    def run(self, batch: list[Item]) -> list[Item]:
-        out: list[Item] = []
-        start = 0
-        n = len(batch)
-        while start < n:
-            first = batch[start][0]
-            topic, number = first.topic, first.partition
-            end = start + 1
-            while end < n and batch[end][0].partition == number and batch[end][0].topic == topic:
-                end += 1
-            self._run_partition(TopicPartition(topic, number), batch[start:end], out)
-            start = end
-        return out
 
     def _run_partition(self, tp: TopicPartition, items: list[Item], out: list[Item]) -> None:
         context = self.partitions[tp]
@@ -312,18 +299,6 @@ class WindowOperator:
                 continue
             kept.append(item)
         return kept, times
-
-    def _late(self, records: list[Record]) -> None:
-        self.late += len(records)
-        if self.spec.late == "dead_letter":
-            for record in records:
-                self.fail(
-                    record,
-                    LateRecordError(
-                        f"record for a closed {self.spec.window} window (grace "
-                        f"{self._grace} ms): its event time is behind the watermark"
-                    ),
-                )
 
     def _load(self, part: _Partition, window: tuple[Any, int], end: int, close_at: int) -> Any:
         stored = part.store.get(window)
@@ -565,17 +540,7 @@ class WindowOperator:
             else:
                 store.delete((key,))
 
-    # --- time -----------------------------------------------------------------------
-
-    def tick(self, now_s: float) -> list[Item]:
-        """Idle partitions' watermarks move with the clock: emit what that closed."""
-        out: list[Item] = []
-        for tp, context in self.partitions.items():
-            part = self._partition(context)
-            if part.watermark.idle(now_s):
-                part.watermark.save(part.store)
-                self._close(tp, part, out)
-        return out
+    # --- state ----------------------------------------------------------------------
 
     def _partition(self, context: PartitionContext) -> _Partition:
         """The partition's bookkeeping, rebuilt from its store on first use."""

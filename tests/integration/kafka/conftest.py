@@ -31,6 +31,19 @@ def tansu_server() -> ServerProcess:
     return session_server("tansu")
 
 
+@pytest.fixture
+def tansu_url(tansu_server: ServerProcess) -> str:
+    """Tansu's URL with short group timeouts: Tansu holds a new group's first join for
+    a good part of the session timeout (an App run took 26 s with librdkafka's default
+    45 s, 6 s with these)."""
+    return f"{tansu_server.url}?session.timeout.ms=6000&heartbeat.interval.ms=500"
+
+
+@pytest.fixture
+def kafka_url(kafka_server: ServerProcess) -> str:
+    return kafka_server.url
+
+
 TEST_CONFIG = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 """Short group timeouts so membership tests finish in seconds on a small machine."""
 

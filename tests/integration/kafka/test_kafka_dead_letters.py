@@ -10,15 +10,15 @@ from spate.testing.kafka_server import ServerProcess
 
 
 def test_poison_and_failing_records_are_dead_lettered_on_tansu(
-    tansu_server: ServerProcess,
+    tansu_url: str,
 ) -> None:
-    check_poison_and_failures(tansu_server.url, "at-least-once", count=2_000)
+    check_poison_and_failures(tansu_url, "at-least-once", count=2_000)
 
 
 def test_a_record_failing_for_3_s_is_retried_via_the_retry_topics_on_tansu(
-    tansu_server: ServerProcess,
+    tansu_url: str,
 ) -> None:
-    check_retry_topics(tansu_server.url)
+    check_retry_topics(tansu_url)
 
 
 def test_a_record_failing_for_3_s_is_retried_via_the_retry_topics_on_apache_kafka(
@@ -33,9 +33,9 @@ def test_a_record_failing_for_3_s_is_retried_via_the_retry_topics_on_apache_kafk
 
 
 def test_replay_after_the_fix_redrives_every_dead_letter_on_tansu(
-    tansu_server: ServerProcess,
+    tansu_url: str,
 ) -> None:
-    check_replay_after_fix(tansu_server.url)
+    check_replay_after_fix(tansu_url)
 
 
 def test_poison_and_failing_records_are_dead_lettered_on_apache_kafka_exactly_once(
@@ -47,9 +47,9 @@ def test_poison_and_failing_records_are_dead_lettered_on_apache_kafka_exactly_on
 
 
 def test_a_transient_failure_succeeds_on_the_third_attempt_on_tansu(
-    tansu_server: ServerProcess,
+    tansu_url: str,
 ) -> None:
-    check_transient_failure(tansu_server.url)
+    check_transient_failure(tansu_url)
 
 
 def test_a_transient_failure_succeeds_on_the_third_attempt_on_apache_kafka(

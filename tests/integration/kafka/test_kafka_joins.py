@@ -20,15 +20,15 @@ def tag() -> str:
 
 
 @pytest.mark.parametrize("scenario", [name for name in SCENARIOS if name != "group_by"])
-async def test_joins_on_tansu(tansu_server: ServerProcess, scenario: str) -> None:
-    await SCENARIOS[scenario](tag(), tansu_server.url)
+async def test_joins_on_tansu(tansu_url: str, scenario: str) -> None:
+    await SCENARIOS[scenario](tag(), tansu_url)
 
 
-@pytest.mark.parametrize("server", ["tansu_server", "kafka_server"])
+@pytest.mark.parametrize("server", ["tansu_url", "kafka_url"])
 async def test_group_by_exactly_once(request: pytest.FixtureRequest, server: str) -> None:
     """The grouped processor reads a topic written in transactions: its group commits
     past the last commit marker, so it is idle (lag 0) once it has read everything."""
-    url = request.getfixturevalue(server).url
+    url = request.getfixturevalue(server)
     await check_group_by(tag(), url, TIMEOUT_S, processing_guarantee="exactly-once")
 
 

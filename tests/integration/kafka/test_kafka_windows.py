@@ -9,9 +9,8 @@ the scenario passed on every cold start."""
 
 from __future__ import annotations
 
-from spate.testing.kafka_server import ServerProcess
 from window_checks import check_windows
 
 
-def test_windows_on_tansu(tansu_server: ServerProcess) -> None:
-    check_windows(tansu_server.url, "at-least-once")
+def test_windows_on_tansu(tansu_url: str) -> None:
+    check_windows(tansu_url, "at-least-once")

@@ -14,12 +14,12 @@ state in stores, restarts that keep only the stores, and a final idle tick.
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from operator_runs import run_in_batches
 from spate.clock import ManualClock
 from spate.partitions import PartitionContext
 from spate.record import Record, TopicPartition
@@ -104,16 +104,7 @@ def run_operator(
         data = serde.encode(framed)
         record = Record("join", p, n, key.encode(), data, (), 0)
         items.append((record, key.encode(), serde.decode(data)))
-    out = []
-    edges = [0, *sorted(set(cuts)), len(items)]
-    for batch, (start, end) in enumerate(itertools.pairwise(edges)):
-        out.extend(operator.run(items[start:end]))
-        if batch < restarts:
-            for tp, old in contexts.items():
-                contexts[tp] = PartitionContext(tp, clock, stores=old.stores)
-    for _ in range(2):  # a partition assigned anew is idle from its first tick on
-        clock.advance(10_000_000)
-        out.extend(operator.tick(clock.monotonic()))
+    out = run_in_batches(operator, contexts, clock, items, cuts, restarts)
     pairs: Counter[tuple[int, int | None]] = Counter()
     for _, _, (left, right) in out:
         pairs[(left["id"], None if right is None else right["id"])] += 1

@@ -10,13 +10,13 @@ closed it at the end. The operator under test runs the same records in random ba
 
 from __future__ import annotations
 
-import itertools
 from collections import defaultdict
 from typing import Any
 
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
+from operator_runs import run_in_batches
 from spate.clock import ManualClock
 from spate.partitions import PartitionContext
 from spate.record import Record, TopicPartition
@@ -177,16 +177,7 @@ def run_operator(
         )
         for offset, (p, key, ts, value) in enumerate(rows)
     ]
-    out = []
-    edges = [0, *sorted(set(cuts)), len(items)]
-    for batch, (start, end) in enumerate(itertools.pairwise(edges)):
-        out.extend(operator.run(items[start:end]))
-        if batch < restarts:
-            for tp, old in contexts.items():
-                contexts[tp] = PartitionContext(tp, clock, stores=old.stores)
-    for _ in range(2):  # a partition assigned anew is idle from its first tick on
-        clock.advance(10_000_000)
-        out.extend(operator.tick(clock.monotonic()))
+    out = run_in_batches(operator, contexts, clock, items, cuts, restarts)
     values = [value for _, _, value in out]
     if emit == "update":
         values = last_updates(window, [(source.partition, value) for source, _, value in out])

@@ -1,9 +1,14 @@
-"""Dead letters on the Kafka protocol, served by Tansu: the poison-record scenario of
-issue 11 (see :mod:`dead_letter_checks`), through the App runtime."""
+"""Issue 11 on the Kafka protocol, through the App runtime, on Tansu and on Apache
+Kafka: poison records and failures dead-lettered, retry topics, replay after a fix,
+a transient failure, and dedup across a restart (see :mod:`dead_letter_checks`,
+:mod:`retry_topic_checks`, :mod:`dlq_checks`, :mod:`dedup_checks`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dead_letter_checks import check_poison_and_failures, check_transient_failure
+from dedup_checks import check_the_same_keys_twice_across_a_restart
 from dlq_checks import check_replay_after_fix
 from retry_topic_checks import check_retry_topics
 from spate.testing.kafka_server import ServerProcess
@@ -56,3 +61,13 @@ def test_a_transient_failure_succeeds_on_the_third_attempt_on_apache_kafka(
     kafka_server: ServerProcess,
 ) -> None:
     check_transient_failure(kafka_server.url, "exactly-once")
+
+
+def test_the_same_keys_twice_across_a_restart_on_apache_kafka(
+    kafka_url: str, tmp_path: Path
+) -> None:
+    check_the_same_keys_twice_across_a_restart(kafka_url, tmp_path)
+
+
+def test_the_same_keys_twice_across_a_restart_on_tansu(tansu_url: str, tmp_path: Path) -> None:
+    check_the_same_keys_twice_across_a_restart(tansu_url, tmp_path)

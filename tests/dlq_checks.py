@@ -48,7 +48,10 @@ async def publish_dead_letters(url: str, source: str) -> None:
     time it failed (a flush each: the embedded broker purges whole batches)."""
     async with spate.connect(url) as broker:
         await broker.create_topic(source, 1)
-        await broker.create_topic(dl.dead_letter_topic(source), 1)
+        # Kafka deletes records whose timestamps are older than retention.ms (7 days by
+        # default): these have fixed, ever older, timestamps.
+        keep = {"retention.ms": "-1"} if url.startswith("kafka") else None
+        await broker.create_topic(dl.dead_letter_topic(source), 1, keep)
         async with broker.producer() as producer:
             for n in range(4):
                 error, when = ("builtins.ValueError", OLD) if n < 2 else ("KeyError", NEW)

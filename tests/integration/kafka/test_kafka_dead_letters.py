@@ -5,11 +5,12 @@ a transient failure, and dedup across a restart (see :mod:`dead_letter_checks`,
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from dead_letter_checks import check_poison_and_failures, check_transient_failure
 from dedup_checks import check_the_same_keys_twice_across_a_restart
-from dlq_checks import check_replay_after_fix
+from dlq_checks import check_replay_after_fix, dlq_round_trip
 from retry_topic_checks import check_retry_topics
 from spate.testing.kafka_server import ServerProcess
 
@@ -71,3 +72,12 @@ def test_the_same_keys_twice_across_a_restart_on_apache_kafka(
 
 def test_the_same_keys_twice_across_a_restart_on_tansu(tansu_url: str, tmp_path: Path) -> None:
     check_the_same_keys_twice_across_a_restart(tansu_url, tmp_path)
+
+
+def test_replay_after_the_fix_redrives_every_dead_letter_on_apache_kafka(kafka_url: str) -> None:
+    check_replay_after_fix(kafka_url)
+
+
+def test_dlq_commands_on_apache_kafka(kafka_url: str) -> None:
+    """list, show, replay and purge (DeleteRecords, which Tansu lacks) through the CLI."""
+    dlq_round_trip(kafka_url, f"dl-{uuid.uuid4().hex[:8]}")

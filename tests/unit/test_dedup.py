@@ -11,6 +11,7 @@ import pytest
 
 from dedup_checks import Payment, check_the_same_keys_twice_across_a_restart, payments_app, send
 from spate import App, ConfigError, Dedup
+from spate.clock import ManualClock
 from spate.observability.metrics import render
 from spate.testing import TestApp
 
@@ -132,3 +133,20 @@ def test_each_dedup_stage_declares_a_store_of_its_own() -> None:
 def test_the_same_keys_twice_across_a_restart_are_processed_once(tmp_path: Path) -> None:
     """Issue 11 on local:// (the other brokers run the same check in tests/integration)."""
     check_the_same_keys_twice_across_a_restart(f"local://{tmp_path / 'broker'}", tmp_path)
+
+
+def test_a_key_is_processed_again_once_its_ttl_has_passed() -> None:
+    """The seen-set expires by TTL on the worker's clock (a duplicate seen meanwhile
+    does not prolong it), so it does not grow for ever."""
+    app, handled = payments_app(ttl_s=60)
+    with TestApp(app, clock=ManualClock(start_ms=1_700_000_000_000)) as t:
+        send(t, range(10))
+        t.run_until_idle()
+        t.advance(30)
+        send(t, range(5))  # 30 s later: still remembered, dropped
+        t.run_until_idle()
+        t.advance(31)
+        send(t, range(5))  # 61 s after they were first processed: processed again
+        t.run_until_idle()
+    assert sorted(handled) == sorted([*range(10), *range(5)])
+    assert app.stats["book"].deduplicated == 5

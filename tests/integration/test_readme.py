@@ -63,3 +63,14 @@ def test_readme_windows_example_prints_the_closed_windows(
     printed = section.split("It prints `", 1)[1]
     assert lines[0] == printed.split("`", 1)[0]
     assert lines[1] == printed.split("then\n`", 1)[1].split("`", 1)[0]
+
+
+def test_readme_observability_example_scrapes_its_own_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    section, lines = run_example("## Observability", capsys)
+    assert lines == [
+        "['spate_records_consumed_total{app=\"shop\",processor=\"bill\"} 10']",
+        "ready: True",
+    ]
+    assert f"It prints `{lines[0]}`" in section

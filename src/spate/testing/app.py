@@ -44,6 +44,7 @@ from spate.brokers.base import Broker, CapabilityName, Producer, Reader, require
 from spate.brokers.registry import connect
 from spate.clock import SYSTEM_CLOCK, Clock, ManualClock
 from spate.errors import ConfigError
+from spate.observability.server import MetricsServer
 from spate.record import Headers, Record
 from spate.runtime.lifecycle import Lifecycle, Service
 from spate.serde import encode_key
@@ -93,6 +94,24 @@ class TestApp:
         self._readers: dict[str, list[Reader]] = {}
         self._read: dict[str, list[Record]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        """``http://HOST:PORT`` of this run's metrics server (``/metrics``, ``/healthz``,
+        ``/readyz``, ``/status``), for an App whose settings ask for one
+        (``metrics_port=0``: any free port), once the processors run (after
+        :meth:`run_until_idle`, say)."""
+        for service in self._lifecycle.services:
+            if isinstance(service, MetricsServer):
+                if not service.port:
+                    raise ConfigError(
+                        "TestApp.metrics_url: the metrics server is not listening yet"
+                    )
+                return f"http://{service.host}:{service.port}"
+        raise ConfigError(
+            "TestApp.metrics_url: this App serves no metrics; "
+            "give it metrics_port=0 (any free port)"
+        )
 
     # --- lifecycle ------------------------------------------------------------------------
 

@@ -167,6 +167,30 @@ async def test_send_to_a_missing_partition_fails_at_flush() -> None:
                 await producer.flush()
 
 
+async def test_bulk_sends_buffer_what_sends_one_by_one_would() -> None:
+    headers = (("h", b"1"),)
+    async with spate.connect(f"memory://{uuid.uuid4().hex}") as broker:
+        await broker.create_topic("t", 2)
+        async with broker.producer() as producer:
+            producer.send_to_partition("t", 1, [b"k1", b"k2"], [b"a", b"b"], headers)
+            producer.send_many([("t", b"c", b"k3", None)])
+            await producer.flush()
+            producer.send_to_partition("t", 2, [b"k"], [b"x"])
+            with pytest.raises(PublishError, match="partition 2"):
+                await producer.flush()
+            with pytest.raises(ValueError, match="2 keys for 1 values"):
+                producer.send_to_partition("t", 1, [b"k1", b"k2"], [b"a"])
+        async with broker.consumer(["t"], "g") as consumer:
+            records = await consumer.fetch(100, 1.0)
+    by_key = {r.key: r for r in records}
+    assert [(r.partition, r.value, r.headers) for r in (by_key[b"k1"], by_key[b"k2"])] == [
+        (1, b"a", headers),
+        (1, b"b", headers),
+    ]
+    assert by_key[b"k3"].value == b"c"
+    assert by_key[b"k3"].headers == ()
+
+
 async def test_retention_by_age_counts_uncommitted_losses() -> None:
     clock = ManualClock()
     async with LocalBroker(

@@ -11,8 +11,8 @@ tuples and dicts of those): what a changelog record can carry on every broker.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from spate.clock import Clock
 from spate.errors import StateError
@@ -45,6 +45,22 @@ class Store(Protocol):
         """Every live (key, value), in no particular order."""
         ...
 
+    # Bulk forms, so an operator pays the call (and the expiry check) once per batch
+    # instead of once per key (DESIGN §10). Each means exactly what its single-key form
+    # does for every key in turn.
+
+    def get_many(self, keys: Iterable[StoreKey]) -> list[Any]:
+        """The value of each key in ``keys``, in their order (None for a key with none)."""
+        ...
+
+    def set_many(self, values: Mapping[StoreKey, Any]) -> None:
+        """Give each key of ``values`` its value, none of them with a time to live."""
+        ...
+
+    def delete_many(self, keys: Iterable[StoreKey]) -> None:
+        """Forget every key in ``keys`` (those with no value are skipped)."""
+        ...
+
 
 class MemoryStore:
     """A store kept in a dict: nothing survives the process."""
@@ -67,6 +83,30 @@ class MemoryStore:
 
     def items(self) -> Iterator[tuple[StoreKey, Any]]:
         return iter(list(self._data.items()))
+
+    def get_many(self, keys: Iterable[StoreKey]) -> list[Any]:
+        return list(map(self._data.get, keys))
+
+    def set_many(self, values: Mapping[StoreKey, Any]) -> None:
+        self._data.update(values)
+
+    def delete_many(self, keys: Iterable[StoreKey]) -> None:
+        pop = self._data.pop
+        for key in keys:
+            pop(key, None)
+
+
+class Pending(NamedTuple):
+    """A store's changes since the last flush, in columns (:meth:`CachedStore.pending`)."""
+
+    keys: list[StoreKey]
+    """The keys set (or set again)."""
+    values: list[Any]
+    """Their values, in the same order."""
+    expires_at_ms: list[int | None] | None
+    """Their expiry times in the same order; None when no key has a time to live."""
+    deleted: list[StoreKey]
+    """The keys deleted (or swept out once expired)."""
 
 
 SWEEP_INTERVAL_MS = 1000
@@ -136,6 +176,34 @@ class CachedStore:
     def __len__(self) -> int:
         return len(self._values)
 
+    def get_many(self, keys: Iterable[StoreKey]) -> list[Any]:
+        if self._expiry:
+            get = self.get
+            return [get(key) for key in keys]
+        return list(map(self._values.get, keys))
+
+    def set_many(self, values: Mapping[StoreKey, Any]) -> None:
+        # dict and set updates run in C: a batch's windows cost no Python call each.
+        self._values.update(values)
+        self._dirty.update(values)
+        if self._expiry:
+            pop = self._expiry.pop
+            for key in values:
+                pop(key, None)
+
+    def delete_many(self, keys: Iterable[StoreKey]) -> None:
+        values = self._values
+        present = values.keys() & keys
+        if not present:
+            return
+        for key in present:
+            del values[key]
+        self._dirty |= present
+        if self._expiry:
+            pop = self._expiry.pop
+            for key in present:
+                pop(key, None)
+
     # --- what the runtime does with it ------------------------------------------------
 
     def load(self, key: StoreKey, value: Any, expires_at_ms: int | None) -> None:
@@ -159,6 +227,28 @@ class CachedStore:
         dirty, self._dirty = self._dirty, set()
         values, expiry = self._values, self._expiry
         return [(key, values.get(key), expiry.get(key), key not in values) for key in dirty]
+
+    def pending(self) -> Pending:
+        """What :meth:`changes` says, in columns for the flush: the keys set, their
+        values, their expiry times (None when no key of the store has a time to live)
+        and the keys deleted. The store is clean after it.
+
+        A store of windows changes most of its keys at every commit, so the columns are
+        made by set and dict operations that run in C rather than a tuple per key."""
+        if self._expiry:
+            self._sweep()
+        dirty, self._dirty = self._dirty, set()
+        if not dirty:
+            return Pending([], [], None, [])
+        values = self._values
+        live = list(values.keys() & dirty)
+        expiry = self._expiry
+        return Pending(
+            live,
+            list(map(values.__getitem__, live)),
+            list(map(expiry.get, live)) if expiry else None,
+            list(dirty.difference(values)),
+        )
 
     def _sweep(self) -> None:
         now = self._clock.time_ms()

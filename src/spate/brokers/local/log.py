@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -26,6 +28,9 @@ from spate.errors import (
 )
 from spate.partitioner import Partitioner
 from spate.record import Headers, Record, TopicPartition
+
+_TOPIC_PARTITION = itemgetter(0, 1)
+_TIMESTAMP = itemgetter(5)
 
 MAX_BATCH_RECORDS = 1000
 """Largest batch row, so a fetch never decodes far more than it returns."""
@@ -155,19 +160,28 @@ def append(
     counts = partition_counts(conn, {send[0] for send in sends})
     by_partition: dict[tuple[str, int], list[Send]] = {}
     choose = partitioner.choose
-    for send in sends:
-        topic, partition = send[0], send[1]
+    # Sends come in runs to one (topic, partition) (a changelog flush is one run, the
+    # outputs of a batch to a topic one with partition None): a run with its partition
+    # is checked and moved as a whole; only keyed placement is paid per record.
+    for (topic, partition), run in groupby(sends, _TOPIC_PARTITION):
+        count = counts[topic]
         if partition is None:
-            partition = choose(topic, send[2], counts[topic])
-        elif not 0 <= partition < counts[topic]:
+            for send in run:
+                chosen = choose(topic, send[2], count)
+                bucket = by_partition.get((topic, chosen))
+                if bucket is None:
+                    bucket = by_partition[(topic, chosen)] = []
+                bucket.append(send)
+            continue
+        if not 0 <= partition < count:
             raise PublishError(
-                f"topic {topic!r} has partitions 0..{counts[topic] - 1}; "
+                f"topic {topic!r} has partitions 0..{count - 1}; "
                 f"partition {partition} does not exist"
             )
         bucket = by_partition.get((topic, partition))
         if bucket is None:
             bucket = by_partition[(topic, partition)] = []
-        bucket.append(send)
+        bucket.extend(run)
     rows: list[tuple[str, int, int, int, int, int, bytes]] = []
     ends: list[tuple[int, str, int]] = []
     for (topic, partition), items in by_partition.items():
@@ -179,7 +193,10 @@ def append(
             chunk = items[start : start + MAX_BATCH_RECORDS]
             payload = encode_batch(topic, partition, next_offset, chunk, now_ms)
             last = next_offset + len(chunk) - 1
-            max_ts = max(now_ms if send[5] is None else send[5] for send in chunk)
+            stamps = list(map(_TIMESTAMP, chunk))
+            if None in stamps:  # stamped with the flush's time
+                stamps = [now_ms, *(stamp for stamp in stamps if stamp is not None)]
+            max_ts = max(stamps)
             rows.append((topic, partition, next_offset, last, max_ts, len(payload), payload))
             next_offset = last + 1
         ends.append((next_offset, topic, partition))

@@ -191,6 +191,29 @@ async def test_bulk_sends_buffer_what_sends_one_by_one_would() -> None:
     assert by_key[b"k3"].headers == ()
 
 
+async def test_interleaved_sends_keep_their_order_in_each_partition() -> None:
+    async with spate.connect(f"memory://{uuid.uuid4().hex}") as broker:
+        await broker.create_topic("t", 2)
+        await broker.create_topic("u", 1)
+        async with broker.producer() as producer:
+            producer.send("t", b"1", partition=0)
+            producer.send("u", b"2", partition=0)
+            producer.send("t", b"3", partition=0)
+            producer.send("t", b"4", key=b"k")
+            producer.send("t", b"5", partition=1, timestamp_ms=7)
+            producer.send("t", b"6", partition=0)
+            await producer.flush()
+        async with broker.consumer(["t", "u"], "g") as consumer:
+            records = await consumer.fetch(100, 1.0)
+    by_partition: dict[tuple[str, int], list[bytes]] = {}
+    for r in records:
+        by_partition.setdefault((r.topic, r.partition), []).append(r.value)
+    keyed = 0 if b"4" in by_partition.get(("t", 0), []) else 1
+    expected = {("t", 0): [b"1", b"3", b"6"], ("t", 1): [b"5"], ("u", 0): [b"2"]}
+    expected[("t", keyed)].insert(2 if keyed == 0 else 0, b"4")
+    assert by_partition == expected
+
+
 async def test_retention_by_age_counts_uncommitted_losses() -> None:
     clock = ManualClock()
     async with LocalBroker(

@@ -35,7 +35,6 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
-from operator import attrgetter
 from typing import Any
 
 from spate.brokers.base import Broker, Consumer, Producer, TransactionalProducer
@@ -60,10 +59,6 @@ from spate.state.manager import StateConfig, StateManager, state_root
 from spate.streams.stream import Batch, Pipeline, Stream
 
 log = logging.getLogger("spate.runtime")
-
-_TOPIC_PARTITION = attrgetter("topic", "partition")
-_OFFSET = attrgetter("offset")
-"""A batch's last offsets are taken with these in C (no Python step per record)."""
 
 TICK_INTERVAL_S = 1.0
 """How often a pipeline that acts on time (windows) is ticked while batches keep
@@ -459,7 +454,7 @@ class Worker:
         self.stats.deduplicated += pipeline.dedup.dropped
         pipeline.dedup.dropped = 0
         # Offsets grow within a partition and a batch keeps their order: the last wins.
-        last = dict(zip(map(_TOPIC_PARTITION, records), map(_OFFSET, records), strict=True))
+        last = {(r.topic, r.partition): r.offset for r in records}
         through = {TopicPartition(topic, part): offset for (topic, part), offset in last.items()}
         await delivery.end_batch(outputs, through, records)
         if pipeline.ticks:

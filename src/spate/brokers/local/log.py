@@ -29,7 +29,8 @@ from spate.errors import (
 from spate.partitioner import Partitioner
 from spate.record import Headers, Record, TopicPartition
 
-_TOPIC_PARTITION = itemgetter(0, 1)
+_TOPIC = itemgetter(0)
+_PARTITION = itemgetter(1)
 _TIMESTAMP = itemgetter(5)
 
 MAX_BATCH_RECORDS = 1000
@@ -160,28 +161,29 @@ def append(
     counts = partition_counts(conn, {send[0] for send in sends})
     by_partition: dict[tuple[str, int], list[Send]] = {}
     choose = partitioner.choose
-    # Sends come in runs to one (topic, partition) (a changelog flush is one run, the
-    # outputs of a batch to a topic one with partition None): a run with its partition
-    # is checked and moved as a whole; only keyed placement is paid per record.
-    for (topic, partition), run in groupby(sends, _TOPIC_PARTITION):
-        count = counts[topic]
+    # Sends come in runs to one partition (a changelog flush is one run; a batch's
+    # outputs, partition None, another): a run with its partition is checked and moved
+    # as a whole, so only the partitioner's placement is paid per record.
+    for partition, run in groupby(sends, _PARTITION):
         if partition is None:
             for send in run:
-                chosen = choose(topic, send[2], count)
+                topic = send[0]
+                chosen = choose(topic, send[2], counts[topic])
                 bucket = by_partition.get((topic, chosen))
                 if bucket is None:
                     bucket = by_partition[(topic, chosen)] = []
                 bucket.append(send)
             continue
-        if not 0 <= partition < count:
-            raise PublishError(
-                f"topic {topic!r} has partitions 0..{count - 1}; "
-                f"partition {partition} does not exist"
-            )
-        bucket = by_partition.get((topic, partition))
-        if bucket is None:
-            bucket = by_partition[(topic, partition)] = []
-        bucket.extend(run)
+        for topic, same in groupby(run, _TOPIC):
+            if not 0 <= partition < counts[topic]:
+                raise PublishError(
+                    f"topic {topic!r} has partitions 0..{counts[topic] - 1}; "
+                    f"partition {partition} does not exist"
+                )
+            bucket = by_partition.get((topic, partition))
+            if bucket is None:
+                bucket = by_partition[(topic, partition)] = []
+            bucket.extend(same)
     rows: list[tuple[str, int, int, int, int, int, bytes]] = []
     ends: list[tuple[int, str, int]] = []
     for (topic, partition), items in by_partition.items():
@@ -194,9 +196,13 @@ def append(
             payload = encode_batch(topic, partition, next_offset, chunk, now_ms)
             last = next_offset + len(chunk) - 1
             stamps = list(map(_TIMESTAMP, chunk))
-            if None in stamps:  # stamped with the flush's time
-                stamps = [now_ms, *(stamp for stamp in stamps if stamp is not None)]
-            max_ts = max(stamps)
+            unstamped = stamps.count(None)  # these get the flush's time
+            if unstamped == len(stamps):
+                max_ts = now_ms
+            elif unstamped:
+                max_ts = max(now_ms, *(stamp for stamp in stamps if stamp is not None))
+            else:
+                max_ts = max(stamps)
             rows.append((topic, partition, next_offset, last, max_ts, len(payload), payload))
             next_offset = last + 1
         ends.append((next_offset, topic, partition))

@@ -119,7 +119,13 @@ def plain_loop(orders: Orders, rate: int = RATE) -> Result:
 def w2_app(url: str, source: str, sink: str, group: str) -> App:
     """The W2 App, with no side service (no metrics server, lag poller or watchdog)."""
     app = App("w2", broker=url, stall_timeout_s=0)
-    orders = app.topic(source, partitions=PARTITIONS)
+    # Kafka deletes records by their timestamps: the orders' event times (from T0, in
+    # 2023) are far older than its default retention (7 days), so without this it
+    # deletes the input as soon as it is written, and the worker, finding nothing,
+    # never commits (or, deleted midway, the group's offsets jump past records never
+    # processed). The other brokers keep records unless their topic config says otherwise.
+    keep = {"retention.ms": "-1"} if url.startswith("kafka://") else None
+    orders = app.topic(source, partitions=PARTITIONS, config=keep)
     windows = app.topic(sink, partitions=PARTITIONS)
     (
         app.stream(orders, group=group)

@@ -51,7 +51,8 @@ class _WireRecord(msgspec.Struct):
     offset: int
     key: bytes | None
     value: bytes
-    headers: Headers = ()
+    headers: Headers | msgspec.Raw = ()
+    """The headers, or their encoding already made (:func:`encode_batch`)."""
     timestamp_ms: int = 0
 
 
@@ -62,7 +63,14 @@ _decoder = msgspec.msgpack.Decoder(list[Record])
 def encode_batch(
     topic: str, partition: int, base_offset: int, sends: Sequence[Send], now_ms: int
 ) -> bytes:
-    """Encode records that will get offsets ``base_offset``, ``base_offset + 1``, …"""
+    """Encode records that will get offsets ``base_offset``, ``base_offset + 1``, …
+
+    Records sent together often share one headers object (a changelog flush names its
+    source range on every record): the first record's headers are encoded once and
+    copied as raw msgpack into every record that has the same object, the same bytes
+    msgspec would write for each."""
+    shared = sends[0][4] if sends else ()
+    encoded: Headers | msgspec.Raw = msgspec.Raw(_encoder.encode(shared)) if shared else shared
     return _encoder.encode(
         [
             _WireRecord(
@@ -71,7 +79,7 @@ def encode_batch(
                 offset,
                 send[2],
                 send[3],
-                send[4],
+                encoded if send[4] is shared else send[4],
                 now_ms if send[5] is None else send[5],
             )
             for offset, send in enumerate(sends, base_offset)

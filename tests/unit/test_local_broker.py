@@ -9,6 +9,7 @@ import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -309,3 +310,22 @@ async def test_retention_gives_space_back_to_the_file_system(tmp_path: Path) -> 
         assert after < before / 4
         async with broker.consumer(["t"], "g") as consumer:
             assert [r.value for r in await consumer.fetch(10, 1.0)] == [b"kept"]
+
+
+def test_a_batch_encodes_shared_headers_as_it_would_each_records_own() -> None:
+    from spate.brokers.local.log import decode_batch, encode_batch
+
+    shared = (("spate-source-topic", b"orders"), ("spate-source-first", b"7"))
+    sends: list[Any] = [("t", 0, b"k%d" % i, b"v", shared, None) for i in range(3)]
+    sends.append(("t", 0, b"other", b"v", (("h", b"x"),), 5))
+    copies = [(*send[:4], tuple(list(send[4])), send[5]) for send in sends]
+    assert copies[0][4] is not shared
+    payload = encode_batch("t", 0, 10, sends, 99)
+    assert payload == encode_batch("t", 0, 10, copies, 99)
+    records = decode_batch(payload)
+    assert [(r.offset, r.headers, r.timestamp_ms) for r in records] == [
+        (10, shared, 99),
+        (11, shared, 99),
+        (12, shared, 99),
+        (13, (("h", b"x"),), 5),
+    ]

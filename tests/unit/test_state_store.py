@@ -168,11 +168,15 @@ def test_every_backend_writes_changes_and_checkpoint_together(
     assert list(backend.items()) == []
     assert backend.checkpoint() is None
     backend.write({b"d": b"4"}, b"cp3")
+    backend.write_changes({b"e": b"5", b"f": b"6"}, [b"missing"], b"cp4")
+    backend.write_changes({b"f": b"7"}, [b"e"], b"cp5")
+    assert sorted(backend.items()) == [(b"d", b"4"), (b"f", b"7")]
+    assert backend.checkpoint() == b"cp5"
     backend.close()
     if backend_type is not MemoryBackend:
         again = backend_type(tmp_path / "s")
-        assert list(again.items()) == [(b"d", b"4")]
-        assert again.checkpoint() == b"cp3"
+        assert sorted(again.items()) == [(b"d", b"4"), (b"f", b"7")]
+        assert again.checkpoint() == b"cp5"
         again.close()
 
 
@@ -212,3 +216,20 @@ def test_a_flush_re_processed_after_a_crash_is_dropped_though_committed_later() 
 def test_flushes_of_another_source_topic_are_not_this_partitions() -> None:
     runs = [run("t", 0, 9), run("u", 0, 50), run("t", 10, 19)]
     assert surviving(runs, "t", committed=20) == [True, False, True]
+
+
+def test_the_last_change_of_a_key_between_flushes_is_the_one_flushed() -> None:
+    store = CachedStore("s", ManualClock())
+    store.set_many({"g": 1, "h": 1})
+    store.pending()
+    store.delete("g")
+    store.set("g", 2)
+    store.set("h", 2)
+    store.delete_many(["h"])
+    store.set_many({"i": 3})
+    store.delete("i")
+    pending = store.pending()
+    assert (pending.keys, pending.values, sorted(pending.deleted)) == (["g"], [2], ["h", "i"])
+    store.delete("g")
+    store.set_many({"g": 4})
+    assert store.changes() == [("g", 4, None, False)]

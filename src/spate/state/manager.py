@@ -206,14 +206,13 @@ class StateManager:
                 keys = encode_keys(pending.keys)
                 entries = encode_entries(pending.values, pending.expires_at_ms)
                 deleted = encode_keys(pending.deleted)
-                writes: dict[bytes, bytes | None] = dict(zip(keys, entries, strict=True))
+                puts = dict(zip(keys, entries, strict=True))
                 if deleted:
-                    writes.update(dict.fromkeys(deleted))
                     keys += deleted
                     entries += [TOMBSTONE] * len(deleted)
                 send_flush(producer, opened.changelog, tp, opened.first, last, keys, entries)
                 meta = encode_meta({"changelog": opened.resume_at, "source": last})
-                opened.backend.write(writes, meta)
+                opened.backend.write_changes(puts, deleted, meta)
                 opened.first = last + 1
 
     async def hand_over(self, partitions: Sequence[TopicPartition]) -> None:

@@ -131,6 +131,10 @@ class CachedStore:
         """Wall-clock millisecond at which each key with a time to live expires."""
         self._next_sweep_ms = 0
         self._dirty: set[StoreKey] = set()
+        """Keys set since the last flush (each has a value)."""
+        self._deleted: set[StoreKey] = set()
+        """Keys deleted since the last flush (none has a value; none is in ``_dirty``):
+        kept apart so a flush need not look up which of its keys still exist."""
 
     def get(self, key: StoreKey, default: Any = None) -> Any:
         if self._expiry and self._expired(key):
@@ -144,6 +148,8 @@ class CachedStore:
     def set(self, key: StoreKey, value: Any, *, ttl_s: float | None = None) -> None:
         self._values[key] = value
         self._dirty.add(key)
+        if self._deleted:
+            self._deleted.discard(key)
         if ttl_s is None:
             if self._expiry:
                 self._expiry.pop(key, None)
@@ -159,7 +165,8 @@ class CachedStore:
         if key in self._values:
             del self._values[key]
             self._expiry.pop(key, None)
-            self._dirty.add(key)
+            self._dirty.discard(key)
+            self._deleted.add(key)
 
     def __contains__(self, key: object) -> bool:
         if self._expiry and self._expired(key):
@@ -186,6 +193,8 @@ class CachedStore:
         # dict and set updates run in C: a batch's windows cost no Python call each.
         self._values.update(values)
         self._dirty.update(values)
+        if self._deleted:
+            self._deleted.difference_update(values)
         if self._expiry:
             pop = self._expiry.pop
             for key in values:
@@ -198,7 +207,8 @@ class CachedStore:
             return
         for key in present:
             del values[key]
-        self._dirty |= present
+        self._dirty -= present
+        self._deleted |= present
         if self._expiry:
             pop = self._expiry.pop
             for key in present:
@@ -225,8 +235,10 @@ class CachedStore:
         if self._expiry:
             self._sweep()
         dirty, self._dirty = self._dirty, set()
+        deleted, self._deleted = self._deleted, set()
         values, expiry = self._values, self._expiry
-        return [(key, values.get(key), expiry.get(key), key not in values) for key in dirty]
+        changed = [(key, values.get(key), expiry.get(key), False) for key in dirty]
+        return changed + [(key, None, None, True) for key in deleted]
 
     def pending(self) -> Pending:
         """What :meth:`changes` says, in columns for the flush: the keys set, their
@@ -234,20 +246,17 @@ class CachedStore:
         and the keys deleted. The store is clean after it.
 
         A store of windows changes most of its keys at every commit, so the columns are
-        made by set and dict operations that run in C rather than a tuple per key."""
+        made by passes that run in C rather than a tuple per key."""
         if self._expiry:
             self._sweep()
-        dirty, self._dirty = self._dirty, set()
-        if not dirty:
-            return Pending([], [], None, [])
-        values = self._values
-        live = list(values.keys() & dirty)
+        live, self._dirty = list(self._dirty), set()
+        deleted, self._deleted = list(self._deleted), set()
         expiry = self._expiry
         return Pending(
             live,
-            list(map(values.__getitem__, live)),
+            list(map(self._values.__getitem__, live)),
             list(map(expiry.get, live)) if expiry else None,
-            list(dirty.difference(values)),
+            deleted,
         )
 
     def _sweep(self) -> None:
@@ -258,4 +267,5 @@ class CachedStore:
         for key in [k for k, expires in self._expiry.items() if expires <= now]:
             del self._expiry[key]
             self._values.pop(key, None)
-            self._dirty.add(key)
+            self._dirty.discard(key)
+            self._deleted.add(key)

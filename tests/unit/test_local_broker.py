@@ -9,6 +9,7 @@ import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,6 +168,53 @@ async def test_send_to_a_missing_partition_fails_at_flush() -> None:
                 await producer.flush()
 
 
+async def test_bulk_sends_buffer_what_sends_one_by_one_would() -> None:
+    headers = (("h", b"1"),)
+    async with spate.connect(f"memory://{uuid.uuid4().hex}") as broker:
+        await broker.create_topic("t", 2)
+        async with broker.producer() as producer:
+            producer.send_to_partition("t", 1, [b"k1", b"k2"], [b"a", b"b"], headers)
+            producer.send_many([("t", b"c", b"k3", None)])
+            await producer.flush()
+            producer.send_to_partition("t", 2, [b"k"], [b"x"])
+            with pytest.raises(PublishError, match="partition 2"):
+                await producer.flush()
+            with pytest.raises(ValueError, match="2 keys for 1 values"):
+                producer.send_to_partition("t", 1, [b"k1", b"k2"], [b"a"])
+        async with broker.consumer(["t"], "g") as consumer:
+            records = await consumer.fetch(100, 1.0)
+    by_key = {r.key: r for r in records}
+    assert [(r.partition, r.value, r.headers) for r in (by_key[b"k1"], by_key[b"k2"])] == [
+        (1, b"a", headers),
+        (1, b"b", headers),
+    ]
+    assert by_key[b"k3"].value == b"c"
+    assert by_key[b"k3"].headers == ()
+
+
+async def test_interleaved_sends_keep_their_order_in_each_partition() -> None:
+    async with spate.connect(f"memory://{uuid.uuid4().hex}") as broker:
+        await broker.create_topic("t", 2)
+        await broker.create_topic("u", 1)
+        async with broker.producer() as producer:
+            producer.send("t", b"1", partition=0)
+            producer.send("u", b"2", partition=0)
+            producer.send("t", b"3", partition=0)
+            producer.send("t", b"4", key=b"k")
+            producer.send("t", b"5", partition=1, timestamp_ms=7)
+            producer.send("t", b"6", partition=0)
+            await producer.flush()
+        async with broker.consumer(["t", "u"], "g") as consumer:
+            records = await consumer.fetch(100, 1.0)
+    by_partition: dict[tuple[str, int], list[bytes]] = {}
+    for r in records:
+        by_partition.setdefault((r.topic, r.partition), []).append(r.value)
+    keyed = 0 if b"4" in by_partition.get(("t", 0), []) else 1
+    expected = {("t", 0): [b"1", b"3", b"6"], ("t", 1): [b"5"], ("u", 0): [b"2"]}
+    expected[("t", keyed)].insert(2 if keyed == 0 else 0, b"4")
+    assert by_partition == expected
+
+
 async def test_retention_by_age_counts_uncommitted_losses() -> None:
     clock = ManualClock()
     async with LocalBroker(
@@ -262,3 +310,22 @@ async def test_retention_gives_space_back_to_the_file_system(tmp_path: Path) -> 
         assert after < before / 4
         async with broker.consumer(["t"], "g") as consumer:
             assert [r.value for r in await consumer.fetch(10, 1.0)] == [b"kept"]
+
+
+def test_a_batch_encodes_shared_headers_as_it_would_each_records_own() -> None:
+    from spate.brokers.local.log import decode_batch, encode_batch
+
+    shared = (("spate-source-topic", b"orders"), ("spate-source-first", b"7"))
+    sends: list[Any] = [("t", 0, b"k%d" % i, b"v", shared, None) for i in range(3)]
+    sends.append(("t", 0, b"other", b"v", (("h", b"x"),), 5))
+    copies = [(*send[:4], tuple(list(send[4])), send[5]) for send in sends]
+    assert copies[0][4] is not shared
+    payload = encode_batch("t", 0, 10, sends, 99)
+    assert payload == encode_batch("t", 0, 10, copies, 99)
+    records = decode_batch(payload)
+    assert [(r.offset, r.headers, r.timestamp_ms) for r in records] == [
+        (10, shared, 99),
+        (11, shared, 99),
+        (12, shared, 99),
+        (13, (("h", b"x"),), 5),
+    ]

@@ -12,12 +12,20 @@ from spate.clock import ManualClock
 from spate.errors import StateError
 from spate.state.backend import Backend
 from spate.state.changelog import _Run, surviving
-from spate.state.codec import TOMBSTONE, decode_entry, decode_key, encode_entry, encode_key
+from spate.state.codec import (
+    TOMBSTONE,
+    decode_entry,
+    decode_key,
+    encode_entries,
+    encode_entry,
+    encode_key,
+    encode_keys,
+)
 from spate.state.local import backend_kind, open_backend
 from spate.state.memory import MemoryBackend
 from spate.state.rocksdb import RocksdbBackend
 from spate.state.sqlite import SqliteBackend
-from spate.state.store import SWEEP_INTERVAL_MS, CachedStore, Store, StoreKey
+from spate.state.store import SWEEP_INTERVAL_MS, CachedStore, MemoryStore, Store, StoreKey
 
 
 def test_a_cached_store_reads_its_writes_and_hands_each_change_once() -> None:
@@ -37,6 +45,57 @@ def test_a_cached_store_reads_its_writes_and_hands_each_change_once() -> None:
     store.delete("never")
     assert store.changes() == [("a", None, None, True)]
     assert dict(store.items()) == {("user", 7): {"n": [1, 2]}}
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: CachedStore("s", ManualClock()), lambda: MemoryStore("s")]
+)
+def test_bulk_reads_and_writes_mean_what_the_single_key_ones_do(make: Callable[[], Store]) -> None:
+    store = make()
+    assert isinstance(store, Store)
+    store.set_many({("u", 1): [1, 2], ("u", 2): [3, 4], "x": 5})
+    assert store.get_many([("u", 2), "missing", "x"]) == [[3, 4], None, 5]
+    store.delete_many([("u", 1), "missing", "x"])
+    assert dict(store.items()) == {("u", 2): [3, 4]}
+
+
+def test_pending_gives_the_changes_in_columns_and_cleans_the_store() -> None:
+    clock = ManualClock()
+    store = CachedStore("s", clock)
+    store.set_many({"a": 1, "b": 2})
+    store.set("c", 3, ttl_s=10)
+    store.changes()
+    store.set_many({"a": 10, "d": 4})
+    store.delete_many(["b", "never"])
+    store.delete("c")
+    pending = store.pending()
+    assert sorted(zip(pending.keys, pending.values, strict=True)) == [("a", 10), ("d", 4)]
+    assert pending.expires_at_ms is None  # no key has a time to live any more
+    assert sorted(pending.deleted) == ["b", "c"]
+    assert store.pending() == ([], [], None, [])
+    store.set("e", 5, ttl_s=2)
+    store.set("f", 6)
+    pending = store.pending()
+    assert dict(zip(pending.keys, pending.expires_at_ms or [], strict=True)) == {
+        "e": clock.time_ms() + 2000,
+        "f": None,
+    }
+
+
+def test_batch_encoding_is_key_by_key_encoding_and_names_a_bad_key_or_value() -> None:
+    keys: list[StoreKey] = ["a", b"b", 7, ("w", 1), ("nested", ("x", 1))]
+    assert encode_keys(keys) == [encode_key(key) for key in keys]
+    assert encode_entries([1, {"n": 2}], None) == [
+        encode_entry(1, None),
+        encode_entry({"n": 2}, None),
+    ]
+    assert encode_entries([1, 2], [None, 5]) == [encode_entry(1, None), encode_entry(2, 5)]
+    with pytest.raises(StateError, match=r"store key True .* use a str"):
+        encode_keys(["a", True])  # type: ignore[list-item]
+    with pytest.raises(StateError, match=r"store key \('a', 1.5j\) cannot be stored"):
+        encode_keys([("a", 1.5j)])
+    with pytest.raises(StateError, match="store plain data"):
+        encode_entries([1, object()], None)
 
 
 def test_a_key_with_a_ttl_reads_absent_once_expired_and_is_swept_as_a_delete() -> None:
@@ -109,11 +168,15 @@ def test_every_backend_writes_changes_and_checkpoint_together(
     assert list(backend.items()) == []
     assert backend.checkpoint() is None
     backend.write({b"d": b"4"}, b"cp3")
+    backend.write_changes({b"e": b"5", b"f": b"6"}, [b"missing"], b"cp4")
+    backend.write_changes({b"f": b"7"}, [b"e"], b"cp5")
+    assert sorted(backend.items()) == [(b"d", b"4"), (b"f", b"7")]
+    assert backend.checkpoint() == b"cp5"
     backend.close()
     if backend_type is not MemoryBackend:
         again = backend_type(tmp_path / "s")
-        assert list(again.items()) == [(b"d", b"4")]
-        assert again.checkpoint() == b"cp3"
+        assert sorted(again.items()) == [(b"d", b"4"), (b"f", b"7")]
+        assert again.checkpoint() == b"cp5"
         again.close()
 
 
@@ -153,3 +216,20 @@ def test_a_flush_re_processed_after_a_crash_is_dropped_though_committed_later() 
 def test_flushes_of_another_source_topic_are_not_this_partitions() -> None:
     runs = [run("t", 0, 9), run("u", 0, 50), run("t", 10, 19)]
     assert surviving(runs, "t", committed=20) == [True, False, True]
+
+
+def test_the_last_change_of_a_key_between_flushes_is_the_one_flushed() -> None:
+    store = CachedStore("s", ManualClock())
+    store.set_many({"g": 1, "h": 1})
+    store.pending()
+    store.delete("g")
+    store.set("g", 2)
+    store.set("h", 2)
+    store.delete_many(["h"])
+    store.set_many({"i": 3})
+    store.delete("i")
+    pending = store.pending()
+    assert (pending.keys, pending.values, sorted(pending.deleted)) == (["g"], [2], ["h", "i"])
+    store.delete("g")
+    store.set_many({"g": 4})
+    assert store.changes() == [("g", 4, None, False)]

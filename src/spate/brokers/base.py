@@ -210,6 +210,24 @@ class Producer(AsyncResource):
         for topic, value, key, _ in outputs:
             send(topic, value, key=key)
 
+    def send_to_partition(
+        self,
+        topic: str,
+        partition: int,
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        headers: Headers = (),
+    ) -> None:
+        """Buffer ``values[i]`` with key ``keys[i]`` and ``headers``, each on
+        ``partition`` of ``topic``, in order, exactly as ``send`` would one by one.
+
+        A store's flush writes every key a batch changed to one changelog partition
+        through this one call, so an adapter can buffer them without a call per record.
+        """
+        send = self.send
+        for key, value in zip(keys, values, strict=True):
+            send(topic, value, key=key, headers=headers, partition=partition)
+
     @abc.abstractmethod
     async def flush(self, timeout_s: float | None = None) -> None:
         """Wait until every buffered record is acknowledged; raise PublishError if not."""

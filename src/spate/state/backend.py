@@ -13,7 +13,7 @@ The subclasses say only how bytes are stored (:mod:`.memory`, :mod:`.sqlite`,
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
 CHECKPOINT_KEY = b"\xc1spate-checkpoint"
@@ -37,6 +37,15 @@ class Backend(abc.ABC):
     def write(self, changes: Mapping[bytes, bytes | None], checkpoint: bytes) -> None:
         """Apply ``changes`` (None deletes the key) and the new checkpoint atomically."""
         self._apply({**changes, CHECKPOINT_KEY: checkpoint})
+
+    def write_changes(
+        self, puts: Mapping[bytes, bytes], deleted: Collection[bytes], checkpoint: bytes
+    ) -> None:
+        """:meth:`write` with the deletions apart: put every key of ``puts``, delete
+        every key of ``deleted`` (none of them in ``puts``), and the new checkpoint,
+        atomically. A flush has its changes in these two forms already; a backend that
+        can apply them so (no None to look for per key) overrides this."""
+        self._apply({**puts, **dict.fromkeys(deleted), CHECKPOINT_KEY: checkpoint})
 
     @abc.abstractmethod
     def _items(self) -> Iterator[tuple[bytes, bytes]]: ...

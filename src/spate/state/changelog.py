@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from spate.brokers.base import Broker, Producer, Reader
@@ -57,20 +57,19 @@ def send_flush(
     source: TopicPartition,
     first: int,
     last: int,
-    changes: list[tuple[bytes, bytes]],
+    keys: Sequence[bytes],
+    entries: Sequence[bytes],
 ) -> None:
-    """Buffer one flush's changes (key, entry or tombstone) on the changelog partition
-    of ``source``; they become durable with the batch (the producer's flush or the
-    transaction's commit)."""
+    """Buffer one flush's changes (``keys[i]`` with its entry or tombstone
+    ``entries[i]``) on the changelog partition of ``source``, in one producer call;
+    they become durable with the batch (the producer's flush or the transaction's
+    commit)."""
     headers = (
         (SOURCE_TOPIC, source.topic.encode()),
         (SOURCE_FIRST, str(first).encode()),
         (SOURCE_LAST, str(last).encode()),
     )
-    send = producer.send
-    partition = source.partition
-    for key, entry in changes:
-        send(topic, entry, key=key, headers=headers, partition=partition)
+    producer.send_to_partition(topic, source.partition, keys, entries, headers)
 
 
 @dataclass(slots=True)

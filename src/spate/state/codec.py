@@ -12,6 +12,8 @@ was deleted (no msgpack document is empty).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import msgspec
@@ -37,6 +39,35 @@ def encode_key(key: StoreKey) -> bytes:
         return _encoder.encode(key)
     except (TypeError, msgspec.EncodeError) as exc:
         raise StateError(f"store key {key!r} cannot be stored: {exc}") from exc
+
+
+_KEY_TYPES = frozenset((str, bytes, int, tuple))
+
+
+def encode_keys(keys: Sequence[StoreKey]) -> list[bytes]:
+    """:func:`encode_key` of each key: one C-level pass when every key is of a valid
+    type and encodes (a flush encodes every key a batch changed); otherwise key by key,
+    so the error names the key that is wrong."""
+    if _KEY_TYPES.issuperset(map(type, keys)):
+        try:
+            return list(map(_encoder.encode, keys))
+        except (TypeError, msgspec.EncodeError):
+            pass
+    return [encode_key(key) for key in keys]
+
+
+def encode_entries(
+    values: Sequence[Any], expires_at_ms: Sequence[int | None] | None
+) -> list[bytes]:
+    """:func:`encode_entry` of each (value, expiry) pair (``expires_at_ms`` None: none
+    expires), in one C-level pass; key by key only to name a value that cannot be stored."""
+    # repeat(None) never ends, so these zips stop with ``values`` (strict=False).
+    try:
+        expiry: Any = repeat(None) if expires_at_ms is None else expires_at_ms
+        return list(map(_encoder.encode, zip(values, expiry, strict=False)))
+    except (TypeError, msgspec.EncodeError):
+        expiry = repeat(None) if expires_at_ms is None else expires_at_ms
+        return [encode_entry(v, at) for v, at in zip(values, expiry, strict=False)]
 
 
 def decode_key(data: bytes) -> StoreKey:

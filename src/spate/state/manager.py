@@ -44,8 +44,8 @@ from spate.state.codec import (
     decode_entry,
     decode_key,
     decode_meta,
-    encode_entry,
-    encode_key,
+    encode_entries,
+    encode_keys,
     encode_meta,
 )
 from spate.state.local import open_backend
@@ -191,18 +191,21 @@ class StateManager:
             if last is None:
                 continue
             for opened in stores.values():
-                changes = opened.store.changes()
-                if not changes:
+                # Columns, encoded and buffered in C-level passes: a store of windows
+                # changes most of its keys at every commit (DESIGN §10).
+                pending = opened.store.pending()
+                if not pending.keys and not pending.deleted:
                     continue
-                encoded = [
-                    (encode_key(key), TOMBSTONE if deleted else encode_entry(value, expires))
-                    for key, value, expires, deleted in changes
-                ]
-                send_flush(producer, opened.changelog, tp, opened.first, last, encoded)
+                keys = encode_keys(pending.keys)
+                entries = encode_entries(pending.values, pending.expires_at_ms)
+                deleted = encode_keys(pending.deleted)
+                puts = dict(zip(keys, entries, strict=True))
+                if deleted:
+                    keys += deleted
+                    entries += [TOMBSTONE] * len(deleted)
+                send_flush(producer, opened.changelog, tp, opened.first, last, keys, entries)
                 meta = encode_meta({"changelog": opened.resume_at, "source": last})
-                opened.backend.write(
-                    {key: (None if entry == TOMBSTONE else entry) for key, entry in encoded}, meta
-                )
+                opened.backend.write_changes(puts, deleted, meta)
                 opened.first = last + 1
 
     async def hand_over(self, partitions: Sequence[TopicPartition]) -> None:

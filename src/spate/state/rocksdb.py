@@ -6,13 +6,13 @@ so the map and its checkpoint change together or not at all.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
 from rocksdict import Options, Rdict, WriteBatch
 
 from spate.errors import StateError
-from spate.state.backend import Backend
+from spate.state.backend import CHECKPOINT_KEY, Backend
 
 
 class RocksdbBackend(Backend):
@@ -44,6 +44,18 @@ class RocksdbBackend(Backend):
                 batch.delete(key)
             else:
                 batch.put(key, value)
+        self._db.write(batch)
+
+    def write_changes(
+        self, puts: Mapping[bytes, bytes], deleted: Collection[bytes], checkpoint: bytes
+    ) -> None:
+        batch = WriteBatch(raw_mode=True)
+        put = batch.put
+        for key, value in puts.items():
+            put(key, value)
+        for key in deleted:
+            batch.delete(key)
+        put(CHECKPOINT_KEY, checkpoint)
         self._db.write(batch)
 
     def clear(self) -> None:

@@ -11,8 +11,8 @@ tuples and dicts of those): what a changelog record can carry on every broker.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from spate.clock import Clock
 from spate.errors import StateError
@@ -45,6 +45,22 @@ class Store(Protocol):
         """Every live (key, value), in no particular order."""
         ...
 
+    # Bulk forms, so an operator pays the call (and the expiry check) once per batch
+    # instead of once per key (DESIGN §10). Each means exactly what its single-key form
+    # does for every key in turn.
+
+    def get_many(self, keys: Iterable[StoreKey]) -> list[Any]:
+        """The value of each key in ``keys``, in their order (None for a key with none)."""
+        ...
+
+    def set_many(self, values: Mapping[StoreKey, Any]) -> None:
+        """Give each key of ``values`` its value, none of them with a time to live."""
+        ...
+
+    def delete_many(self, keys: Iterable[StoreKey]) -> None:
+        """Forget every key in ``keys`` (those with no value are skipped)."""
+        ...
+
 
 class MemoryStore:
     """A store kept in a dict: nothing survives the process."""
@@ -67,6 +83,30 @@ class MemoryStore:
 
     def items(self) -> Iterator[tuple[StoreKey, Any]]:
         return iter(list(self._data.items()))
+
+    def get_many(self, keys: Iterable[StoreKey]) -> list[Any]:
+        return list(map(self._data.get, keys))
+
+    def set_many(self, values: Mapping[StoreKey, Any]) -> None:
+        self._data.update(values)
+
+    def delete_many(self, keys: Iterable[StoreKey]) -> None:
+        pop = self._data.pop
+        for key in keys:
+            pop(key, None)
+
+
+class Pending(NamedTuple):
+    """A store's changes since the last flush, in columns (:meth:`CachedStore.pending`)."""
+
+    keys: list[StoreKey]
+    """The keys set (or set again)."""
+    values: list[Any]
+    """Their values, in the same order."""
+    expires_at_ms: list[int | None] | None
+    """Their expiry times in the same order; None when no key has a time to live."""
+    deleted: list[StoreKey]
+    """The keys deleted (or swept out once expired)."""
 
 
 SWEEP_INTERVAL_MS = 1000
@@ -91,6 +131,10 @@ class CachedStore:
         """Wall-clock millisecond at which each key with a time to live expires."""
         self._next_sweep_ms = 0
         self._dirty: set[StoreKey] = set()
+        """Keys set since the last flush (each has a value)."""
+        self._deleted: set[StoreKey] = set()
+        """Keys deleted since the last flush (none has a value; none is in ``_dirty``):
+        kept apart so a flush need not look up which of its keys still exist."""
 
     def get(self, key: StoreKey, default: Any = None) -> Any:
         if self._expiry and self._expired(key):
@@ -104,6 +148,8 @@ class CachedStore:
     def set(self, key: StoreKey, value: Any, *, ttl_s: float | None = None) -> None:
         self._values[key] = value
         self._dirty.add(key)
+        if self._deleted:
+            self._deleted.discard(key)
         if ttl_s is None:
             if self._expiry:
                 self._expiry.pop(key, None)
@@ -119,7 +165,8 @@ class CachedStore:
         if key in self._values:
             del self._values[key]
             self._expiry.pop(key, None)
-            self._dirty.add(key)
+            self._dirty.discard(key)
+            self._deleted.add(key)
 
     def __contains__(self, key: object) -> bool:
         if self._expiry and self._expired(key):
@@ -135,6 +182,37 @@ class CachedStore:
 
     def __len__(self) -> int:
         return len(self._values)
+
+    def get_many(self, keys: Iterable[StoreKey]) -> list[Any]:
+        if self._expiry:
+            get = self.get
+            return [get(key) for key in keys]
+        return list(map(self._values.get, keys))
+
+    def set_many(self, values: Mapping[StoreKey, Any]) -> None:
+        # dict and set updates run in C: a batch's windows cost no Python call each.
+        self._values.update(values)
+        self._dirty.update(values)
+        if self._deleted:
+            self._deleted.difference_update(values)
+        if self._expiry:
+            pop = self._expiry.pop
+            for key in values:
+                pop(key, None)
+
+    def delete_many(self, keys: Iterable[StoreKey]) -> None:
+        values = self._values
+        present = values.keys() & keys
+        if not present:
+            return
+        for key in present:
+            del values[key]
+        self._dirty -= present
+        self._deleted |= present
+        if self._expiry:
+            pop = self._expiry.pop
+            for key in present:
+                pop(key, None)
 
     # --- what the runtime does with it ------------------------------------------------
 
@@ -157,8 +235,29 @@ class CachedStore:
         if self._expiry:
             self._sweep()
         dirty, self._dirty = self._dirty, set()
+        deleted, self._deleted = self._deleted, set()
         values, expiry = self._values, self._expiry
-        return [(key, values.get(key), expiry.get(key), key not in values) for key in dirty]
+        changed = [(key, values.get(key), expiry.get(key), False) for key in dirty]
+        return changed + [(key, None, None, True) for key in deleted]
+
+    def pending(self) -> Pending:
+        """What :meth:`changes` says, in columns for the flush: the keys set, their
+        values, their expiry times (None when no key of the store has a time to live)
+        and the keys deleted. The store is clean after it.
+
+        A store of windows changes most of its keys at every commit, so the columns are
+        made by passes that run in C rather than a tuple per key."""
+        if self._expiry:
+            self._sweep()
+        live, self._dirty = list(self._dirty), set()
+        deleted, self._deleted = list(self._deleted), set()
+        expiry = self._expiry
+        return Pending(
+            live,
+            list(map(self._values.__getitem__, live)),
+            list(map(expiry.get, live)) if expiry else None,
+            deleted,
+        )
 
     def _sweep(self) -> None:
         now = self._clock.time_ms()
@@ -168,4 +267,5 @@ class CachedStore:
         for key in [k for k, expires in self._expiry.items() if expires <= now]:
             del self._expiry[key]
             self._values.pop(key, None)
-            self._dirty.add(key)
+            self._dirty.discard(key)
+            self._deleted.add(key)

@@ -29,7 +29,8 @@ All window state lives in the partition's store: a window's accumulators under
 watermark. What is in memory (which windows close when) is a cache rebuilt from the
 store on first use after an assignment, so a restored store resumes exactly. Work is
 per batch: each window a batch touches is read from the store once, changed in place
-and written back once.
+and written back with the batch's others in one bulk call; the windows that close are
+read and deleted in one call each.
 """
 
 from __future__ import annotations
@@ -261,11 +262,13 @@ class WindowOperator(EventTimeOperator[_Partition]):
         if items:
             top = low
         store = part.store
-        for window, state in touched.items():
-            if state is None:
-                store.delete(window)
-            else:
-                store.set(window, state)
+        if None in touched.values():  # session windows merged away
+            store.delete_many([window for window, state in touched.items() if state is None])
+            store.set_many(
+                {window: state for window, state in touched.items() if state is not None}
+            )
+        else:
+            store.set_many(touched)
         part.watermark.seen(top, context.clock.monotonic())
         part.watermark.save(store)
         for key, start, state in run.early:
@@ -495,13 +498,13 @@ class WindowOperator(EventTimeOperator[_Partition]):
             self._close_sliding(tp, part, due, out, watermark_now)
             return
         sessions = part.sessions if self.spec.window.kind == "session" else None
-        emit, get, delete, append = self._output, store.get, store.delete, out.append
+        emit, append = self._output, out.append
+        states = store.get_many(due)
+        store.delete_many(due)
         source = _source(tp, 0)
-        for window in due:
-            state = get(window)
+        for window, state in zip(due, states, strict=True):
             if state is None:
                 continue  # merged into another session meanwhile
-            delete(window)
             key, start = window
             if sessions is not None:
                 sessions.get(key, {}).pop(start, None)

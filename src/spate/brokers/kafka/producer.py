@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import confluent_kafka as ck
@@ -150,6 +150,40 @@ class KafkaProducer(Producer):
         except KafkaException as exc:
             raise to_spate_error(
                 exc, f"publish to topic {topic!r} key={key!r}", PublishError
+            ) from exc
+        finally:
+            before, self._sent = self._sent, self._sent + sent
+            if self._sent // _POLL_EVERY != before // _POLL_EVERY:
+                self._producer.poll(0)
+
+    def send_to_partition(
+        self,
+        topic: str,
+        partition: int,
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        headers: Headers = (),
+    ) -> None:
+        """``send`` for a store's changelog flush: the closed check, the topic check,
+        the headers' conversion and the poll are paid once per flush, not per record."""
+        if self._closed:
+            raise ClosedError("send on a closed Kafka producer")
+        if len(keys) != len(values):
+            raise ValueError(f"{len(keys)} keys for {len(values)} values")
+        self._partitions(topic)
+        produce = self._producer.produce
+        listed: list[tuple[str, str | bytes | None]] | None = list(headers) if headers else None
+        sent = 0
+        try:
+            for key, value in zip(keys, values, strict=True):
+                try:
+                    produce(topic, value, key, partition, headers=listed)
+                except BufferError:
+                    self._produce(topic, value, key, partition, headers, None)
+                sent += 1
+        except KafkaException as exc:
+            raise to_spate_error(
+                exc, f"publish to topic {topic!r} partition {partition}", PublishError
             ) from exc
         finally:
             before, self._sent = self._sent, self._sent + sent

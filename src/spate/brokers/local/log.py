@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -26,6 +28,10 @@ from spate.errors import (
 )
 from spate.partitioner import Partitioner
 from spate.record import Headers, Record, TopicPartition
+
+_TOPIC = itemgetter(0)
+_PARTITION = itemgetter(1)
+_TIMESTAMP = itemgetter(5)
 
 MAX_BATCH_RECORDS = 1000
 """Largest batch row, so a fetch never decodes far more than it returns."""
@@ -45,7 +51,8 @@ class _WireRecord(msgspec.Struct):
     offset: int
     key: bytes | None
     value: bytes
-    headers: Headers = ()
+    headers: Headers | msgspec.Raw = ()
+    """The headers, or their encoding already made (:func:`encode_batch`)."""
     timestamp_ms: int = 0
 
 
@@ -56,7 +63,14 @@ _decoder = msgspec.msgpack.Decoder(list[Record])
 def encode_batch(
     topic: str, partition: int, base_offset: int, sends: Sequence[Send], now_ms: int
 ) -> bytes:
-    """Encode records that will get offsets ``base_offset``, ``base_offset + 1``, …"""
+    """Encode records that will get offsets ``base_offset``, ``base_offset + 1``, …
+
+    Records sent together often share one headers object (a changelog flush names its
+    source range on every record): the first record's headers are encoded once and
+    copied as raw msgpack into every record that has the same object, the same bytes
+    msgspec would write for each."""
+    shared = sends[0][4] if sends else ()
+    encoded: Headers | msgspec.Raw = msgspec.Raw(_encoder.encode(shared)) if shared else shared
     return _encoder.encode(
         [
             _WireRecord(
@@ -65,7 +79,7 @@ def encode_batch(
                 offset,
                 send[2],
                 send[3],
-                send[4],
+                encoded if send[4] is shared else send[4],
                 now_ms if send[5] is None else send[5],
             )
             for offset, send in enumerate(sends, base_offset)
@@ -155,19 +169,29 @@ def append(
     counts = partition_counts(conn, {send[0] for send in sends})
     by_partition: dict[tuple[str, int], list[Send]] = {}
     choose = partitioner.choose
-    for send in sends:
-        topic, partition = send[0], send[1]
+    # Sends come in runs to one partition (a changelog flush is one run; a batch's
+    # outputs, partition None, another): a run with its partition is checked and moved
+    # as a whole, so only the partitioner's placement is paid per record.
+    for partition, run in groupby(sends, _PARTITION):
         if partition is None:
-            partition = choose(topic, send[2], counts[topic])
-        elif not 0 <= partition < counts[topic]:
-            raise PublishError(
-                f"topic {topic!r} has partitions 0..{counts[topic] - 1}; "
-                f"partition {partition} does not exist"
-            )
-        bucket = by_partition.get((topic, partition))
-        if bucket is None:
-            bucket = by_partition[(topic, partition)] = []
-        bucket.append(send)
+            for send in run:
+                topic = send[0]
+                chosen = choose(topic, send[2], counts[topic])
+                bucket = by_partition.get((topic, chosen))
+                if bucket is None:
+                    bucket = by_partition[(topic, chosen)] = []
+                bucket.append(send)
+            continue
+        for topic, same in groupby(run, _TOPIC):
+            if not 0 <= partition < counts[topic]:
+                raise PublishError(
+                    f"topic {topic!r} has partitions 0..{counts[topic] - 1}; "
+                    f"partition {partition} does not exist"
+                )
+            bucket = by_partition.get((topic, partition))
+            if bucket is None:
+                bucket = by_partition[(topic, partition)] = []
+            bucket.extend(same)
     rows: list[tuple[str, int, int, int, int, int, bytes]] = []
     ends: list[tuple[int, str, int]] = []
     for (topic, partition), items in by_partition.items():
@@ -179,7 +203,14 @@ def append(
             chunk = items[start : start + MAX_BATCH_RECORDS]
             payload = encode_batch(topic, partition, next_offset, chunk, now_ms)
             last = next_offset + len(chunk) - 1
-            max_ts = max(now_ms if send[5] is None else send[5] for send in chunk)
+            stamps = list(map(_TIMESTAMP, chunk))
+            unstamped = stamps.count(None)  # these get the flush's time
+            if unstamped == len(stamps):
+                max_ts = now_ms
+            elif unstamped:
+                max_ts = max(now_ms, *(stamp for stamp in stamps if stamp is not None))
+            else:
+                max_ts = max(stamps)
             rows.append((topic, partition, next_offset, last, max_ts, len(payload), payload))
             next_offset = last + 1
         ends.append((next_offset, topic, partition))

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING
 
-from spate.brokers.base import Consumer, Producer, TransactionalProducer
+from spate.brokers.base import Consumer, Outgoing, Producer, TransactionalProducer
 from spate.brokers.local import log
 from spate.brokers.local.consumer import LocalConsumer
 from spate.brokers.local.storage import write_transaction
@@ -54,6 +55,32 @@ class LocalProducer(Producer):
         if not self._accepting:
             raise self._refusal()
         self._buffer.append((topic, partition, key, value, headers, timestamp_ms))
+
+    def send_many(self, outputs: Iterable[Outgoing]) -> None:
+        """``send`` for a batch's outputs: one check, and the buffer extended in C."""
+        if not self._accepting:
+            raise self._refusal()
+        self._buffer.extend(
+            [(topic, None, key, value, (), None) for topic, value, key, _ in outputs]
+        )
+
+    def send_to_partition(
+        self,
+        topic: str,
+        partition: int,
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        headers: Headers = (),
+    ) -> None:
+        """``send`` for a changelog flush: one check, and no Python call per record.
+        (The partition is checked against the topic when the batch is appended.)"""
+        if not self._accepting:
+            raise self._refusal()
+        if len(keys) != len(values):
+            raise ValueError(f"{len(keys)} keys for {len(values)} values")
+        self._buffer.extend(
+            zip(repeat(topic), repeat(partition), keys, values, repeat(headers), repeat(None))
+        )
 
     def _refusal(self) -> Exception:
         """Why ``send`` is refused now."""

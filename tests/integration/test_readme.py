@@ -70,7 +70,7 @@ def test_readme_observability_example_scrapes_its_own_run(
 ) -> None:
     section, lines = run_example("## Observability", capsys)
     assert lines == [
-        "['spate_records_consumed_total{app=\"shop\",processor=\"bill\"} 10']",
+        '[\'spate_records_consumed_total{app="shop",processor="bill"} 10\']',
         "ready: True",
     ]
     assert f"It prints `{lines[0]}`" in section

@@ -91,7 +91,7 @@ def test_batch_encoding_is_key_by_key_encoding_and_names_a_bad_key_or_value() ->
     ]
     assert encode_entries([1, 2], [None, 5]) == [encode_entry(1, None), encode_entry(2, 5)]
     with pytest.raises(StateError, match=r"store key True .* use a str"):
-        encode_keys(["a", True])  # type: ignore[list-item]
+        encode_keys(["a", True])
     with pytest.raises(StateError, match=r"store key \('a', 1.5j\) cannot be stored"):
         encode_keys([("a", 1.5j)])
     with pytest.raises(StateError, match="store plain data"):

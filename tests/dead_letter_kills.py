@@ -1,5 +1,6 @@
 """kill -9 while records are set aside, under exactly-once (issue 11), the same way on
-every broker with transactions: workers of :mod:`worker_processes`' App fail every
+every broker (transactions on local and Kafka, effectively-once ids on NATS and
+Redis): workers of :mod:`worker_processes`' App fail every
 ``fail_every``-th input (through retry topics first, if asked), and are SIGKILLed
 right after a batch sent its dead letters or retry moves but before it committed, and
 at random moments; nothing is lost and no answer or dead letter is duplicated."""

@@ -1,8 +1,10 @@
-"""Stores on Apache Kafka: per-key running sums through three SIGKILLs, exactly-once.
+"""Stores on Apache Kafka: per-key running sums and tumbling-window counts through
+three SIGKILLs, exactly-once.
 
 The changelog records go into each batch's transaction with its outputs and offsets;
 a restore reads the changelog ``read_committed``, so an aborted batch (a killed
-worker's open transaction) leaves nothing in a restored store."""
+worker's open transaction) leaves nothing in a restored store, and it reads until that
+transaction has ended, so the batches committed after it are not left out."""
 
 from __future__ import annotations
 

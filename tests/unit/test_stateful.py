@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from spate import App, ConfigError, State, StateError
+from spate.clock import SYSTEM_CLOCK
 from spate.errors import ProcessingError
+from spate.partitions import PartitionContext
+from spate.record import Record, TopicPartition
+from spate.state.store import MemoryStore
 from spate.testing.app import TestApp
 
 
@@ -99,3 +104,41 @@ def test_a_stateful_processor_gets_a_changelog_per_store_partitioned_like_its_so
     (processor,) = app.processors
     (changelog,) = processor.changelog_topics(app.name)
     assert (changelog.name, changelog.partitions) == ("sums-summer-sums-changelog", 2)
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_each_batch_uses_the_store_its_partition_has_now(is_async: bool) -> None:
+    """Between batches the worker may replace a partition's stores (a batch whose
+    transaction failed is rewound and the stores restored without it; a partition is
+    revoked and assigned again): the next batch must change the new store, even when it
+    starts on the partition the last batch ended on. With the old one kept, its
+    changes were never flushed, and the rewound batch counted twice."""
+    app, numbers, totals = summing_app()
+
+    def add(value: dict[str, int], state: State[int]) -> int:
+        total = (state.get() or 0) + value["n"]
+        state.set(total)
+        return total
+
+    async def add_async(value: dict[str, int], state: State[int]) -> int:
+        return add(value, state)
+
+    app.stream(numbers, group="summer").stateful_map(add_async if is_async else add).to(totals)
+    tp = TopicPartition("numbers", 0)
+    context = PartitionContext(tp, SYSTEM_CLOCK, stores={"state": MemoryStore("state")})
+    contexts = {tp: context}
+
+    def failed(record: Record, exc: Exception) -> None:
+        raise exc
+
+    pipeline = app.processors[0].stream.compile(failed, contexts)
+
+    def batch(offset: int, n: int) -> list[tuple[Record, bytes, dict[str, int]]]:
+        return [(Record("numbers", 0, offset, b"k", b"", (), 0), b"k", {"n": n})]
+
+    assert [o[1] for o in asyncio.run(pipeline.run(batch(0, 1)))] == [b"1"]
+    restored = MemoryStore("state")
+    restored.set(b"k", 10)
+    context.stores = {"state": restored}
+    assert [o[1] for o in asyncio.run(pipeline.run(batch(1, 2)))] == [b"12"]
+    assert restored.get(b"k") == 12

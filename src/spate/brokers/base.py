@@ -326,6 +326,17 @@ class Reader(AsyncResource):
         """(first retained offset, offset the next appended record gets) of the
         partition now: the same ends ``lag`` measures against."""
 
+    async def settled_end(self, timeout_s: float) -> int:
+        """The end of the partition once everything written to it so far is settled:
+        readable, or known never to be (an aborted transaction's). A reader that must
+        see every record committed before now (a store's restore) reads up to it.
+
+        Where records are readable once written this is ``bounds()[1]``. Kafka's
+        read_committed end stops at the first transaction still open, and records of
+        transactions committed after it wait behind it: there this waits (up to
+        ``timeout_s``, then a transient error) until no transaction open now is."""
+        return (await self.bounds())[1]
+
     @property
     @abc.abstractmethod
     def position(self) -> int:

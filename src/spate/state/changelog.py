@@ -22,6 +22,12 @@ or below that orphan's ``last``. A restore therefore applies a flush only if
 that failed after the changelog was written changed never reaches a restored store.
 Deciding needs the flushes that come later, so a restore reads the changelog twice:
 once for the flushes' ranges, once to apply what survives.
+
+A restore reads up to the changelog's *settled* end (:meth:`Reader.settled_end`),
+asked for after ``committed``: on Kafka a transaction left open by a killed worker
+holds the read_committed end at its first record until it is aborted, and the flushes
+that the next owners committed after it (their offsets counted in ``committed``)
+would otherwise be missed for good.
 """
 
 from __future__ import annotations
@@ -136,7 +142,9 @@ async def restore(
     ``progress(done, total)`` is told after each fetched batch (both passes count)."""
     try:
         async with broker.reader(changelog, source.partition, start) as reader:
-            end = (await reader.bounds())[1]
+            # Not bounds(): on Kafka its end stops at a transaction still open (a killed
+            # writer's), hiding the flushes committed after it (see Reader.settled_end).
+            end = await reader.settled_end(RESTORE_STALL_S)
             origin = reader.position
             runs: list[_Run] = []
             total = 2 * max(end - origin, 0)

@@ -5,7 +5,11 @@ the record's key (the current output key: the source key, or what ``key_by`` mad
 in the store of the record's partition. The stage's loop is the one every operator
 uses (:mod:`spate.streams.stream`): it calls ``fn.bind(source, key)`` and then
 ``fn(value)``, ``fn`` being a :class:`StatefulCall`. The store is looked up once per
-run of records of the same partition (a batch holds a few such runs), never per record.
+run of records of the same partition (a batch holds a few such runs), never per record,
+and never kept from one batch to the next (:meth:`StatefulCall.unbind`): between
+batches the worker may replace a partition's stores (a rewound batch, a partition
+revoked and assigned again), and a store kept from before would take the next
+batch's changes where no flush ever looks, and hold the rewound batch's.
 """
 
 from __future__ import annotations
@@ -43,6 +47,13 @@ class StatefulCall:
     def _call_of(self, fn: Callable[[Any, State[Any]], Any]) -> Callable[[Any], Any]:
         view = self.view
         return lambda value: fn(value, view)
+
+    def unbind(self) -> None:
+        """Forget the store looked up last: the next record looks its store up again.
+        Called before every batch (see the module doc)."""
+        self._tp = None
+        self._store = None
+        self.view.store = None
 
     def bind(self, source: Record, key: bytes | None) -> None:
         """Point the state at ``key`` in the store of ``source``'s partition."""

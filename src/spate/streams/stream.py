@@ -281,6 +281,26 @@ def _stage(kind: str, fn: Callable[[Any], Any], fail: Fail) -> Stage:
     return Stage(kind, _stage_factory(kind, is_async)(fn, fail), is_async)
 
 
+def _unbinding(call: StatefulCall, stage: Stage) -> Callable[[Batch], Any]:
+    """``stage.run`` that first makes ``call`` look its stores up again: a store is
+    never kept from one batch to the next (see :mod:`spate.streams.stateful`)."""
+    run = stage.run
+    unbind = call.unbind
+    if stage.is_async:
+
+        async def run_async(batch: Batch) -> Any:
+            unbind()
+            return await run(batch)
+
+        return run_async
+
+    def run_sync(batch: Batch) -> Any:
+        unbind()
+        return run(batch)
+
+    return run_sync
+
+
 def _to(topic: Topic[Any], fail: Fail) -> Callable[[Batch], list[Output]]:
     name, encode, checked = _sink(topic)
 
@@ -792,7 +812,9 @@ class Stream(Generic[T]):
                 make = AsyncStatefulCall if is_async_callable(op.fn) else StatefulCall
                 call = make(op.fn, op.store, contexts, wrap)
                 stage = _stage(op.kind, call, fail)
-                stages.append(dataclasses.replace(stage, stores=(op.store,)))
+                stages.append(
+                    dataclasses.replace(stage, run=_unbinding(call, stage), stores=(op.store,))
+                )
             else:
                 assert op.fn is not None
                 stages.append(_stage(op.kind, op.fn if wrap is None else wrap(op.fn), fail))

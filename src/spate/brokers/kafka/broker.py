@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -48,6 +49,7 @@ from spate.brokers.kafka.reader import READER_GROUP, KafkaReader
 from spate.brokers.lifecycle import OwningBroker
 from spate.brokers.url import BrokerURL
 from spate.errors import (
+    BrokerError,
     ClosedError,
     ConfigError,
     TopicExistsError,
@@ -57,11 +59,21 @@ from spate.record import TopicPartition
 
 T = TypeVar("T")
 
+logger = logging.getLogger("spate.kafka")
+
+SETTLE_POLL_S = 0.1
+"""How often ``settled_end`` asks again while a transaction is open."""
+
 _COORDINATOR_BUSY = (
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
     KafkaError.COORDINATOR_NOT_AVAILABLE,
     KafkaError.NOT_COORDINATOR,
 )
+
+_RETRY_LATER = (*_COORDINATOR_BUSY, KafkaError.UNSTABLE_OFFSET_COMMIT)
+"""Errors an admin request is asked again after (until the timeout): a coordinator
+loading, moving, or (``require_stable``) a transaction still committing offsets.
+librdkafka flags UNSTABLE_OFFSET_COMMIT as not retriable, though it always clears."""
 
 _LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 """Kafka's rule for topic names, checked here so every Kafka-compatible broker agrees."""
@@ -138,7 +150,7 @@ class KafkaBroker(OwningBroker):
             except KafkaException as exc:
                 error = error_of(exc)
                 retriable = error is not None and (
-                    error.retriable() or error.code() in _COORDINATOR_BUSY
+                    error.retriable() or error.code() in _RETRY_LATER
                 )
                 if not retriable or clock.monotonic() > deadline:
                     raise to_spate_error(exc, f"{context} on {self.url}") from exc
@@ -288,6 +300,60 @@ class KafkaBroker(OwningBroker):
         ends = await self._offsets({tp: None}, OffsetSpec.latest())  # type: ignore[no-untyped-call]
         return starts[tp], ends[tp]
 
+    async def settled_end(self, tp: TopicPartition, timeout_s: float) -> int:
+        """The last stable offset once it reached the high watermark of now: every
+        transaction that wrote to ``tp`` before this call is committed or aborted, so
+        a read_committed reader up to here sees everything committed before it.
+
+        The stable offset alone is not enough: it stops at the first open transaction
+        (a SIGKILLed producer's, open until ``transaction.timeout.ms`` aborts it; or a
+        committed one whose marker the broker has not written yet) and hides every
+        transaction committed after it, though their consumer offsets may already be
+        committed (a restore reading only to it would lose those batches' changes).
+        A transient BrokerError after ``timeout_s``."""
+        clock = self._settings.clock
+        started = clock.monotonic()
+        written = (
+            await self._offsets(
+                {tp: None},
+                OffsetSpec.latest(),  # type: ignore[no-untyped-call]
+                IsolationLevel.READ_UNCOMMITTED,
+            )
+        )[tp]
+        told = False
+        while True:
+            stable = (await self._offsets({tp: None}, OffsetSpec.latest()))[tp]  # type: ignore[no-untyped-call]
+            if stable >= written:
+                if told:
+                    logger.info(
+                        "event=transactions_settled partition=%s[%d] end=%d seconds=%.3f",
+                        tp.topic,
+                        tp.partition,
+                        stable,
+                        clock.monotonic() - started,
+                    )
+                return stable
+            waited = clock.monotonic() - started
+            if waited > timeout_s:
+                raise BrokerError(
+                    f"{tp.topic}[{tp.partition}] on {self.url}: a transaction open at "
+                    f"offset {stable} did not end within {timeout_s}s (written up to "
+                    f"{written}); is a producer hanging with transaction.timeout.ms that long?",
+                    transient=True,
+                )
+            if not told:
+                told = True
+                logger.info(
+                    "event=waiting_for_open_transaction partition=%s[%d] stable=%d "
+                    "written=%d; a producer's transaction is open (one killed is aborted "
+                    "after its transaction.timeout.ms)",
+                    tp.topic,
+                    tp.partition,
+                    stable,
+                    written,
+                )
+            await clock.sleep(SETTLE_POLL_S)
+
     async def delete_before(self, topic: str, before_ms: int) -> int:
         """DeleteRecords up to the offset ``offsets_for_times`` gives for ``before_ms``
         in each partition (the log end where no record is that recent)."""
@@ -379,16 +445,20 @@ class KafkaBroker(OwningBroker):
                     TopicPartition(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None
                     for tp in result.topic_partitions
                 }
-            if not unstable.retriable() or clock.monotonic() > deadline:
+            retriable = unstable.retriable() or unstable.code() in _RETRY_LATER
+            if not retriable or clock.monotonic() > deadline:
                 raise to_spate_error(unstable, f"offsets of group {group!r} on {self.url}")
             await clock.sleep(0.1)
 
     async def _offsets(
-        self, tps: Mapping[TopicPartition, Any], spec: Any
+        self,
+        tps: Mapping[TopicPartition, Any],
+        spec: Any,
+        isolation: Any = IsolationLevel.READ_COMMITTED,
     ) -> dict[TopicPartition, int]:
         futures = self._client().list_offsets(
             {CkTopicPartition(t, p): spec for t, p in tps},
-            isolation_level=IsolationLevel.READ_COMMITTED,
+            isolation_level=isolation,
             request_timeout=self._settings.timeout_s,
         )
         found: dict[TopicPartition, int] = {}

@@ -22,6 +22,7 @@ from spate.brokers.kafka.config import create_client
 from spate.brokers.kafka.consumer import to_records
 from spate.brokers.kafka.errors import UNRECOVERABLE, to_spate_error
 from spate.brokers.reader import PartitionReader
+from spate.errors import ClosedError
 from spate.record import Record
 
 if TYPE_CHECKING:
@@ -56,6 +57,12 @@ class KafkaReader(PartitionReader):
 
     async def _bounds(self) -> tuple[int, int]:
         return await self._kafka.bounds(self.topic_partition)
+
+    async def settled_end(self, timeout_s: float) -> int:
+        if self._closed:
+            raise ClosedError(f"bounds of a closed reader of {self._describe()}")
+        await self.start()
+        return await self._kafka.settled_end(self.topic_partition, timeout_s)
 
     async def _call(self, function: Callable[[], T]) -> T:
         try:

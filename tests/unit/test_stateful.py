@@ -133,7 +133,7 @@ def test_each_batch_uses_the_store_its_partition_has_now(is_async: bool) -> None
 
     pipeline = app.processors[0].stream.compile(failed, contexts)
 
-    def batch(offset: int, n: int) -> list[tuple[Record, bytes, dict[str, int]]]:
+    def batch(offset: int, n: int) -> list[tuple[Record, bytes | None, Any]]:
         return [(Record("numbers", 0, offset, b"k", b"", (), 0), b"k", {"n": n})]
 
     assert [o[1] for o in asyncio.run(pipeline.run(batch(0, 1)))] == [b"1"]

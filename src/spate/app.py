@@ -58,7 +58,8 @@ from spate.runtime.stats import ProcessorStats
 from spate.serde import Serde
 from spate.state.table import Table
 from spate.streams.dedup import Dedup
-from spate.streams.stream import Stream, is_async_callable
+from spate.streams.stages import is_async_callable
+from spate.streams.stream import Stream
 from spate.topic import Topic
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -26,7 +26,7 @@ from spate.serde import serde_for
 from spate.state.store import MemoryStore
 from spate.streams.eventtime import WATERMARK_KEY
 from spate.streams.joins import LEFT, RIGHT, JoinSerde, WindowJoin, window_join
-from spate.streams.stream import Item
+from spate.streams.stages import Item
 from spate.testing.app import TestApp
 
 

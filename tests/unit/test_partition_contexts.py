@@ -17,7 +17,8 @@ from spate.config import Settings
 from spate.record import Record, TopicPartition
 from spate.runtime.delivery import Delivery
 from spate.runtime.worker import Worker
-from spate.streams.stream import Pipeline, Stream
+from spate.streams.stages import Pipeline
+from spate.streams.stream import Stream
 from spate.topic import Topic
 
 IN = [TopicPartition("in", 0), TopicPartition("in", 1)]

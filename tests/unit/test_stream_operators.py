@@ -17,7 +17,8 @@ import pytest
 from spate.errors import ProcessingError
 from spate.record import Record
 from spate.runtime.errors import SkipPolicy, StopPolicy
-from spate.streams.stream import Batch, Output, Stream
+from spate.streams.stages import Batch, Output
+from spate.streams.stream import Stream
 from spate.topic import Topic
 
 source = Topic.of("numbers", partitions=2)

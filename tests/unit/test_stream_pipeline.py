@@ -10,7 +10,8 @@ import pytest
 from spate.errors import ConfigError, ProcessingError
 from spate.record import Record
 from spate.runtime.errors import SkipPolicy, StopPolicy
-from spate.streams.stream import Batch, Output, Stream, is_async_callable
+from spate.streams.stages import Batch, Output, is_async_callable
+from spate.streams.stream import Stream
 from spate.topic import Topic
 
 orders = Topic.of("orders", partitions=2)

@@ -28,7 +28,8 @@ from spate.brokers.base import Producer
 from spate.config import Settings
 from spate.errors import ConfigError
 from spate.record import Headers, Record
-from spate.streams.stream import Output, Stream
+from spate.streams.stages import Output
+from spate.streams.stream import Stream
 from spate.tracing import extract, inject
 
 OUTPUT_HEADERS: ContextVar[Headers] = ContextVar("spate_output_headers", default=())

@@ -36,7 +36,7 @@ from spate.brokers.base import Consumer, Producer
 from spate.observability.tracing import OUTPUT_HEADERS, send_traced
 from spate.record import Record, TopicPartition
 from spate.runtime.stats import ProcessorStats
-from spate.streams.stream import Output
+from spate.streams.stages import Output
 
 Offsets = Mapping[TopicPartition, int]
 

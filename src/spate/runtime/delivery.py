@@ -41,7 +41,7 @@ from spate.observability.tracing import OUTPUT_HEADERS
 from spate.record import Record, TopicPartition, partition_names
 from spate.runtime.checkpoint import Checkpoint, Offsets, OnDurable, PreCommit
 from spate.runtime.stats import ProcessorStats
-from spate.streams.stream import Output
+from spate.streams.stages import Output
 
 log = logging.getLogger("spate.runtime")
 

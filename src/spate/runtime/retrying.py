@@ -27,7 +27,7 @@ from typing import Any
 
 from spate.clock import Clock
 from spate.retry import Retry
-from spate.streams.stream import is_async_callable
+from spate.streams.stages import is_async_callable
 
 NO_RETRY = Retry(attempts=1)
 

@@ -56,7 +56,8 @@ from spate.runtime.stats import ProcessorStats
 from spate.serde import Serde, fast_decoder
 from spate.state.local import backend_kind
 from spate.state.manager import StateConfig, StateManager, state_root
-from spate.streams.stream import Batch, Pipeline, Stream
+from spate.streams.stages import Batch, Pipeline
+from spate.streams.stream import Stream
 
 log = logging.getLogger("spate.runtime")
 

@@ -34,7 +34,7 @@ from spate.record import Record, TopicPartition
 if TYPE_CHECKING:
     from spate.partitions import PartitionContext
     from spate.state.store import Store
-    from spate.streams.stream import Batch, Fail
+    from spate.streams.stages import Batch, Fail
 
 KEY_TYPES = (str, bytes, int, tuple)
 """What a dedup key may be: what a store's key may be (``spate.state.store.StoreKey``)."""

@@ -25,7 +25,7 @@ from spate.errors import SerdeError
 from spate.partitions import PartitionContext
 from spate.record import Record, TopicPartition
 from spate.serde import Serde, encode_key
-from spate.streams.stream import Batch, Fail, Output, Stage, StageBuilder, append_checked
+from spate.streams.stages import Batch, Fail, Output, Stage, StageBuilder, append_checked
 from spate.topic import Topic
 
 if TYPE_CHECKING:

@@ -40,7 +40,7 @@ from spate.state.store import Store
 from spate.state.table import Table
 from spate.streams.eventtime import EventTime, EventTimeOperator, Item, Watermark, watermark
 from spate.streams.hops import retimed
-from spate.streams.stream import (
+from spate.streams.stages import (
     Batch,
     Fail,
     Stage,

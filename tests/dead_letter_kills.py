@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 from collections import Counter
+from pathlib import Path
 
 import orjson
 
@@ -66,3 +67,18 @@ def kill_while_setting_aside(
         assert headers[deadletter.HEADER_ERROR_TYPE] == b"ValueError"
         assert headers[deadletter.HEADER_SOURCE_TOPIC] == workers.inputs.encode()
         assert headers[deadletter.HEADER_ATTEMPTS] == attempts
+
+
+def kill_during_retry_topics(folder: Path, url: str) -> None:
+    """:func:`kill_while_setting_aside` on ``url``: 5,000 inputs on 2 partitions, every
+    50th failing, retried twice through retry topics and then dead-lettered."""
+    workers = Workers(
+        folder,
+        url,
+        app="dlq",
+        partitions=2,
+        guarantee="exactly-once",
+        delay_s=0.0002,
+        batch=100,
+    )
+    kill_while_setting_aside(workers, 5_000, 50, (0.2, 0.2))

@@ -11,14 +11,13 @@ import pytest
 
 import spate
 from dead_letter_checks import check_poison_and_failures, check_transient_failure
-from dead_letter_kills import kill_while_setting_aside
+from dead_letter_kills import kill_during_retry_topics
 from dedup_checks import check_the_same_keys_twice_across_a_restart
 from retry_topic_checks import check_retry_topics
 from spate.config import Settings
 from spate.runtime.worker import Worker
 from spate.streams.stream import Stream
 from spate.topic import Topic
-from worker_processes import Workers
 
 
 @pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
@@ -104,13 +103,4 @@ def test_kill_9_during_retries_neither_loses_nor_duplicates_a_dead_letter(
 ) -> None:
     """Effectively-once: the dead letters and retry moves carry ids the broker drops a
     replay's copies by, as outputs do."""
-    workers = Workers(
-        tmp_path,
-        redis_url,
-        app="dlq",
-        partitions=2,
-        guarantee="exactly-once",
-        delay_s=0.0002,
-        batch=100,
-    )
-    kill_while_setting_aside(workers, 5_000, 50, (0.2, 0.2))
+    kill_during_retry_topics(tmp_path, redis_url)

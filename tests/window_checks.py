@@ -61,13 +61,13 @@ def check_windows(broker: str | None, guarantee: str) -> App:
     def by_window(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return sorted(values, key=lambda v: (v["key"], v["start"]))
 
-    assert by_window(closed) == [window("ann", 0, 3, 16), window("bob", 0, 1, 1)]
+    assert by_window(closed) == [window("ann", 0, 3, 16), window("bob", 0, 1, 1)], closed
     assert by_window(everything) == [
         window("ann", 0, 3, 16),
         window("ann", 10, 2, 3),
         window("bob", 0, 1, 1),
         window("bob", 20, 1, 2),
-    ]
+    ], everything
     assert [letter.value for letter in letters] == [b'{"amount":100}']
     headers = {name: value.decode() for name, value in letters[0].headers}
     assert headers[deadletter.HEADER_ERROR_TYPE] == "LateRecordError"

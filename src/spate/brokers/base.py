@@ -342,12 +342,18 @@ class Reader(AsyncResource):
     def position(self) -> int:
         """The offset the next fetch returns first (or would, once written)."""
 
-    async def read_to_end(self, timeout_s: float, max_records: int = 10_000) -> list[Record]:
+    async def read_to_end(
+        self, timeout_s: float, max_records: int = 10_000, *, settled: bool = False
+    ) -> list[Record]:
         """Every record from the position up to the partition's end as it is now;
-        TimeoutError if that takes longer than ``timeout_s``."""
+        TimeoutError if that takes longer than ``timeout_s``. ``settled``: up to
+        :meth:`settled_end`, so every transaction committed before the call is read
+        (on Kafka a committed transaction's records become readable only once the
+        broker has written its marker, which may come after the group's offsets
+        show it committed)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        end = (await self.bounds())[1]
+        end = await self.settled_end(timeout_s) if settled else (await self.bounds())[1]
         records: list[Record] = []
         while self.position < end:
             remaining = deadline - loop.time()

@@ -327,7 +327,9 @@ class TestApp:
         """Every record in ``topic`` so far, in partition then offset order.
 
         One :class:`~spate.brokers.base.Reader` per partition (no group, no commits)
-        reads on from where the previous call stopped up to the partition's end.
+        reads on from where the previous call stopped up to the partition's end, once
+        every transaction written before the call has ended (so outputs the processors
+        committed are all there, whenever the broker writes their markers).
         """
         broker = self._started()[0]
         name = self._topic(topic).name if not isinstance(topic, str) else topic
@@ -343,7 +345,7 @@ class TestApp:
             self._read[name] = []
         seen = self._read[name]
         for reader in readers:
-            seen.extend(await reader.read_to_end(self.timeout_s))
+            seen.extend(await reader.read_to_end(self.timeout_s, settled=True))
         seen.sort(key=lambda r: (r.partition, r.offset))
         return list(seen)
 

@@ -8,13 +8,17 @@ processor names carry a ``tag`` so runs on one shared broker never meet.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from spate import App, ManualClock, deadletter
 from spate.testing.app import TestApp
 
-BASE_MS = 1_700_000_000_000
+BASE_MS = (time.time_ns() // 3_600_000_000_000 - 1) * 3_600_000
+"""Event times start here: a whole hour, an hour or two ago. Not a fixed date: Kafka
+deletes records whose timestamps are older than its retention (7 days by default) at
+its next retention check, which can come in the middle of a test."""
 
 
 def table_join_app(tag: str, how: str, **settings: Any) -> App:

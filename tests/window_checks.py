@@ -5,6 +5,7 @@ when the manual clock passes their idle timeout."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -13,8 +14,10 @@ from spate.clock import ManualClock
 from spate.streams import agg, tumbling
 from spate.testing.app import TestApp
 
-T0 = 1_700_000_000_000
-"""Event times start here (a multiple of 10 s; Kafka reads a timestamp of 0 as "now")."""
+T0 = (time.time_ns() // 3_600_000_000_000 - 1) * 3_600_000
+"""Event times start here: a whole hour, an hour or two ago (a multiple of 10 s). Not
+a fixed date: Kafka deletes records whose timestamps are older than its retention (7
+days by default) at its next retention check, which can come in the middle of a test."""
 
 
 def window(user: str, start_s: int, n: int, revenue: int) -> dict[str, Any]:

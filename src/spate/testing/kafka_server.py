@@ -167,6 +167,36 @@ def _wait_for_metadata(server: ServerProcess, timeout_s: float) -> None:
     raise RuntimeError(f"{server.name} is not ready ({last}):\n{server.log_tail()}")
 
 
+def _wait_for_group_coordinator(server: ServerProcess, timeout_s: float) -> None:
+    """Wait until the broker's group coordinator answers (a fresh broker creates and
+    loads ``__consumer_offsets`` on the first group request).
+
+    Until then librdkafka's admin client can crash the process: its answer to a
+    ListConsumerGroupOffsets that meets NOT_COORDINATOR dereferences a consumer group
+    the admin client does not have (SIGSEGV in ``rd_kafka_handle_OffsetFetch``,
+    librdkafka issue 5040), and lag polls are such requests. A consumer's own offset
+    fetch retries instead: ask one until the coordinator answers."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": server.bootstrap, "group.id": "spate-warm-up", "log_level": 0}
+    )
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    try:
+        while time.monotonic() < deadline:
+            try:
+                consumer.committed([TopicPartition("spate-warm-up", 0)], timeout=5)
+                return
+            except KafkaException as exc:  # the coordinator is still loading
+                last = exc
+                time.sleep(0.2)
+    finally:
+        consumer.close()
+    server.stop()
+    raise RuntimeError(f"{server.name}: no group coordinator ({last}):\n{server.log_tail()}")
+
+
 def kafka_jars(version: str = KAFKA_VERSION, cache_dir: Path | None = None) -> Path:
     """The folder holding Apache Kafka's jars and runtime dependencies, fetched once.
 
@@ -298,6 +328,7 @@ def start_apache_kafka(
     )
     _wait_for_port(server, port, timeout_s)
     _wait_for_metadata(server, timeout_s)
+    _wait_for_group_coordinator(server, timeout_s)
     return server
 
 

@@ -261,7 +261,7 @@ def unbinding(call: StatefulCall, stage: Stage) -> Callable[[Batch], Any]:
 
 
 def to_stage(topic: Topic[Any], fail: Fail) -> Callable[[Batch], list[Output]]:
-    name, encode, checked = sink(topic)
+    name, encode, checked = topic_sink(topic)
 
     def run(batch: Batch) -> list[Output]:
         outputs: list[Output] = []
@@ -276,7 +276,7 @@ def to_stage(topic: Topic[Any], fail: Fail) -> Callable[[Batch], list[Output]]:
     return run
 
 
-def sink(topic: Topic[Any]) -> tuple[str, Callable[[Any], bytes], Callable[[Any], bytes]]:
+def topic_sink(topic: Topic[Any]) -> tuple[str, Callable[[Any], bytes], Callable[[Any], bytes]]:
     """A target topic's name, fast encoder and checked encoder."""
     return topic.name, fast_encoder(topic.serde), topic.serde.encode
 
@@ -305,8 +305,8 @@ def route_stage(
     default: Topic[Any] | None,
     fail: Fail,
 ) -> Callable[[Batch], list[Output]]:
-    table = [(pred, sink(t)) for pred, t in routes]
-    fallback = None if default is None else sink(default)
+    table = [(pred, topic_sink(t)) for pred, t in routes]
+    fallback = None if default is None else topic_sink(default)
 
     def run(batch: Batch) -> list[Output]:
         outputs: list[Output] = []

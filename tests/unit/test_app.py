@@ -16,6 +16,7 @@ import spate
 from spate.app import App
 from spate.brokers.leased import LeasedConsumer
 from spate.brokers.local import LocalBroker
+from spate.clock import ManualClock
 from spate.errors import (
     BrokerError,
     CapabilityError,
@@ -214,7 +215,9 @@ def test_bytes_that_are_not_json_stop_with_their_location() -> None:
 
 
 def test_exactly_once_on_memory_publishes_each_result_once() -> None:
-    app, orders, invoices = shop(processing_guarantee="exactly-once", batch_size=7)
+    app, orders, invoices = shop(
+        processing_guarantee="exactly-once", batch_size=7, commit_interval_s=0
+    )
 
     @app.handler(orders, group="billing", output=invoices)
     def bill(order: Order) -> Invoice:
@@ -225,6 +228,27 @@ def test_exactly_once_on_memory_publishes_each_result_once() -> None:
         t.run_until_idle()
         assert sorted(v.order for v in t.outputs(invoices)) == list(range(100))
     assert app.stats["bill"].commits >= 100 // 7
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_under_load_one_commit_covers_the_batches_of_a_commit_interval(guarantee: str) -> None:
+    """Full batches commit once per ``commit_interval_s`` (the manual clock stands
+    still: once, at the first); the short batch that catches up commits at once."""
+    app, orders, invoices = shop(processing_guarantee=guarantee, batch_size=10)
+
+    @app.handler(orders, group="billing", output=invoices)
+    def bill(order: Order) -> Invoice:
+        return Invoice(order=order.id, total=order.amount)
+
+    with TestApp(app, clock=ManualClock()) as t:
+        for partition in range(4):  # 25 a partition: full batches, then a short one
+            for i in range(partition * 25, partition * 25 + 25):
+                t.send(orders, Order(id=i, user="u", amount=1), partition=partition)
+        t.run_until_idle()
+        assert sorted(v.order for v in t.outputs(invoices)) == list(range(100))
+    stats = app.stats["bill"]
+    assert (stats.consumed, stats.batches >= 10) == (100, True)
+    assert stats.commits <= 4, stats  # first batch, caught up, idle settle: not per batch
 
 
 async def test_exactly_once_needs_a_broker_with_transactions() -> None:

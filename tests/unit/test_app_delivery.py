@@ -43,6 +43,7 @@ async def run_batch(delivery: AtLeastOnce | ExactlyOnce, records: list[Record]) 
     await delivery.begin_batch()
     outputs = [("out", r.value, r.key, r) for r in records]
     await delivery.end_batch(outputs, {IN: records[-1].offset}, records)
+    await delivery.checkpoint()
 
 
 async def started_consumer(broker: Broker) -> tuple[Consumer, list[Record]]:

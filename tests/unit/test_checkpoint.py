@@ -1,6 +1,7 @@
 """The commit order (runtime/checkpoint.py) on the real memory:// broker: pre-commit
 hooks write before the offsets are committed, inside the transaction under
-exactly-once, and a failing hook means no commit."""
+exactly-once, and a failing hook means no commit; a checkpoint covers every batch
+since the last one, and a failed batch drops them all."""
 
 from __future__ import annotations
 
@@ -63,10 +64,15 @@ async def fail(producer: Producer, through: Offsets) -> None:
     raise HookFailed("store flush failed")
 
 
-async def end(delivery: AtLeastOnce | ExactlyOnce, records: list[Record]) -> None:
+async def end(
+    delivery: AtLeastOnce | ExactlyOnce, records: list[Record], *, checkpoint: bool = True
+) -> None:
+    """One batch of ``records``, each copied to `out`; ended by a checkpoint unless not."""
     await delivery.begin_batch()
     outputs = [("out", r.value, r.key, r) for r in records]
     await delivery.end_batch(outputs, {IN: records[-1].offset}, records)
+    if checkpoint:
+        await delivery.checkpoint()
 
 
 async def test_at_least_once_flushes_hook_writes_before_committing(
@@ -135,3 +141,65 @@ async def test_exactly_once_aborted_transaction_drops_hook_writes(
         assert stats.commit_failures == 1
         assert await stored(broker, "changelog") == 0
         assert await committed(broker) is None
+
+
+class Throughs:
+    """A pre-commit hook that keeps the offsets of each checkpoint it ran for."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[TopicPartition, int]] = []
+
+    async def __call__(self, producer: Producer, through: Offsets) -> None:
+        self.seen.append(dict(through))
+        await write_changelog(producer, through)
+
+
+async def test_at_least_once_checkpoint_covers_every_batch_since_the_last(
+    broker: Broker, consumed: Consumed
+) -> None:
+    consumer, records = consumed
+    hook = Throughs()
+    async with broker.producer() as producer:
+        stats = ProcessorStats(processor="p", group="g")
+        delivery = AtLeastOnce(producer, consumer, stats, pre_commit=[hook])
+        for record in records:
+            await end(delivery, [record], checkpoint=False)
+        await delivery.begin_batch()  # the last batch's outputs flush with the next one
+        await delivery.abort_batch([])
+        # Outputs flow after every batch; offsets and hooks wait for the checkpoint.
+        assert (await stored(broker, "out"), await committed(broker)) == (3, None)
+        await delivery.settle()
+        assert hook.seen == []  # aborted: none of them
+        assert await committed(broker) is None
+        for record in records:
+            await end(delivery, [record], checkpoint=False)
+        await delivery.settle()
+        assert hook.seen == [{IN: 2}]
+        assert (await stored(broker, "changelog"), await committed(broker)) == (1, 3)
+        assert stats.commits == 1
+
+
+async def test_exactly_once_one_transaction_covers_the_batches_and_rewinds_to_the_first(
+    broker: Broker, consumed: Consumed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer, records = consumed
+    hook = Throughs()
+    async with broker.producer(transactional_id="t") as producer:
+        stats = ProcessorStats(processor="p", group="g")
+        delivery = ExactlyOnce(producer, consumer, stats, pre_commit=[hook])
+        await end(delivery, records[:1], checkpoint=False)
+        await end(delivery, records[1:], checkpoint=False)
+        assert await stored(broker, "out") == 0  # nothing visible before the commit
+        with monkeypatch.context() as fenced:
+            fenced.setattr(consumer, "epochs", lambda tps: dict.fromkeys(tps, -1))
+            await delivery.checkpoint()
+        assert stats.commit_failures == 1
+        assert (await stored(broker, "out"), await committed(broker)) == (0, None)
+        again = await consumer.fetch(100, 1.0)
+        assert [r.offset for r in again] == [0, 1, 2]  # rewound to the first batch's start
+        await end(delivery, again[:2], checkpoint=False)
+        await end(delivery, again[2:], checkpoint=False)
+        await delivery.settle()
+        assert hook.seen == [{IN: 2}, {IN: 2}]
+        assert (await stored(broker, "out"), await committed(broker)) == (3, 3)
+        assert stats.commits == 1

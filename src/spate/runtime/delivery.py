@@ -1,20 +1,24 @@
 """Commit strategies: at-least-once and exactly-once (DESIGN §6).
 
 The worker runs every batch as ``begin_batch`` → pipeline (returns the outputs) →
-``end_batch``, which publishes them (or ``abort_batch`` when the pipeline raised).
-The strategy owns the producer: it decides how outputs and offsets become durable,
-and what a rebalance means for work that is not committed yet. The order in which a
-batch becomes durable (outputs → pre-commit hooks → flush → offsets) is the same for
-all three and lives once, in :class:`~spate.runtime.checkpoint.Checkpoint`.
+``end_batch``, which publishes them (or ``abort_batch`` when the pipeline raised),
+and asks for a ``checkpoint`` after the batches it covers (see
+:mod:`spate.runtime.checkpoint`: when caught up, every ``commit_interval_s``, before
+idling, a rebalance or a stop). The strategy owns the producer: it decides how
+outputs and offsets become durable, and what a rebalance means for work that is not
+committed yet. The order in which a checkpoint becomes durable (outputs → pre-commit
+hooks → flush → offsets) is the same for all three and lives once, in
+:class:`~spate.runtime.checkpoint.Checkpoint`.
 
-* :class:`AtLeastOnce` flushes the producer, then commits the batch's offsets: an
-  offset is committed only after every output of its record was acknowledged. The
-  flush and commit of one batch overlap the processing of the next; those commits
-  do not wait for the broker's answer, and the same offsets are committed again,
-  waiting, when the processor idles, loses partitions or stops.
-* :class:`ExactlyOnce` wraps each batch in a producer transaction whose commit also
-  commits the offsets, atomically. A fenced or failed commit aborts: the outputs are
-  dropped and the partitions still owned are rewound to the batch's first records.
+* :class:`AtLeastOnce` flushes the producer, then commits the checkpoint's offsets:
+  an offset is committed only after every output of its record was acknowledged.
+  The flush and commit of one checkpoint overlap the processing of the next batch;
+  those commits do not wait for the broker's answer, and the same offsets are
+  committed again, waiting, when the processor idles, loses partitions or stops.
+* :class:`ExactlyOnce` wraps each checkpoint's batches in a producer transaction
+  whose commit also commits the offsets, atomically. A fenced or failed commit
+  aborts: the outputs are dropped and the partitions still owned are rewound to the
+  first records the transaction covered.
 * :class:`EffectivelyOnce` is exactly-once on brokers with no transactions but with
   deduplication on publish (NATS, Redis): at-least-once, with every output carrying
   a deterministic id, so the broker drops the copy a replay publishes again — within
@@ -64,11 +68,16 @@ class Delivery(Protocol):
         ...
 
     async def abort_batch(self, records: Sequence[Record]) -> None:
-        """The pipeline raised: drop what is not durable yet and never commit it."""
+        """The pipeline raised: drop every batch since the last checkpoint (they are
+        read again) and never commit them."""
+        ...
+
+    async def checkpoint(self) -> None:
+        """Start making every batch ended since the last checkpoint durable."""
         ...
 
     async def settle(self) -> None:
-        """Make every finished batch durable now (idle, stop)."""
+        """Make every finished batch durable now, and wait for it (idle, stop)."""
         ...
 
     async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None: ...
@@ -83,24 +92,30 @@ class Delivery(Protocol):
         ...
 
 
-def first_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
-    """The first offset of each partition in a batch (where to rewind to)."""
-    first: dict[TopicPartition, int] = {}
+def add_first_offsets(first: dict[TopicPartition, int], records: Sequence[Record]) -> None:
+    """Add to ``first`` the first offset of each partition of ``records`` it does not
+    hold yet (where to rewind to)."""
     for record in records:
-        first.setdefault(TopicPartition(record.topic, record.partition), record.offset)
-    return first
+        tp = TopicPartition(record.topic, record.partition)
+        if tp not in first:
+            first[tp] = record.offset
 
 
 class AtLeastOnce(Checkpoint[Producer]):
     """Flush, then commit: never an offset whose outputs are not acknowledged.
 
-    Pipelined (DESIGN §10): batch *n*'s flush and commit run in the background while
-    the user code of batch *n + 1* runs, and finish before *n + 1*'s outputs are
-    sent, so a flush never overlaps a send and outputs keep their order. These
-    commits are sent without waiting for the broker's answer (on Kafka that saves a
-    thread hop and a round trip per batch); their offsets stay *unconfirmed* until
-    idling, a rebalance or a stop commits them again and waits. A crash replays at
-    most what was not committed: normally the two batches in flight.
+    Pipelined (DESIGN §10): batch *n*'s outputs are flushed in the background while
+    the user code of batch *n + 1* runs, and the flush finishes before *n + 1*'s
+    outputs are sent, so a flush never overlaps a send and outputs keep their order.
+    Outputs are flushed after every batch, checkpoint or not: they reach their readers
+    as soon as they would with a commit per batch, and a buffer holding a whole
+    interval's outputs would cost more than the flushes (the allocator, not the
+    broker, pays for thousands of live output buffers). A checkpoint's commit rides
+    on the flush after it. These commits are sent without waiting for the broker's
+    answer (on Kafka that saves a thread hop and a round trip per batch); their
+    offsets stay *unconfirmed* until idling, a rebalance or a stop commits them again
+    and waits. A crash replays at most what was not committed: the batches since the
+    last checkpoint.
     """
 
     def __init__(
@@ -122,29 +137,37 @@ class AtLeastOnce(Checkpoint[Producer]):
         self._unconfirmed: dict[TopicPartition, int] = {}
         """Committed without waiting: committed again, waiting, by ``settle``."""
         self._settling: asyncio.Task[None] | None = None
+        self._unflushed = False
+        """Outputs were sent since the last flush."""
         self._duplicates_seen = producer.duplicates
         """``producer.duplicates`` when last looked at (the producer outlives a
         delivery: after an outage the next session's delivery shares it)."""
 
     async def begin_batch(self) -> None:
-        if self._unsettled and self._settling is None:
+        if (self._unsettled or self._unflushed) and self._settling is None:
             self._settling = asyncio.create_task(self._settle(wait=False))
+
+    async def end_batch(
+        self, outputs: Sequence[Output], through: Offsets, records: Sequence[Record]
+    ) -> None:
+        await super().end_batch(outputs, through, records)
+        self._unflushed = True
 
     async def _before_send(self) -> None:
         await self._wait_settling()
 
-    async def _durable(
-        self, through: Offsets, records: Sequence[Record], then: Sequence[OnDurable]
-    ) -> None:
+    async def _durable(self, through: Offsets, then: Sequence[OnDurable]) -> None:
         self._unsettled.append(dict(through))
         self._then.extend(then)
 
     async def abort_batch(self, records: Sequence[Record]) -> None:
         await self._wait_settling()
+        self._drop_open()
 
     async def settle(self) -> None:
-        """Flush and commit every finished batch now, and wait for the commit."""
+        """Checkpoint, flush and commit every finished batch now, and wait for the commit."""
         await self._wait_settling()
+        await self.checkpoint()
         await self._settle(wait=True)
 
     async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
@@ -185,6 +208,7 @@ class AtLeastOnce(Checkpoint[Producer]):
         for tp in partitions:
             self._pending.pop(tp, None)
             self._unconfirmed.pop(tp, None)
+            self._through.pop(tp, None)
             for through in self._unsettled:
                 through.pop(tp, None)
 
@@ -195,6 +219,8 @@ class AtLeastOnce(Checkpoint[Producer]):
             await asyncio.wait([task])
             if not task.cancelled():
                 task.exception()  # the failure is the session's, already being raised
+        self._drop_open()
+        self._unflushed = False
         self._unsettled.clear()
         self._then.clear()
         self._pending.clear()
@@ -208,7 +234,8 @@ class AtLeastOnce(Checkpoint[Producer]):
     async def _settle(self, *, wait: bool) -> None:
         batches, self._unsettled = self._unsettled, []
         then, self._then = self._then, []
-        if batches:
+        if batches or self._unflushed:
+            self._unflushed = False
             await self.producer.flush()
             self._count_duplicates()
             for on_durable in then:
@@ -350,10 +377,11 @@ class EffectivelyOnce(AtLeastOnce):
 
 
 class ExactlyOnce(Checkpoint[TransactionalProducer]):
-    """One producer transaction per batch; its commit also commits the offsets.
+    """One producer transaction per checkpoint; its commit also commits the offsets.
 
-    The outputs and the pre-commit hooks' writes are sent inside the transaction, and
-    the transaction's commit flushes them and commits the offsets as one unit.
+    The transaction begins with the first batch after a checkpoint and covers every
+    batch up to the next. The outputs and the pre-commit hooks' writes are sent inside
+    it, and its commit flushes them and commits the offsets as one unit.
     """
 
     _open = False
@@ -370,16 +398,26 @@ class ExactlyOnce(Checkpoint[TransactionalProducer]):
     ) -> None:
         super().__init__(producer, consumer, stats, pre_commit=pre_commit)
         self.on_rewind = on_rewind
-        """Told which owned partitions will read a batch again, after the rewind (the
-        stores drop what that batch changed)."""
+        """Told which owned partitions will read batches again, after the rewind (the
+        stores drop what those batches changed)."""
+        self._first: dict[TopicPartition, int] = {}
+        """Per partition, the first offset the open transaction covers."""
 
     async def begin_batch(self) -> None:
-        await self.producer.begin_transaction()
-        self._open = True
+        if not self._open:
+            await self.producer.begin_transaction()
+            self._open = True
 
-    async def _durable(
-        self, through: Offsets, records: Sequence[Record], then: Sequence[OnDurable]
+    async def end_batch(
+        self, outputs: Sequence[Output], through: Offsets, records: Sequence[Record]
     ) -> None:
+        first = self._first
+        if any(tp not in first for tp in through):  # once per partition and transaction
+            add_first_offsets(first, records)
+        await super().end_batch(outputs, through, records)
+
+    async def _durable(self, through: Offsets, then: Sequence[OnDurable]) -> None:
+        first, self._first = self._first, {}
         started = time.perf_counter()
         try:
             await self.producer.commit_transaction(self.consumer, through)
@@ -397,7 +435,7 @@ class ExactlyOnce(Checkpoint[TransactionalProducer]):
             with contextlib.suppress(SpateError):
                 await self.producer.abort_transaction()
             self._open = False
-            await self._rewind(records)
+            await self._rewind(first)
             return
         self._open = False
         self.stats.commits += 1
@@ -409,19 +447,27 @@ class ExactlyOnce(Checkpoint[TransactionalProducer]):
         await self.discard()
 
     async def abort_batch(self, records: Sequence[Record]) -> None:
+        await self._abort(records)
+
+    async def _abort(self, records: Sequence[Record] = ()) -> None:
+        """Abort the open transaction: every batch it covers (and ``records``, a batch
+        that failed before its end) is read again."""
+        first, self._first = self._first, {}
+        add_first_offsets(first, records)
+        self._drop_open()
         if self._open:
             self._open = False
             try:
                 await self.producer.abort_transaction()
             except SpateError as exc:
                 log.warning("event=abort_failed processor=%s error=%s", self.stats.processor, exc)
-        await self._rewind(records)
+        await self._rewind(first)
 
-    async def _rewind(self, records: Sequence[Record]) -> None:
-        """The batch is not committed: partitions still owned must read it again."""
+    async def _rewind(self, first: Offsets) -> None:
+        """These offsets are not committed: partitions still owned read them again."""
         owned = self.consumer.assignment()
         rewound: list[TopicPartition] = []
-        for tp, offset in first_offsets(records).items():
+        for tp, offset in first.items():
             if tp in owned:
                 try:
                     await self.consumer.seek(tp, offset)
@@ -438,18 +484,23 @@ class ExactlyOnce(Checkpoint[TransactionalProducer]):
             await self.on_rewind(rewound)
 
     async def settle(self) -> None:
-        return None  # every finished batch is committed with its transaction
+        await self.checkpoint()  # the transaction's commit waits for the broker
 
     async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
         return None
 
     async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
-        return None
+        await self.checkpoint()  # while this member still owns them
 
     async def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
-        return None  # nothing uncommitted survives a batch
+        """The open transaction covers batches of partitions another member owns now:
+        its commit would be fenced, so it is aborted and the owned ones read again."""
+        if self._open:
+            await self._abort()
 
     async def discard(self) -> None:
+        self._first = {}
+        self._drop_open()
         if self._open:
             self._open = False
             with contextlib.suppress(SpateError):

@@ -140,6 +140,9 @@ class Worker:
         pipeline keeps none, and the stateless path pays nothing for them)."""
         self._late_seen = 0
         """The session pipeline's late records already added to the stats."""
+        self._checkpoint_due_s = -math.inf
+        """When a full batch next ends in a checkpoint (``commit_interval_s`` after the
+        last one); a batch that is not full always does: the consumer has caught up."""
 
     # --- rebalance listener -----------------------------------------------------------
 
@@ -462,6 +465,10 @@ class Worker:
         last = {(r.topic, r.partition): r.offset for r in records}
         through = {TopicPartition(topic, part): offset for (topic, part), offset in last.items()}
         await delivery.end_batch(outputs, through, records)
+        now_s = self.clock.monotonic()
+        if len(records) < self.settings.batch_size or now_s >= self._checkpoint_due_s:
+            self._checkpoint_due_s = now_s + self.settings.commit_interval_s
+            await delivery.checkpoint()
         if pipeline.ticks:
             late = pipeline.late_records()
             self.stats.late_records += late - self._late_seen

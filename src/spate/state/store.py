@@ -135,6 +135,10 @@ class CachedStore:
         self._deleted: set[StoreKey] = set()
         """Keys deleted since the last flush (none has a value; none is in ``_dirty``):
         kept apart so a flush need not look up which of its keys still exist."""
+        self._fresh: set[StoreKey] = set()
+        """Keys of ``_dirty`` that were absent at the last flush: the changelog never
+        held them, so deleting one before the next flush needs no tombstone. A window
+        opened and closed between two checkpoints never reaches the changelog."""
 
     def get(self, key: StoreKey, default: Any = None) -> Any:
         if self._expiry and self._expired(key):
@@ -146,6 +150,8 @@ class CachedStore:
         return expires is not None and expires <= self._clock.time_ms()
 
     def set(self, key: StoreKey, value: Any, *, ttl_s: float | None = None) -> None:
+        if key not in self._values and key not in self._deleted:
+            self._fresh.add(key)
         self._values[key] = value
         self._dirty.add(key)
         if self._deleted:
@@ -166,7 +172,10 @@ class CachedStore:
             del self._values[key]
             self._expiry.pop(key, None)
             self._dirty.discard(key)
-            self._deleted.add(key)
+            if key in self._fresh:
+                self._fresh.discard(key)
+            else:
+                self._deleted.add(key)
 
     def __contains__(self, key: object) -> bool:
         if self._expiry and self._expired(key):
@@ -191,10 +200,13 @@ class CachedStore:
 
     def set_many(self, values: Mapping[StoreKey, Any]) -> None:
         # dict and set updates run in C: a batch's windows cost no Python call each.
+        fresh = values.keys() - self._values.keys()
+        if self._deleted:
+            fresh -= self._deleted
+            self._deleted.difference_update(values)
+        self._fresh |= fresh
         self._values.update(values)
         self._dirty.update(values)
-        if self._deleted:
-            self._deleted.difference_update(values)
         if self._expiry:
             pop = self._expiry.pop
             for key in values:
@@ -208,7 +220,8 @@ class CachedStore:
         for key in present:
             del values[key]
         self._dirty -= present
-        self._deleted |= present
+        self._deleted |= present - self._fresh
+        self._fresh -= present
         if self._expiry:
             pop = self._expiry.pop
             for key in present:
@@ -236,6 +249,7 @@ class CachedStore:
             self._sweep()
         dirty, self._dirty = self._dirty, set()
         deleted, self._deleted = self._deleted, set()
+        self._fresh = set()
         values, expiry = self._values, self._expiry
         changed = [(key, values.get(key), expiry.get(key), False) for key in dirty]
         return changed + [(key, None, None, True) for key in deleted]
@@ -251,6 +265,7 @@ class CachedStore:
             self._sweep()
         live, self._dirty = list(self._dirty), set()
         deleted, self._deleted = list(self._deleted), set()
+        self._fresh = set()
         expiry = self._expiry
         return Pending(
             live,
@@ -268,4 +283,7 @@ class CachedStore:
             del self._expiry[key]
             self._values.pop(key, None)
             self._dirty.discard(key)
-            self._deleted.add(key)
+            if key in self._fresh:
+                self._fresh.discard(key)
+            else:
+                self._deleted.add(key)

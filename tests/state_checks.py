@@ -20,14 +20,15 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import subprocess
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import orjson
 
 from spate.record import Record
-from worker_processes import KEYS, Workers, positions, read_all, wait_until
+from worker_processes import KEYS, Workers, positions, produce, read_all, wait_until
 
 T0 = 1_700_000_000_000
 """The event time of input 0 in the window processor (each next input 50 ms later):
@@ -190,6 +191,77 @@ def recovers_through_kills(
         windows = asyncio.run(read_all(workers.url, f"{workers.outputs}-windows", 4))
         check_windows(windows, count, exactly_once=exactly_once)
     assert "event=state_restored" in workers.logs()
+
+
+def rescales_three_one_two(
+    workers: Workers,
+    count: int,
+    *,
+    exactly_once: bool = False,
+    timeout_s: float = 60,
+    every_s: float = 0.05,
+) -> None:
+    """Issue 13: workers of :data:`STATE_APP_MODULE` run 3, then 1, then 2 at a time,
+    and every answer's sum is still that of one worker (each input answered once if
+    ``exactly_once``).
+
+    Each worker has a state directory of its own (as on machines of their own), so a
+    partition that moves is restored from its changelog by its new owner: the last
+    worker starts with none, so it must log a restore ``from=no_local_state``.
+
+    Inputs are published in three parts, each once the workers meant to run it own
+    their partitions, so every phase happens whatever the speed of the machine: the
+    first half once each of the three logged a restore; two of them stop (SIGTERM)
+    once 5/18 are committed, mid-half; the next third is published then, and every
+    partition must move on from where the two left it (the one left owns them all);
+    the fourth worker joins then, and the last sixth is published once it has
+    partitions. ``every_s``: how often to ask the broker how far the group committed
+    (seldom where each question is a new client, as on Kafka)."""
+
+    def start() -> subprocess.Popen[bytes]:
+        workers.env["SPATE_STATE_DIR"] = str(workers.folder / f"state-{len(workers.procs)}")
+        return workers.start()
+
+    def owns_partitions(*procs: subprocess.Popen[bytes]) -> Callable[[], bool]:
+        return lambda: all("event=state_restored" in workers.log_of(p) for p in procs)
+
+    def publish(start: int, stop: int) -> None:
+        asyncio.run(produce(workers.url, workers.inputs, start, stop))
+
+    def committed(at_least: int) -> Callable[[], bool]:
+        return lambda: workers.committed() >= at_least
+
+    def stop(*procs: subprocess.Popen[bytes]) -> None:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            assert proc.wait(30) == 0, workers.log_of(proc)[-3000:]
+
+    half, five_sixths = count // 2, count * 5 // 6
+    try:
+        workers.produce(0)
+        three = [start() for _ in range(3)]
+        wait_until(owns_partitions(*three), timeout_s, "three workers with partitions")
+        publish(0, half)
+        wait_until(committed(count * 5 // 18), timeout_s, "5/18 committed", every_s)
+        stop(*three[1:])
+        left_at = workers.positions()
+        publish(half, five_sixths)
+
+        def every_partition_moved_on() -> bool:
+            now = workers.positions()
+            return all(now[p] > left_at.get(p, 0) for p in range(workers.partitions))
+
+        wait_until(every_partition_moved_on, timeout_s, "one worker on every partition", every_s)
+        last = start()
+        wait_until(owns_partitions(last), timeout_s, "the new worker with partitions")
+        publish(five_sixths, count)
+        wait_until(committed(count), timeout_s, "every input committed", every_s)
+        stop(*workers.live())
+    finally:
+        workers.stop_all()
+    assert "from=no_local_state" in workers.log_of(last)
+    check_answers(workers.answers(), count, exactly_once=exactly_once)
 
 
 def state_workers(

@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from state_checks import check_answers, recovers_through_kills, state_workers
+from state_checks import (
+    check_answers,
+    recovers_through_kills,
+    rescales_three_one_two,
+    state_workers,
+)
 from worker_processes import Workers, produce, wait_until
 
 pytestmark = pytest.mark.slow
@@ -59,29 +63,4 @@ def test_a_wiped_state_directory_is_rebuilt_from_the_changelog(tmp_path: Path) -
 def test_rescaling_three_then_one_then_two_workers_keeps_the_per_key_sums(
     tmp_path: Path,
 ) -> None:
-    """Each worker has a state directory of its own (as on machines of their own), so a
-    partition that moves is restored from its changelog by its new owner."""
-    workers = workers_on_local(tmp_path, "at-least-once")
-
-    def start() -> subprocess.Popen[bytes]:
-        workers.env["SPATE_STATE_DIR"] = str(tmp_path / f"state-{len(workers.procs)}")
-        return workers.start()
-
-    try:
-        workers.produce(1800)
-        three = [start() for _ in range(3)]
-        wait_until(lambda: workers.committed() >= 500, 60, "500 committed")
-        for proc in three[1:]:
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0, workers.log_of(proc)[-3000:]
-        wait_until(lambda: workers.committed() >= 1100, 60, "1100 committed")
-        start()
-        assert workers.committed() < 1800, "rescaled after the end"
-        wait_until(lambda: workers.committed() >= 1800, 60, "every input committed")
-        for proc in workers.live():
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0, workers.log_of(proc)[-3000:]
-    finally:
-        workers.stop_all()
-    assert "from=no_local_state" in workers.log_of(workers.procs[-1])
-    check_answers(workers.answers(), 1800, exactly_once=False)
+    rescales_three_one_two(workers_on_local(tmp_path, "at-least-once"), 1800)

@@ -3,6 +3,8 @@ clock: joins, hand-overs, expiry and fencing without sleeping through a ttl."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,6 +13,7 @@ import pytest
 from spate.brokers.leased import GroupMember, LeasedConsumer
 from spate.brokers.local import LocalBroker
 from spate.brokers.local.leases import SqliteLeaseStore
+from spate.brokers.local.storage import Database
 from spate.clock import ManualClock
 from spate.errors import FencedError
 from spate.record import TopicPartition
@@ -34,12 +37,34 @@ async def broker(clock: ManualClock) -> AsyncIterator[LocalBroker]:
         yield broker
 
 
-def member(broker: LocalBroker, clock: ManualClock, name: str) -> GroupMember:
+def member(
+    broker: LocalBroker, clock: ManualClock, name: str, store: SqliteLeaseStore | None = None
+) -> GroupMember:
     async def partitions() -> list[TopicPartition]:
         return PARTITIONS
 
-    store = SqliteLeaseStore(broker.db, clock)
+    store = store or SqliteLeaseStore(broker.db, clock)
     return GroupMember(store, "g", name, partitions=partitions, ttl_s=TTL_S, clock=clock)
+
+
+class CancellationSwallowingStore(SqliteLeaseStore):
+    """Once ``stall`` is set, a heartbeat waits until it is cancelled, then returns as
+    if the answer had come in: what ``asyncio.wait_for`` does on Python 3.11 when the
+    reply and the cancellation arrive in the same loop iteration (nats-py's requests
+    use it), so the caller never sees the CancelledError."""
+
+    def __init__(self, db: Database, clock: ManualClock) -> None:
+        super().__init__(db, clock)
+        self.stall = False
+        self.stalled = asyncio.Event()
+
+    async def heartbeat(self, group: str, member: str, ttl_s: float) -> list[str]:
+        live = await super().heartbeat(group, member, ttl_s)
+        if self.stall:
+            self.stalled.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+        return live
 
 
 async def test_hand_over_to_a_joining_member(broker: LocalBroker, clock: ManualClock) -> None:
@@ -180,3 +205,25 @@ async def test_a_partition_taken_and_lost_before_the_consumer_looked_is_not_repo
     assert listener.events == []
     assert consumer.assignment() == frozenset()
     await consumer.close()
+
+
+async def test_close_ends_a_heartbeat_loop_whose_cancellation_was_swallowed(
+    broker: LocalBroker,
+) -> None:
+    """A draining NATS worker hung in ``close`` this way (the rescale test on NATS):
+    the loop went on heartbeating and ``close`` waited on it forever. The member has a
+    clock of its own, so every sleep asked of it is the heartbeat loop's."""
+    clock = ManualClock()
+    store = CancellationSwallowingStore(broker.db, clock)
+    a = member(broker, clock, "a", store)
+    await a.start()
+    store.stall = True
+    clock.advance(await clock.asked(1))
+    await store.stalled.wait()
+    closing = asyncio.ensure_future(a.close())
+    slept_again = asyncio.ensure_future(clock.asked(2))
+    await asyncio.wait([closing, slept_again], return_when=asyncio.FIRST_COMPLETED)
+    slept_again.cancel()
+    assert closing.done(), "the heartbeat loop went back to sleep: close() waits on it"
+    await closing
+    assert await broker.groups() == []

@@ -102,6 +102,7 @@ class GroupMember:
             log, f"group={group} member={member_id} what=lease_heartbeat", clock=clock
         )
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.changed = asyncio.Event()
         """Set whenever :meth:`take_changes` has something to report."""
 
@@ -120,7 +121,12 @@ class GroupMember:
         )
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        """Heartbeat until :meth:`close`, which cancels this task but also sets
+        ``_closing``: a cancellation can be lost inside a store call (Python 3.11's
+        ``asyncio.wait_for``, which nats-py requests use, returns the reply instead of
+        raising when both come in the same loop iteration), and a loop that went on
+        would keep ``close`` (hence a draining worker) waiting forever."""
+        while not self._closing:
             await self._clock.sleep(
                 min(self.heartbeat_s, ACQUIRE_RETRY_S) if self._wanting else self.heartbeat_s
             )
@@ -199,6 +205,7 @@ class GroupMember:
         If the store cannot be reached, closing still succeeds: the leases then simply
         expire after the ttl, as if this member had died.
         """
+        self._closing = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from spate.testing.kafka_server import ServerProcess
-from state_checks import recovers_through_kills, state_workers
+from state_checks import recovers_through_kills, rescales_three_one_two, state_workers
 
 pytestmark = pytest.mark.slow
 
@@ -33,3 +33,11 @@ def test_running_sums_are_exact_after_three_sigkills(
         tmp_path, f"{kafka_server.url}?{FAST_TAKEOVER}", app="kafkastate", windows=True
     )
     recovers_through_kills(workers, 3000, exactly_once=True, timeout_s=120)
+
+
+def test_rescaling_three_then_one_then_two_workers_keeps_the_per_key_sums_exactly_once(
+    tmp_path: Path, kafka_server: ServerProcess
+) -> None:
+    url = f"{kafka_server.url}?{FAST_TAKEOVER}"
+    workers = state_workers(tmp_path, url, app="kafkarescale", windows=False)
+    rescales_three_one_two(workers, 1800, exactly_once=True, timeout_s=120, every_s=0.5)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from state_checks import recovers_through_kills, state_workers
+from state_checks import recovers_through_kills, rescales_three_one_two, state_workers
 
 pytestmark = pytest.mark.slow
 
@@ -23,3 +23,11 @@ def test_running_sums_are_right_after_three_sigkills(
     url = f"{nats_url}?lease_ttl_s=1.0"
     workers = state_workers(tmp_path, url, app="natsstate", guarantee=guarantee)
     recovers_through_kills(workers, 4000, exactly_once=guarantee == "exactly-once")
+
+
+def test_rescaling_three_then_one_then_two_workers_keeps_the_per_key_sums(
+    tmp_path: Path, nats_url: str
+) -> None:
+    url = f"{nats_url}?lease_ttl_s=1.0"
+    workers = state_workers(tmp_path, url, app="natsrescale", windows=False)
+    rescales_three_one_two(workers, 1800, exactly_once=True)

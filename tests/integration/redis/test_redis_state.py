@@ -2,7 +2,8 @@
 
 Redis has no transactions: exactly-once is effectively-once there (outputs carry
 dedup ids an atomic check-and-add drops), and the changelog restore keeps only
-flushes whose source offsets were committed and never re-processed."""
+flushes whose source offsets were committed and never re-processed: a commit that
+fails after the changelog was written leaks nothing into the restore."""
 
 from __future__ import annotations
 
@@ -10,13 +11,21 @@ from pathlib import Path
 
 import pytest
 
+from failed_commit_checks import SumsNames, check_a_failed_commit_leaks_nothing_into_the_restore
 from state_checks import recovers_through_kills, state_workers
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_running_sums_are_right_after_three_sigkills_effectively_once(
     tmp_path: Path, redis_url: str
 ) -> None:
     workers = state_workers(tmp_path, f"{redis_url}?lease_ttl_s=1", app="redisstate")
     recovers_through_kills(workers, 4000, exactly_once=True)
+
+
+def test_a_commit_failing_after_the_changelog_was_written_leaks_nothing_into_the_restore(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, redis_url: str
+) -> None:
+    check_a_failed_commit_leaks_nothing_into_the_restore(
+        redis_url, tmp_path / "state", caplog, names=SumsNames.fresh(), timeout_s=30
+    )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from hand_over_checks import LEASE_TTL_S, hands_over_within_the_deadline
 from state_checks import check_answers, recovers_through_kills, state_workers
 from worker_processes import Workers, produce, wait_until
 
@@ -85,3 +86,10 @@ def test_rescaling_three_then_one_then_two_workers_keeps_the_per_key_sums(
         workers.stop_all()
     assert "from=no_local_state" in workers.log_of(workers.procs[-1])
     check_answers(workers.answers(), 1800, exactly_once=False)
+
+
+def test_a_busy_worker_flushes_and_hands_over_revoked_state_within_the_deadline(
+    tmp_path: Path,
+) -> None:
+    url = f"local://{tmp_path / 'broker'}?lease_ttl_s={LEASE_TTL_S}"
+    hands_over_within_the_deadline(tmp_path, url)

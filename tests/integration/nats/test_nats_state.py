@@ -4,7 +4,8 @@ NATS has no transactions: exactly-once is effectively-once there (outputs carry
 dedup ids the stream's duplicate window drops); under either guarantee the changelog
 restore keeps only flushes whose source offsets were committed and never
 re-processed, so every answer's sum is right (at-least-once may answer twice). A commit that fails
-after the changelog was written leaks nothing into the restore."""
+after the changelog was written leaks nothing into the restore, and a busy worker
+hands revoked state over within the revoke deadline."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from failed_commit_checks import SumsNames, check_a_failed_commit_leaks_nothing_into_the_restore
+from hand_over_checks import LEASE_TTL_S, hands_over_within_the_deadline
 from state_checks import recovers_through_kills, state_workers
 
 
@@ -32,3 +34,9 @@ def test_a_commit_failing_after_the_changelog_was_written_leaks_nothing_into_the
     check_a_failed_commit_leaks_nothing_into_the_restore(
         nats_url, tmp_path / "state", caplog, names=SumsNames.fresh(), timeout_s=30
     )
+
+
+def test_a_busy_worker_flushes_and_hands_over_revoked_state_within_the_deadline(
+    tmp_path: Path, nats_url: str
+) -> None:
+    hands_over_within_the_deadline(tmp_path, f"{nats_url}?lease_ttl_s={LEASE_TTL_S}")

@@ -36,6 +36,7 @@ def test_a_commit_failing_after_the_changelog_was_written_leaks_nothing_into_the
     )
 
 
+@pytest.mark.slow
 def test_a_busy_worker_flushes_and_hands_over_revoked_state_within_the_deadline(
     tmp_path: Path, nats_url: str
 ) -> None:

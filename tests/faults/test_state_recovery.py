@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hand_over_checks import LEASE_TTL_S, hands_over_within_the_deadline
 from state_checks import (
     check_answers,
     recovers_through_kills,
@@ -64,3 +65,10 @@ def test_rescaling_three_then_one_then_two_workers_keeps_the_per_key_sums(
     tmp_path: Path,
 ) -> None:
     rescales_three_one_two(workers_on_local(tmp_path, "at-least-once"), 1800)
+
+
+def test_a_busy_worker_flushes_and_hands_over_revoked_state_within_the_deadline(
+    tmp_path: Path,
+) -> None:
+    url = f"local://{tmp_path / 'broker'}?lease_ttl_s={LEASE_TTL_S}"
+    hands_over_within_the_deadline(tmp_path, url)

@@ -84,6 +84,31 @@ async def test_hand_over_to_a_joining_member(broker: LocalBroker, clock: ManualC
     assert a.epoch(PARTITIONS[1]) is None
 
 
+async def test_a_partition_not_released_within_the_ttl_of_its_revocation_is_lost_to_the_joiner(
+    broker: LocalBroker, clock: ManualClock
+) -> None:
+    # The revoke deadline: a member busy past it (here, never releasing) stops renewing
+    # what it was asked to give back, so the joiner waits one ttl, as for a dead member.
+    a, b = member(broker, clock, "a"), member(broker, clock, "b")
+    await a.tick()
+    a.take_changes()
+    await b.tick()
+    await a.tick()  # asked to give back 1 and 3: renewed now, never again
+    assert a.take_changes().revoke == (PARTITIONS[1], PARTITIONS[3])
+    for _ in range(3):  # heartbeats until just before the deadline
+        clock.advance(TTL_S / 3 - 0.01)
+        await a.tick()
+        await b.tick()
+        assert b.take_changes().assigned == ()
+    assert a.take_changes().lost == ()
+    clock.advance(0.1)
+    await a.tick()
+    await b.tick()
+    assert a.take_changes().lost == (PARTITIONS[1], PARTITIONS[3])
+    assert b.take_changes().assigned == (PARTITIONS[1], PARTITIONS[3])
+    assert (a.epoch(PARTITIONS[0]), a.epoch(PARTITIONS[2])) == (1, 1)  # kept, renewed
+
+
 async def test_expired_member_loses_everything(broker: LocalBroker, clock: ManualClock) -> None:
     a, b = member(broker, clock, "a"), member(broker, clock, "b")
     await a.tick()

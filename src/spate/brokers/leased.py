@@ -9,6 +9,13 @@ It never calls user code: :class:`LeasedConsumer` turns those notes into
 so the runtime never races with a rebalance, and releases a revoked partition only
 after ``on_revoked`` returned (the runtime committed by then).
 
+**The revoke deadline** is the lease ttl: a partition the member is asked to give back
+is renewed no more, so its owner has one ttl from the renewal before it noticed to
+finish its batch, commit, flush its state and release it. A member still busy then
+(a batch longer than the ttl) loses the partition, as a dead member would: the next
+owner never waits longer than it would for a crashed one, and the late member's
+commit is fenced by the lease epoch.
+
 A broker subclasses :class:`LeasedConsumer` and provides four storage hooks:
 ``_partitions``, ``_initial_positions``, ``_read`` and ``_write_commit`` (which must
 check the epochs atomically with the write and raise FencedError when one is stale).
@@ -59,7 +66,8 @@ class MembershipChanges:
     lost: tuple[TopicPartition, ...] = ()
     """Leases already gone (taken over, or not renewed within the ttl)."""
     revoke: tuple[TopicPartition, ...] = ()
-    """Still owned but assigned elsewhere: commit, then :meth:`GroupMember.release`."""
+    """Still owned but assigned elsewhere: commit, then :meth:`GroupMember.release`,
+    within one lease ttl of the revocation (then they are lost)."""
     assigned: tuple[TopicPartition, ...] = ()
     """Newly acquired."""
 
@@ -95,6 +103,9 @@ class GroupMember:
         self._assigned: list[TopicPartition] = []
         self._lost: set[TopicPartition] = set()
         self._revoke: set[TopicPartition] = set()
+        self._revoking: dict[TopicPartition, float] = {}
+        """Partitions asked back, with when their lease was last renewed (monotonic):
+        renewed no more, so each is this member's until one ttl after that."""
         self._renewed_at: float | None = None
         self._wanting = False
         self._lock = asyncio.Lock()
@@ -151,15 +162,28 @@ class GroupMember:
             started = self._clock.monotonic()
             live = await self.store.heartbeat(self.group, self.member_id, self.ttl_s)
             wanted = set(assign(live, await self._partitions()).get(self.member_id, ()))
-            if self._owned:
-                held = await self.store.renew(
-                    self.group, dict(self._owned), self.member_id, self.ttl_s
-                )
-                for tp in set(self._owned) - held:
+            for tp in [tp for tp in self._revoking if tp in wanted]:
+                del self._revoking[tp]  # wanted here again: renewed again, if still held
+            renewing = {tp: e for tp, e in self._owned.items() if tp not in self._revoking}
+            if renewing:
+                held = await self.store.renew(self.group, renewing, self.member_id, self.ttl_s)
+                for tp in set(renewing) - held:
                     del self._owned[tp]
                     self._lost.add(tp)
             self._renewed_at = started
             self._revoke = set(self._owned) - wanted
+            newly = sorted(tp for tp in self._revoke if tp not in self._revoking)
+            for tp in newly:
+                self._revoking[tp] = started
+            if newly:
+                log.info(
+                    "event=revoke_requested group=%s member=%s partitions=%s deadline_s=%s",
+                    self.group,
+                    self.member_id,
+                    partition_names(newly),
+                    self.ttl_s,
+                )
+            self._expire_revoked(self._clock.monotonic())
             for tp in sorted(wanted - set(self._owned)):
                 epoch = await self.store.acquire(self.group, tp, self.member_id, self.ttl_s)
                 if epoch is not None:
@@ -169,15 +193,31 @@ class GroupMember:
             if self._lost or self._revoke or self._assigned:
                 self.changed.set()
 
+    def _expire_revoked(self, now: float) -> None:
+        """Partitions asked back and not released within the ttl are lost: their
+        leases ran out, and another member may hold them already."""
+        for tp, renewed_at in list(self._revoking.items()):
+            if now - renewed_at > self.ttl_s:
+                del self._revoking[tp]
+                if self._owned.pop(tp, None) is not None:
+                    self._lost.add(tp)
+                    self.changed.set()
+                    log.warning(
+                        "event=revoke_deadline_missed group=%s member=%s partition=%s "
+                        "deadline_s=%s",
+                        self.group,
+                        self.member_id,
+                        partition_names([tp]),
+                        self.ttl_s,
+                    )
+
     def take_changes(self) -> MembershipChanges:
         """Hand over what changed; leases not renewed within the ttl count as lost."""
-        if (
-            self._owned
-            and self._renewed_at is not None
-            and self._clock.monotonic() - self._renewed_at > self.ttl_s
-        ):
+        now = self._clock.monotonic()
+        if self._owned and self._renewed_at is not None and now - self._renewed_at > self.ttl_s:
             self._lost.update(self._owned)
             self._owned.clear()
+        self._expire_revoked(now)
         lost = tuple(sorted(self._lost))
         # Taken, then wanted elsewhere before the consumer looked (a lone member takes
         # every expired lease after an outage, then sees the others come back): such a
@@ -196,8 +236,19 @@ class GroupMember:
         async with self._lock:
             leases = {tp: self._owned.pop(tp) for tp in tps if tp in self._owned}
             self._revoke.difference_update(tps)
+            asked = [self._revoking.pop(tp) for tp in tps if tp in self._revoking]
             if leases:
                 await self.store.release(self.group, leases, self.member_id)
+            if asked and leases:
+                log.info(
+                    "event=partitions_released group=%s member=%s partitions=%s "
+                    "seconds=%.3f deadline_s=%s",
+                    self.group,
+                    self.member_id,
+                    partition_names(leases),
+                    self._clock.monotonic() - min(asked),
+                    self.ttl_s,
+                )
 
     async def close(self) -> None:
         """Stop heartbeating, release every lease and leave the group.

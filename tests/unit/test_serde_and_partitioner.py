@@ -65,6 +65,17 @@ def test_partitioner_is_crc32_modulo_and_round_robin() -> None:
     assert [partitioner.choose("t", None, 3) for _ in range(6)] == [0, 1, 2, 0, 1, 2]
 
 
+@pytest.mark.parametrize("with_none", [False, True])
+def test_choose_many_chooses_as_choose_does_one_by_one(with_none: bool) -> None:
+    keys: list[bytes | None] = [b"user-%d" % i for i in range(50)]
+    if with_none:
+        keys[3::7] = [None] * len(keys[3::7])
+    one_by_one, at_once = Partitioner(), Partitioner()
+    expected = [one_by_one.choose("t", key, 6) for key in keys]
+    assert at_once.choose_many("t", keys, 6) == expected
+    assert at_once.choose("t", None, 6) == one_by_one.choose("t", None, 6)
+
+
 def test_an_unkeyed_record_with_a_dedup_id_goes_by_the_id() -> None:
     """Brokers deduplicate within a partition: a copy re-published by another producer
     (whose round-robin stands elsewhere) must land where the first one did."""

@@ -37,6 +37,7 @@ import orjson
 
 import spate
 from spate.app import App
+from spate.runtime.stats import ProcessorStats
 
 PARTITIONS = 4
 
@@ -146,13 +147,17 @@ async def wait_until_committed(
     runner: asyncio.Task[None],
     group: str = "w1",
     topic: str = "orders",
+    stats: ProcessorStats | None = None,
 ) -> None:
     """Return once ``group`` committed ``total`` records of ``topic``; raise if the
-    processors stopped first."""
+    processors stopped first. With the processor's ``stats``, the broker is asked only
+    once they count ``total`` records consumed: each lag query costs the process under
+    test about a millisecond, 4% of a W2 run at one every 20 ms."""
     while True:
-        lag = await broker.lag(group, [topic])
-        if sum(p.committed or 0 for p in lag) >= total:
-            return
+        if stats is None or stats.consumed >= total:
+            lag = await broker.lag(group, [topic])
+            if sum(p.committed or 0 for p in lag) >= total:
+                return
         if runner.done():
             runner.result()
             raise RuntimeError("pipeline stopped before it consumed every record")

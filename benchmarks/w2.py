@@ -161,7 +161,7 @@ async def spate_windows_async(url: str, orders: Orders, rate: int = RATE) -> Res
         watcher.start()
         runner = asyncio.create_task(app.run_processors(broker, stop))
         try:
-            await wait_until_committed(broker, len(orders), runner, group, source)
+            await wait_until_committed(broker, len(orders), runner, group, source, stats)
         finally:
             watcher.stop()
         wall, cpu = time.perf_counter(), time.process_time()

@@ -3,6 +3,8 @@ aborted records to read_committed readers, so it proves nothing here)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import spate
 from spate.brokers.kafka import KafkaBroker
 from spate.errors import CapabilityError, FencedError
 from spate.record import Record, TopicPartition
+from spate.testing.contract import RecordingListener
 from spate.testing.kafka_server import ServerProcess, session_server, start_apache_kafka
 
 REPO = Path(__file__).resolve().parents[3]
@@ -52,6 +55,58 @@ async def test_committed_outputs_and_offsets_are_one_unit(kafka: KafkaBroker, na
     assert seen == [*range(10), *range(20, 30)], "the aborted transaction is invisible"
     (lag,) = await kafka.lag(name, [source])
     assert lag.committed == records[29].offset + 1
+
+
+async def test_a_revocation_commits_the_open_transaction_from_inside_the_fetch(
+    kafka: KafkaBroker, name: str
+) -> None:
+    """What the exactly-once runtime does when a member joins: the revocation's
+    listener commits the open transaction with the offsets of the last fetch. Their
+    resume positions and the group metadata are read while librdkafka's consume call
+    waits in the callback, which once deadlocked until the rebalance timeout."""
+    source, sink = f"{name}-in", f"{name}-out"
+    await kafka.create_topic(source, 4)
+    await kafka.create_topic(sink, 1)
+    plain = kafka.producer()
+    for i in range(40):
+        plain.send(source, b"%d" % i, partition=i % 4)
+    await plain.flush()
+    producer = kafka.producer(transactional_id=f"tx-{name}")
+    seen: dict[TopicPartition, int] = {}
+    committed_on_revoke: list[dict[TopicPartition, int]] = []
+
+    class CommitOnRevoke(RecordingListener):
+        async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+            await super().on_revoked(partitions)
+            if committed_on_revoke:
+                return  # closing: the transaction is committed already
+            await producer.commit_transaction(first, seen)
+            committed_on_revoke.append(dict(seen))
+            for partition in range(4):  # the records of the partitions kept end the fetch
+                plain.send(source, b"after", partition=partition)
+            await plain.flush()
+
+    first = kafka.consumer([source], name, CommitOnRevoke())
+    async with producer, first:
+        await producer.begin_transaction()
+        fetched = 0
+        while fetched < 40:
+            records = await first.fetch(40 - fetched, 5.0)
+            for r in records:
+                producer.send(sink, r.value)
+                seen[r.topic_partition] = r.offset
+            fetched += len(records)
+        async with kafka.consumer([source], name) as second:
+            joining = asyncio.create_task(second.fetch(2, 10.0))
+            async with asyncio.timeout(30):
+                while not committed_on_revoke:  # two partitions kept: two records
+                    assert not await first.fetch(2, 10.0) or committed_on_revoke
+            await joining
+    assert committed_on_revoke == [{TopicPartition(source, p): 9 for p in range(4)}]
+    assert sorted(int(r.value) for r in await read_committed(kafka, sink)) == list(range(40))
+    lag = await kafka.lag(name, [source])
+    assert {entry.partition: entry.committed for entry in lag} == dict.fromkeys(range(4), 10)
+    await plain.close()
 
 
 async def test_a_restarted_producer_fences_its_zombie(kafka: KafkaBroker, name: str) -> None:

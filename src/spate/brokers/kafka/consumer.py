@@ -230,11 +230,13 @@ class KafkaConsumer(Consumer):
         finally:
             self._callback_thread = None
 
-    async def _call(self, function: Callable[[], T]) -> T:
-        """Run a blocking librdkafka call: on the consume thread while it waits in a
-        rebalance callback (anywhere else it would deadlock), else on a worker thread."""
+    async def _call(self, function: Callable[[], T], *, blocking: bool = True) -> T:
+        """Run a librdkafka call: on the consume thread while it waits in a rebalance
+        callback (anywhere else it would deadlock: even ``position`` and ``seek`` wait
+        for the consume call in progress), else on a worker thread, or right here when
+        it does not block."""
         if self._callback_thread is None:
-            return await asyncio.to_thread(function)
+            return await asyncio.to_thread(function) if blocking else function()
         result: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def work() -> None:
@@ -402,19 +404,29 @@ class KafkaConsumer(Consumer):
             self._pending_seeks[tp] = offset
             return
         self.require_owned((tp,))
+        position = ck.TopicPartition(tp.topic, tp.partition, offset)
         try:
-            self._consumer.seek(ck.TopicPartition(tp.topic, tp.partition, offset))
+            await self._call(lambda: self._consumer.seek(position), blocking=False)
         except KafkaException as exc:
             raise to_spate_error(exc, f"seek {tp.topic}[{tp.partition}] to {offset}") from exc
 
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self._owned)
 
-    def group_metadata(self) -> object:
-        """librdkafka's group metadata, for ``send_offsets_to_transaction``."""
-        return self._consumer.consumer_group_metadata()
+    async def transaction_offsets(
+        self, through: Mapping[TopicPartition, int]
+    ) -> tuple[list[ck.TopicPartition], object]:
+        """What ``send_offsets_to_transaction`` takes to commit ``through``: the resume
+        positions and librdkafka's group metadata, read on the consume thread when a
+        revocation's commit asks from inside the callback."""
+        self.require_owned(through)
+        consumer = self._consumer
+        return await self._call(
+            lambda: (self._resume_positions(through), consumer.consumer_group_metadata()),
+            blocking=False,
+        )
 
-    def resume_positions(self, through: Mapping[TopicPartition, int]) -> list[ck.TopicPartition]:
+    def _resume_positions(self, through: Mapping[TopicPartition, int]) -> list[ck.TopicPartition]:
         """Where the group resumes after ``through`` (each partition's last processed
         offset): the next offset, or further where the last fetch ended at exactly that
         offset and librdkafka already stands past the transaction markers that follow

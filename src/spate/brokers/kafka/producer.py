@@ -321,13 +321,9 @@ class KafkaTransactionalProducer(KafkaProducer, TransactionalProducer):
     async def _send_offsets(
         self, consumer: KafkaConsumer, offsets: Mapping[TopicPartition, int]
     ) -> None:
-        consumer.require_owned(offsets)
-        positions = consumer.resume_positions(offsets)
+        positions, group_metadata = await consumer.transaction_offsets(offsets)
         await asyncio.to_thread(
-            self._producer.send_offsets_to_transaction,
-            positions,
-            consumer.group_metadata(),
-            self._timeout_s,
+            self._producer.send_offsets_to_transaction, positions, group_metadata, self._timeout_s
         )
 
     async def abort_transaction(self) -> None:

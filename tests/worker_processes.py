@@ -289,7 +289,7 @@ async def read_all(url: str, topic: str, partitions: int) -> list[Record]:
         records: list[Record] = []
         for partition in range(partitions):
             async with broker.reader(topic, partition) as reader:
-                records.extend(await reader.read_to_end(60.0))
+                records.extend(await reader.read_to_end(60.0, settled=True))
         return records
 
 

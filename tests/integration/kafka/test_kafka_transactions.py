@@ -109,6 +109,32 @@ async def test_a_revocation_commits_the_open_transaction_from_inside_the_fetch(
     await plain.close()
 
 
+async def test_a_producer_fenced_by_its_transaction_timeout_recovers_at_the_next_transaction(
+    kafka_server: ServerProcess, name: str
+) -> None:
+    """A worker paused past ``transaction.timeout.ms``: the coordinator aborts its
+    transaction and bumps the producer's epoch, so its commit is fenced. The producer
+    must not stay fenced for ever: the next transaction starts on a new client, and
+    closing the fenced one does not fail on what it could never deliver."""
+    async with spate.connect(f"{kafka_server.url}?transaction.timeout.ms=1000") as broker:
+        assert isinstance(broker, KafkaBroker)
+        await broker.create_topic(name, 1)
+        producer = broker.producer(transactional_id=f"tx-{name}")
+        async with broker.consumer([name], name) as consumer:
+            await consumer.start()
+            await producer.begin_transaction()
+            producer.send(name, b"timed out")
+            await asyncio.sleep(3)  # the server aborts timed-out transactions every second
+            producer.send(name, b"after the timeout")
+            with pytest.raises(FencedError):
+                await producer.commit_transaction(consumer, {})
+            await producer.begin_transaction()
+            producer.send(name, b"next")
+            await producer.commit_transaction(consumer, {})
+        await producer.close()
+        assert [r.value for r in await read_committed(broker, name)] == [b"next"]
+
+
 async def test_a_restarted_producer_fences_its_zombie(kafka: KafkaBroker, name: str) -> None:
     """Same transactional.id: the new producer's init fences the old one, whose commit
     fails with FencedError and whose records never become visible."""

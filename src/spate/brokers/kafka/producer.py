@@ -269,6 +269,10 @@ class KafkaTransactionalProducer(KafkaProducer, TransactionalProducer):
     """``init_transactions`` succeeded before: a later failure is not a capability
     problem but a broker one."""
 
+    _fenced = False
+    """A commit was fenced: this client can do nothing more (librdkafka refuses every
+    call, and what it holds belongs to an aborted transaction)."""
+
     async def start(self) -> None:
         """Initialise transactions (transactional producers): the first time, this is
         the probe that the broker supports them; every time, it fences any older
@@ -295,6 +299,8 @@ class KafkaTransactionalProducer(KafkaProducer, TransactionalProducer):
 
     async def begin_transaction(self) -> None:
         self._require_open()
+        if self._fenced:
+            await self._recreate()
         if not self._started:
             await self.start()
         try:
@@ -342,11 +348,15 @@ class KafkaTransactionalProducer(KafkaProducer, TransactionalProducer):
         """Turn a failed commit into a clean state and a spate error, then raise it.
 
         Abortable errors abort (the caller replays from the last commit). Fencing means
-        a newer producer or group member owns the work: FencedError, and the producer
-        must not be recreated (that would fence the rightful owner in turn). Anything
-        else (a timeout, a lost connection, another fatal error) leaves the
-        transaction's outcome unknown and the protocol unusable, so the producer is
-        recreated; its ``init_transactions`` finishes or aborts the old transaction.
+        another producer or group member owns the work: FencedError. The fenced client
+        is replaced only at the next ``begin_transaction``, when this member owns
+        partitions again: the fence may be the coordinator's own, after the
+        transaction outlived ``transaction.timeout.ms`` (a paused worker), and the
+        group generation in every commit still fences a member that lost its
+        partitions (KIP-447). Anything else (a timeout, a lost connection, another
+        fatal error) leaves the transaction's outcome unknown and the protocol
+        unusable, so the producer is recreated; its ``init_transactions`` finishes or
+        aborts the old transaction.
         """
         error = error_of(exc)
         if error is not None and error.txn_requires_abort():
@@ -361,6 +371,7 @@ class KafkaTransactionalProducer(KafkaProducer, TransactionalProducer):
                 "replay from the last committed offsets"
             ) from exc
         if error is not None and is_fencing(error):
+            self._fenced = True
             raise to_spate_error(exc, context, FencedError) from exc
         await self._recreate()
         raise CommitError(
@@ -373,7 +384,19 @@ class KafkaTransactionalProducer(KafkaProducer, TransactionalProducer):
         (which waits for the broker if it is still unreachable)."""
         old = self._producer
         old.purge()
-        await asyncio.to_thread(old.flush, 0)
+        if not self._fenced:  # a fenced client raises even while serving the purge
+            await asyncio.to_thread(old.flush, 0)
         self._producer = create_client(ck.Producer, self._config)
         self._failures.clear()
         self._started = False
+        self._fenced = False
+
+    async def close(self) -> None:
+        """A fenced client has nothing it may deliver: it is released, not flushed."""
+        if self._fenced and not self._closed:
+            self._producer.purge()
+            self._closed = True
+            if self._owner is not None:
+                self._owner.forget(self)
+            return
+        await super().close()

@@ -56,7 +56,7 @@ def test_each_input_answered_exactly_once_through_three_kills(
 ) -> None:
     # 97: batches not a multiple of the partition count, so that a successor's
     # round-robin does not line up with the first publisher's by chance.
-    cluster = cluster_factory("exactly-once", delay_s=0.00005, batch=97)
+    cluster = cluster_factory("exactly-once", delay_s=0.0002, batch=97)
     cluster.produce(COUNT, keyed=keyed)
     cluster.start()
     cluster.start()
@@ -64,7 +64,7 @@ def test_each_input_answered_exactly_once_through_three_kills(
     print(f"kill schedule seed: {seed}")  # shown if the test fails
     rng = random.Random(seed)
     # Each kill waits for a random amount of progress, then a random fraction of a batch.
-    for low, high in ((0.1, 0.3), (0.35, 0.55), (0.6, 0.8)):
+    for low, high in ((0.1, 0.25), (0.3, 0.45), (0.5, 0.65)):
         target = int(COUNT * rng.uniform(low, high))
         wait_until(partial(committed_at_least, cluster, target), 30, f"{target} inputs committed")
         time.sleep(rng.uniform(0, 0.05))

@@ -174,3 +174,33 @@ def test_a_new_session_acts_on_time_at_once() -> None:
     app.stream(orders, group="g").window(tumbling(seconds=1)).aggregate(n=agg.count()).to(out)
     with TestApp(app, clock=ManualClock(start_ms=0), timeout_s=3) as t:
         t.advance(0)
+
+
+@pytest.mark.parametrize("window", [tumbling(seconds=10), hopping(seconds=10, every=10)])
+def test_aggregations_read_a_field_by_name_and_a_record_without_it_fails_alone(
+    window: Any,
+) -> None:
+    """``agg.sum("v")`` reads ``value["v"]``: inlined in the tumbling loop, and in the
+    updater the other shapes call; a record without the field fails on its own."""
+    app, orders, out = shop()
+    (
+        app.stream(orders, group="g", on_error="skip")
+        .window(window)
+        .aggregate(
+            total=agg.sum("v"),
+            top=agg.max("v"),
+            mean=agg.mean("v"),
+            first=agg.first("v"),
+            items=agg.collect("v"),
+        )
+        .to(out)
+    )
+    with TestApp(app, clock=ManualClock(start_ms=0)) as t:
+        for at_s, value in [(1, {"v": 3}), (2, {"w": 1}), (3, {"v": 5}), (11, {"v": 0})]:
+            t.send(orders, value, key="k", timestamp_ms=at_s * 1000)
+        t.run_until_idle()
+        outputs = t.outputs(out)
+    assert [
+        (o["start"], o["total"], o["top"], o["mean"], o["first"], o["items"]) for o in outputs
+    ] == [(0, 8, 5, 4.0, 3, [3, 5])]
+    assert app.stats["g"].errors == 1

@@ -16,7 +16,7 @@ Usage::
 
     from spate.streams import agg
     stream.window(tumbling(seconds=60)).aggregate(
-        orders=agg.count(), revenue=agg.sum(lambda o: o["amount"]),
+        orders=agg.count(), revenue=agg.sum("amount"), biggest=agg.max(lambda o: o["amount"]),
         basket=agg.reducer(initializer=set_list, add=add_item, merge=union),
     )
 """
@@ -24,14 +24,17 @@ Usage::
 from __future__ import annotations
 
 import linecache
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from spate.errors import ConfigError
 
-Field = Callable[[Any], Any]
-"""What an aggregation reads from a value (the value itself when omitted)."""
+Field = Callable[[Any], Any] | str
+"""What an aggregation reads from a value: a function of it, or the name of one of its
+fields (``"amount"`` is ``value["amount"]``, read without a call per record); the value
+itself when omitted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +49,11 @@ class Aggregator:
     """``merge(earlier, later)`` → one accumulator (session windows); None: cannot merge."""
     result: Callable[[Any], Any] | None = None
     """The output of an accumulator; None: the accumulator itself."""
-    fn: Field | None = None
+    fn: Callable[[Any], Any] | None = None
     """What is read from a value (None: the value itself)."""
+    field: str | None = None
+    """The value's field ``fn`` reads, when it was given by name: compiled updaters
+    read it with a subscript instead of calling ``fn``."""
     inline: str | None = None
     """The add as a statement on ``{acc}`` and ``{x}`` (the value read), for the compiled
     updater; None: a call to ``add``."""
@@ -56,13 +62,21 @@ class Aggregator:
     ``initializer()`` (the others share one fresh value)."""
 
 
-def _field(kind: str, fn: Field | None) -> Field | None:
+def _field(kind: str, fn: Field | None) -> Callable[[Any], Any] | None:
+    if isinstance(fn, str):
+        return operator.itemgetter(fn)
     if fn is not None and not callable(fn):
-        raise ConfigError(f"agg.{kind}({fn!r}) needs a function of the value, or nothing")
+        raise ConfigError(
+            f"agg.{kind}({fn!r}) needs a function of the value, a field name, or nothing"
+        )
     return fn
 
 
-def _pick(fn: Field | None) -> Field:
+def _named(fn: Field | None) -> str | None:
+    return fn if isinstance(fn, str) else None
+
+
+def _pick(fn: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
     return (lambda value: value) if fn is None else fn
 
 
@@ -75,19 +89,22 @@ def count() -> Aggregator:
 
 def sum(fn: Field | None = None) -> Aggregator:
     """The sum of ``fn(value)`` (of the values themselves without ``fn``)."""
-    get = _pick(_field("sum", fn))
+    read = _field("sum", fn)
+    get = _pick(read)
     return Aggregator(
         "sum",
         lambda: 0,
         lambda acc, value, ts: acc + get(value),
         lambda a, b: a + b,
-        fn=fn,
+        fn=read,
+        field=_named(fn),
         inline="{acc} += {x}",
     )
 
 
 def _extreme(kind: str, fn: Field | None, better: Callable[[Any, Any], bool]) -> Aggregator:
-    get = _pick(_field(kind, fn))
+    read = _field(kind, fn)
+    get = _pick(read)
 
     def add(acc: Any, value: Any, ts: int) -> Any:
         x = get(value)
@@ -98,7 +115,7 @@ def _extreme(kind: str, fn: Field | None, better: Callable[[Any, Any], bool]) ->
 
     op = "<" if kind == "min" else ">"
     inline = f"x = {{x}}\nif {{acc}} is None or x {op} {{acc}}:\n    {{acc}} = x"
-    return Aggregator(kind, lambda: None, add, merge, fn=fn, inline=inline)
+    return Aggregator(kind, lambda: None, add, merge, fn=read, field=_named(fn), inline=inline)
 
 
 def min(fn: Field | None = None) -> Aggregator:
@@ -113,14 +130,16 @@ def max(fn: Field | None = None) -> Aggregator:
 
 def mean(fn: Field | None = None) -> Aggregator:
     """The arithmetic mean of ``fn(value)`` (a float)."""
-    get = _pick(_field("mean", fn))
+    read = _field("mean", fn)
+    get = _pick(read)
     return Aggregator(
         "mean",
         lambda: (0, 0),
         lambda acc, value, ts: (acc[0] + get(value), acc[1] + 1),
         lambda a, b: (a[0] + b[0], a[1] + b[1]),
         lambda acc: acc[0] / acc[1] if acc[1] else None,
-        fn=fn,
+        fn=read,
+        field=_named(fn),
     )
 
 
@@ -128,14 +147,16 @@ def _at_time(kind: str, fn: Field | None, wins: Callable[[int, int], bool]) -> A
     """``fn(value)`` of one record, kept as (event time, value): a record replaces the
     kept one when ``wins(its time, kept time)``; merging keeps the later window's
     when it wins against the earlier one's."""
-    get = _pick(_field(kind, fn))
+    read = _field(kind, fn)
+    get = _pick(read)
     return Aggregator(
         kind,
         lambda: None,
         lambda acc, value, ts: (ts, get(value)) if acc is None or wins(ts, acc[0]) else acc,
         lambda a, b: b if a is None or (b is not None and wins(b[0], a[0])) else a,
         lambda acc: None if acc is None else acc[1],
-        fn=fn,
+        fn=read,
+        field=_named(fn),
     )
 
 
@@ -154,7 +175,8 @@ def last(fn: Field | None = None) -> Aggregator:
 def collect(fn: Field | None = None) -> Aggregator:
     """Every ``fn(value)``, in arrival order (merged sessions: the earlier one's first).
     They are kept in the store until the window closes: plain data only."""
-    get = _pick(_field("collect", fn))
+    read = _field("collect", fn)
+    get = _pick(read)
 
     def add(acc: list[Any], value: Any, ts: int) -> list[Any]:
         acc.append(get(value))
@@ -165,7 +187,8 @@ def collect(fn: Field | None = None) -> Aggregator:
         list,
         add,
         lambda a, b: a + b,
-        fn=fn,
+        fn=read,
+        field=_named(fn),
         inline="{acc}.append({x})",
         mutable=True,
     )
@@ -237,7 +260,9 @@ def update_code(aggregators: tuple[Aggregator, ...]) -> tuple[list[str], dict[st
             body = f"{acc} = add{i}({acc}, value, ts)"
         else:
             x = "value"
-            if aggregator.fn is not None:
+            if aggregator.field is not None:
+                x = f"value[{aggregator.field!r}]"
+            elif aggregator.fn is not None:
                 namespace[f"get{i}"] = aggregator.fn
                 x = f"get{i}(value)"
             body = aggregator.inline.format(acc=acc, x=x)

@@ -29,7 +29,8 @@ def kill_while_setting_aside(
     workers.env["W_FAIL_EVERY"] = str(fail_every)
     workers.env["W_RETRY_VIA"] = ",".join(str(delay) for delay in via)
     workers.produce(count)
-    workers.env["W_SUICIDE_AT_WRITE"] = "3"  # its third batch with dead letters or moves
+    # Its second checkpoint that sets records aside: the first has committed some.
+    workers.env["W_SUICIDE_AT_WRITE"] = "2"
     procs = [workers.start()]
     workers.env["W_SUICIDE_AT_WRITE"] = "-1"
     procs.append(workers.start())

@@ -13,8 +13,9 @@ With ``W_FAIL_EVERY=k`` in the environment the handler raises for every input wh
 ``n`` is a multiple of ``k`` and the processor sends those to its dead-letter topic
 ``<inputs>.dlq``; with ``W_RETRY_VIA=0.2,0.2`` too it retries them twice in place and
 then through retry topics with those delays first. ``W_SUICIDE_AT_WRITE=k`` SIGKILLs
-the worker right after the k-th batch that set records aside (dead letters, retry
-moves) sent them, before its commit: the window exactly-once must cover. With
+the worker right after the k-th checkpoint that set records aside (dead letters, retry
+moves: written once per checkpoint, which covers a commit interval's batches) sent
+them, before its commit: the window exactly-once must cover. With
 ``trace=True`` it first appends ``i`` to ``<pid>.trace`` with an unbuffered write, so a
 test can tell which inputs each worker ran (a SIGKILL loses none).
 """

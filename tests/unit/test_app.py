@@ -25,6 +25,8 @@ from spate.errors import (
     ProcessingError,
 )
 from spate.partitioner import Partitioner
+from spate.streams import agg, tumbling
+from spate.streams.windows import WindowOperator
 from spate.testing.app import TestApp
 from spate.topic import Topic
 
@@ -354,6 +356,43 @@ async def test_plain_functions_run_on_the_apps_user_thread_where_leases_use_the_
         await test.run_until_idle_async()
     assert seen
     assert all(name.startswith("spate-threads") for name in seen)
+
+
+@pytest.mark.parametrize(
+    ("revenue", "where"),
+    [(agg.sum("amount"), "loop"), (agg.sum(lambda o: o["amount"]), "user thread")],
+    ids=["by-name", "function"],
+)
+async def test_a_pipeline_without_user_code_runs_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch, revenue: Any, where: str
+) -> None:
+    """Windows with built-in aggregations and a sink are spate's own bounded work:
+    handing each batch to the user thread and back would cost more than it runs. A
+    function of the user's sends the batch to the thread again."""
+    seen: list[str] = []
+    run = WindowOperator.run
+
+    def noting(self: WindowOperator, batch: Any) -> Any:
+        seen.append(threading.current_thread().name)
+        return run(self, batch)
+
+    monkeypatch.setattr(WindowOperator, "run", noting)
+    app = App("threads", broker="memory://")
+    (
+        app.stream(app.topic("in"), group="g")
+        .window(tumbling(seconds=10))
+        .aggregate(n=agg.count(), revenue=revenue)
+        .to(app.topic("out"))
+    )
+    async with TestApp(app, clock=ManualClock(start_ms=0)) as test:
+        test.send("in", {"amount": 2}, key="k", timestamp_ms=1_000)
+        test.send("in", {"amount": 3}, key="k", timestamp_ms=11_000)
+        await test.run_until_idle_async()
+        outputs = await test.outputs_async("out")
+    assert [(o["n"], o["revenue"]) for o in outputs] == [(1, 2)]
+    assert seen
+    on_loop = {name == threading.main_thread().name for name in seen}
+    assert on_loop == {where == "loop"}
 
 
 def test_a_failure_to_close_does_not_hide_the_error_that_stopped_the_processor(

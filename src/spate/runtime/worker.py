@@ -10,7 +10,8 @@ Plain user functions run in the App's user thread (an executor passed in), one
 hand-off per batch, so a batch of blocking code never starves the event loop: lease
 heartbeats keep a slow processor's partitions, and other processors keep reading.
 On brokers that keep group membership themselves (Kafka) the lifecycle passes none
-and they run on the loop (see ``Lifecycle.user_thread``).
+and they run on the loop (see ``Lifecycle.user_thread``); so does a pipeline that
+calls no user function (``Stage.user_code``: windows with built-in aggregations, sinks).
 
 The worker is the consumer's :class:`~spate.brokers.base.RebalanceListener`; the
 callbacks run inside ``fetch``/``close``, between batches, so they never race with

@@ -61,6 +61,11 @@ class Aggregator:
     """The accumulator is changed in place: each window needs its own from
     ``initializer()`` (the others share one fresh value)."""
 
+    @property
+    def user_code(self) -> bool:
+        """It calls a function the user wrote: a reducer's, or ``fn`` not given by name."""
+        return self.kind == "reducer" or (self.fn is not None and self.field is None)
+
 
 def _field(kind: str, fn: Field | None) -> Callable[[Any], Any] | None:
     if isinstance(fn, str):

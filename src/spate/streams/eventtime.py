@@ -182,6 +182,9 @@ class EventTimeOperator(ABC, Generic[P]):
         self.fail = fail
         self.late = 0
         """Late records so far."""
+        self.user_code = True
+        """It calls the user's functions (see ``Stage.user_code``); an operator that
+        calls none of them says so."""
         self._late_message = (
             f"record for {closed} (grace {timing.grace_ms} ms): its event time is behind "
             "the watermark"

@@ -59,6 +59,11 @@ class Stage:
     ``tick(monotonic_s)`` returns items for the next stages, as ``run`` does."""
     late: Callable[[], int] | None = None
     """For event-time stages: how many late records they saw so far."""
+    user_code: bool = True
+    """The stage calls functions the user wrote, which may block (a slow service, a
+    sleep): with an executor it runs there, off the event loop. False for stages that
+    run spate's own code only (sinks, windows with built-in aggregations): bounded work
+    per record, cheaper on the loop than handed to a thread and back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,11 @@ class Pipeline:
     @property
     def is_async(self) -> bool:
         return any(stage.is_async for stage in self.stages)
+
+    @property
+    def user_code(self) -> bool:
+        """Some stage calls the user's functions (see :attr:`Stage.user_code`)."""
+        return any(stage.user_code for stage in self.stages)
 
     @property
     def stores(self) -> tuple[str, ...]:
@@ -119,10 +129,11 @@ class Pipeline:
 
         With an ``executor``, plain stages run there (one hand-off per batch for an
         all-plain pipeline), so a long batch of blocking user code leaves the event
-        loop free for heartbeats and other processors' I/O.
+        loop free for heartbeats and other processors' I/O. A pipeline with no user
+        code runs on the loop: handing it to a thread would cost more than it runs.
         """
         result: Any = batch
-        if executor is None:
+        if executor is None or not self.user_code:
             for stage in self.stages:
                 result = await stage.run(result) if stage.is_async else stage.run(result)
             return result  # type: ignore[no-any-return]
@@ -350,6 +361,7 @@ def event_time_stage(name: str, operator: EventTimeOperator[Any]) -> Stage:
         stores=(operator.store_name,),
         tick=operator.tick,
         late=lambda: operator.late,
+        user_code=operator.user_code,
     )
 
 

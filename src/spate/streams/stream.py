@@ -498,7 +498,8 @@ class Stream(Generic[T]):
                 stages.append(Stage("dedup", run, False, (store,)))
             elif op.kind == "to":
                 assert op.topic is not None
-                stages.append(Stage(f"to {op.topic.name}", to_stage(op.topic, fail), False))
+                sink = to_stage(op.topic, fail)
+                stages.append(Stage(f"to {op.topic.name}", sink, False, user_code=False))
             elif op.kind == "route":
                 stages.append(Stage("route", route_stage(op.routes, op.topic, fail), False))
             elif op.store:
@@ -513,7 +514,7 @@ class Stream(Generic[T]):
                 assert op.fn is not None
                 stages.append(operator_stage(op.kind, op.fn if wrap is None else wrap(op.fn), fail))
         if not self._ops or self._ops[-1].kind not in _TERMINALS:
-            stages.append(Stage("end", discard, False))
+            stages.append(Stage("end", discard, False, user_code=False))
         return Pipeline(tuple(stages), contexts, counts)
 
 

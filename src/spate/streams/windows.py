@@ -235,6 +235,9 @@ class WindowOperator(EventTimeOperator[_Partition]):
             spec.event_time, store_name, partitions, fail, f"a closed {spec.window} window"
         )
         self.spec = spec
+        self.user_code = spec.event_time.extract is not None or any(
+            a.user_code for a in spec.aggregators
+        )
         self._update = updater(spec.aggregators)
         self._fresh = initial(spec.aggregators)
         self._output = output(spec.names, spec.aggregators)

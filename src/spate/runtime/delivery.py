@@ -80,6 +80,12 @@ class Delivery(Protocol):
         """Make every finished batch durable now, and wait for it (idle, stop)."""
         ...
 
+    async def caught_up(self) -> None:
+        """The consumer has caught up (after a checkpoint): make the checkpoint durable
+        now, not overlapping a next batch that may be long in coming — its outputs
+        would wait for it, unflushed, and its offsets uncommitted."""
+        ...
+
     async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None: ...
 
     async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None: ...
@@ -169,6 +175,11 @@ class AtLeastOnce(Checkpoint[Producer]):
         await self._wait_settling()
         await self.checkpoint()
         await self._settle(wait=True)
+
+    async def caught_up(self) -> None:
+        """Flush and commit now, without waiting for the commit's answer."""
+        await self._wait_settling()
+        await self._settle(wait=False)
 
     async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
         return None
@@ -485,6 +496,9 @@ class ExactlyOnce(Checkpoint[TransactionalProducer]):
 
     async def settle(self) -> None:
         await self.checkpoint()  # the transaction's commit waits for the broker
+
+    async def caught_up(self) -> None:
+        return None  # the checkpoint's transaction committed already
 
     async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
         return None

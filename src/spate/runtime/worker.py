@@ -349,10 +349,16 @@ class Worker:
         outage = self._outage
         ticking, clock = pipeline.ticks, self.clock
         ticked_s = -math.inf  # a session acts on time once at its start
+        # After a full batch, the next fetch does not wait: if nothing came, the
+        # partitions were drained exactly, and their last batches settle at once rather
+        # than after an idle fetch's timeout (a batch that is not full settles itself).
+        full = False
         try:
             await consumer.start()
             while not stop.is_set():
-                records = await consumer.fetch(settings.batch_size, settings.fetch_timeout_s)
+                wait_s = 0.0 if full else settings.fetch_timeout_s
+                records = await consumer.fetch(settings.batch_size, wait_s)
+                full = len(records) == settings.batch_size
                 if not outage.available:
                     outage.recovered()
                     self.stats.connected = True
@@ -467,9 +473,12 @@ class Worker:
         through = {TopicPartition(topic, part): offset for (topic, part), offset in last.items()}
         await delivery.end_batch(outputs, through, records)
         now_s = self.clock.monotonic()
-        if len(records) < self.settings.batch_size or now_s >= self._checkpoint_due_s:
+        caught_up = len(records) < self.settings.batch_size
+        if caught_up or now_s >= self._checkpoint_due_s:
             self._checkpoint_due_s = now_s + self.settings.commit_interval_s
             await delivery.checkpoint()
+            if caught_up:
+                await delivery.caught_up()
         if pipeline.ticks:
             late = pipeline.late_records()
             self.stats.late_records += late - self._late_seen

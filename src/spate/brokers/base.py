@@ -26,7 +26,7 @@ import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self, overload
+from typing import Any, ClassVar, Literal, Protocol, Self, overload
 
 from spate.errors import CapabilityError, TopicNotFoundError
 from spate.record import Headers, Record, TopicPartition
@@ -274,10 +274,15 @@ class Consumer(AsyncResource):
     """Reads a group's share of some topics in batches."""
 
     group: str
+    fills_batches: ClassVar[bool] = False
+    """``fetch`` waits up to ``timeout_s`` for a full batch, not only for its first
+    record (Kafka's consume). A fetch that does not wait then returns part of a batch
+    even under load, so the runtime never polls such a consumer with ``timeout_s=0``."""
 
     @abc.abstractmethod
     async def fetch(self, max_records: int, timeout_s: float) -> list[Record]:
-        """Up to ``max_records`` records, waiting at most ``timeout_s`` for the first."""
+        """Up to ``max_records`` records, waiting at most ``timeout_s`` for the first
+        (for all of them where ``fills_batches``); ``timeout_s=0`` returns what is there."""
 
     @abc.abstractmethod
     async def commit(self, through: Mapping[TopicPartition, int], *, wait: bool = True) -> None:

@@ -352,11 +352,13 @@ class Worker:
         # After a full batch, the next fetch does not wait: if nothing came, the
         # partitions were drained exactly, and their last batches settle at once rather
         # than after an idle fetch's timeout (a batch that is not full settles itself).
+        # Not where a fetch waits to fill its batch: there it would halve the batches.
+        polls = not consumer.fills_batches
         full = False
         try:
             await consumer.start()
             while not stop.is_set():
-                wait_s = 0.0 if full else settings.fetch_timeout_s
+                wait_s = 0.0 if full and polls else settings.fetch_timeout_s
                 records = await consumer.fetch(settings.batch_size, wait_s)
                 full = len(records) == settings.batch_size
                 if not outage.available:

@@ -48,6 +48,8 @@ T = TypeVar("T")
 class KafkaConsumer(Consumer):
     """A member of a Kafka consumer group reading ``topics`` in batches."""
 
+    fills_batches = True
+
     def __init__(
         self,
         config: dict[str, Any],

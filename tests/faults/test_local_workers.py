@@ -215,7 +215,7 @@ def run_eight_inputs(cluster: Cluster, *args: str) -> str:
         finally:
             if parent.poll() is None:
                 parent.kill()
-    assert parent.returncode == 0
+    assert parent.returncode == 0, stderr.decode()
     return stderr.decode()
 
 
@@ -234,6 +234,25 @@ def test_spate_workers_in_the_environment_starts_that_many_workers(
     cluster.env["SPATE_WORKERS"] = "2"
     stderr = run_eight_inputs(cluster)
     assert "event=workers_started target=workerapp:app workers=2 " in stderr
+
+
+def test_a_sigterm_while_the_workers_start_is_a_clean_exit(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    """A worker still importing has no handler of its own yet, so the forwarded SIGTERM
+    ends it by itself: it had nothing to drain, and ``spate run`` exits 0."""
+    cluster = cluster_factory()
+    with cluster.spate_run("--workers", "2") as parent:
+        try:
+            assert parent.stderr is not None
+            first = parent.stderr.readline()  # the workers were just spawned
+            assert b"event=workers_started" in first, first
+            parent.send_signal(signal.SIGTERM)
+            _, stderr = parent.communicate(timeout=15)
+        finally:
+            if parent.poll() is None:
+                parent.kill()
+    assert parent.returncode == 0, (first + stderr).decode()
 
 
 def test_bytes_that_are_not_json_stop_spate_run_naming_the_record(

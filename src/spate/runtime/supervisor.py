@@ -6,7 +6,8 @@ reaches only the parent, which forwards one SIGTERM to each worker — a worker 
 two signals would force-exit instead of draining.
 
 * first SIGINT/SIGTERM to the parent: forward SIGTERM, wait for the workers to drain,
-  exit 0 if every worker did;
+  exit 0 if every worker did (one that the SIGTERM ended while it was still starting
+  had nothing to drain);
 * a second one: SIGKILL the workers and exit at once;
 * a worker that dies on its own is logged and not replaced: its partitions move to
   the others when its leases expire (or the broker's group protocol notices);
@@ -36,14 +37,10 @@ PARENT_CHECK_S = 0.5
 def run_workers(target: str, commands: Sequence[Sequence[str]]) -> int:
     """Start a worker process per command and supervise them; the exit code.
 
-    ``target`` names what the workers run, for the log."""
-    children = [subprocess.Popen(command, start_new_session=True) for command in commands]
-    log.info(
-        "event=workers_started target=%s workers=%d pids=%s",
-        target,
-        len(children),
-        ",".join(str(c.pid) for c in children),
-    )
+    ``target`` names what the workers run, for the log. The signal handlers come
+    first: a SIGTERM while the workers are being started must not end this process
+    by itself and leave them running."""
+    children: list[subprocess.Popen[bytes]] = []
     signals_seen = 0
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -61,6 +58,16 @@ def run_workers(target: str, commands: Sequence[Sequence[str]]) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        for command in commands:
+            if signals_seen:
+                break  # stopped while starting: start no more
+            children.append(subprocess.Popen(command, start_new_session=True))
+        log.info(
+            "event=workers_started target=%s workers=%d pids=%s",
+            target,
+            len(children),
+            ",".join(str(c.pid) for c in children),
+        )
         codes: dict[int, int] = {}
         while len(codes) < len(children):
             for child in children:
@@ -77,7 +84,10 @@ def run_workers(target: str, commands: Sequence[Sequence[str]]) -> int:
             signal.signal(signum, handler)
     if signals_seen > 1:
         return 128 + signal.SIGKILL
-    return 0 if all(code == 0 for code in codes.values()) else 1
+    # A worker the forwarded SIGTERM ended by itself was still starting (its Lifecycle
+    # installs the handler that drains before any processor runs): nothing to drain.
+    drained = (0, -signal.SIGTERM) if signals_seen else (0,)
+    return 0 if all(code in drained for code in codes.values()) else 1
 
 
 class ParentWatch:

@@ -22,7 +22,8 @@ def test_kill_9_neither_loses_nor_duplicates_a_dead_letter_under_exactly_once(
 ) -> None:
     workers = Workers(
         tmp_path,
-        f"local://{tmp_path / 'broker'}?lease_ttl_s=2",  # a killed worker's partitions move on sooner
+        # a 2 s lease ttl: a killed worker's partitions move on sooner than at 10 s
+        f"local://{tmp_path / 'broker'}?lease_ttl_s=2",
         app="dlq",
         partitions=2,
         guarantee="exactly-once",

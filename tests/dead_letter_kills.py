@@ -41,9 +41,11 @@ def kill_while_setting_aside(
         for _ in range(2):
             time.sleep(rng.uniform(0.4, 0.8))
             assert workers.committed() < count, "finished before the kills: make it slower"
-            victim = rng.choice(workers.live())
-            victim.kill()
-            victim.wait(5)
+            live = workers.live()  # none when the first died writing and the other was killed
+            if live:
+                victim = rng.choice(live)
+                victim.kill()
+                victim.wait(5)
             procs.append(workers.start())
         wait_until(lambda: workers.committed() == count, timeout_s, "every input committed", 0.5)
 
